@@ -1,0 +1,110 @@
+"""Batches: which windows go together, on which device, and how they become tensors.
+
+``SentenceBatchSampler`` replaces Lightning's ``DistributedSampler``, which pads the last shard with
+repeated samples and so skews validation metrics under DDP. Here every window appears exactly once
+per epoch across all ranks, and every rank gets the same number of batches (a rank that ran out
+early would leave the others waiting forever in DDP's collective calls).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+from nasty_lightning.encoding import IGNORE, Window
+from nasty_lightning.errors import UserError
+
+BUCKET_BATCHES = 50
+
+
+class SentenceBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` window indices for one rank.
+
+    With ``bucket``, windows of similar length share a batch so that little compute goes to padding:
+    the (shuffled) order is cut into chunks of ``BUCKET_BATCHES`` batches, each sorted by length, and
+    the batches are shuffled again. The order depends only on ``seed`` and the epoch.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        bucket: bool = True,
+    ) -> None:
+        if batch_size <= 0:
+            raise UserError(f"batch_size must be positive, got {batch_size}")
+        if len(lengths) < world_size:
+            raise UserError(f"{len(lengths)} sequences cannot be shared among {world_size} devices")
+        self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
+        self.rank, self.world_size, self.bucket = rank, world_size, bucket
+        self.epoch = 0
+        # Lightning calls ``batch_sampler.sampler.set_epoch(epoch)`` at the start of every epoch.
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches for the current epoch."""
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        if self.shuffle:
+            rng.shuffle(order)
+        if self.bucket:
+            chunk = self.batch_size * BUCKET_BATCHES if self.shuffle else len(order)
+            order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=self._key)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return _divisible(batches, self.world_size)[self.rank :: self.world_size]
+
+    def _key(self, i: int) -> int:
+        return self.lengths[i]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        n_batches = -(-len(self.lengths) // self.batch_size)
+        return -(-n_batches // self.world_size)
+
+
+def _divisible(batches: list[list[int]], world_size: int) -> list[list[int]]:
+    """Split the largest batches in two until the batch count is a multiple of ``world_size``."""
+    batches = list(batches)
+    while len(batches) % world_size:
+        largest = max(range(len(batches)), key=lambda b: len(batches[b]))
+        batch = batches[largest]
+        half = len(batch) // 2
+        batches[largest : largest + 1] = [batch[:half], batch[half:]]
+    return batches
+
+
+def collate(windows: list[Window], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label id."""
+    width = max(len(w.input_ids) for w in windows)
+    input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
+    labels = torch.full((len(windows), width), IGNORE, dtype=torch.long)
+    word_mask = torch.zeros((len(windows), width), dtype=torch.bool)
+    for row, w in enumerate(windows):
+        input_ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids)
+        attention_mask[row, : len(w.input_ids)] = 1
+        starts = torch.tensor(w.word_starts, dtype=torch.long)
+        word_mask[row, starts] = True
+        labels[row, starts] = torch.tensor(w.labels, dtype=torch.long)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "word_mask": word_mask,
+        "sentence": torch.tensor([w.sentence for w in windows]),
+        "first_word": torch.tensor([w.first_word for w in windows]),
+    }

@@ -1,0 +1,140 @@
+"""``nasty-train``: LightningCLI for the trainer verbs (fit, validate, test, predict).
+
+Every option comes from a typed signature (``TokenTagger``, ``TaggingDataModule``, the Trainer and the
+callbacks below), so YAML configs and command-line overrides share one schema and ``--help`` shows
+each option with its docstring.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from nasty_lightning.callbacks import ValidationSchedule
+from nasty_lightning.data import TaggingDataModule
+from nasty_lightning.errors import UserError
+from nasty_lightning.model import TokenTagger
+
+RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml")
+
+
+class NastyCLI(LightningCLI):
+    """LightningCLI with the label vocabulary linked from data to model, and one folder per run."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: start afresh in a --trainer.default_root_dir that already holds a run, deleting its "
+            "checkpoints and logs (without it, such a folder is refused unless resuming with --ckpt_path).",
+        )
+        parser.link_arguments("model.model_name", "data.model_name")
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)
+        parser.link_arguments("data.label_vocab", "model.labels", apply_on="instantiate")
+        parser.add_lightning_class_args(ValidationSchedule, "validation")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+            }
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "epoch_checkpoint")
+        parser.set_defaults(
+            {
+                "epoch_checkpoint.filename": "{epoch}",
+                "epoch_checkpoint.save_top_k": -1,
+                "epoch_checkpoint.every_n_epochs": 1,
+                "epoch_checkpoint.save_on_train_epoch_end": True,
+            }
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the model's hyperparameters and the label vocabulary from ``--ckpt_path``.
+
+        Lightning's version merges every saved model hyperparameter into the config; here the labels are
+        a link target owned by the data module, so they go to ``data.labels`` (and ``validate``/``test``/
+        ``predict`` need no training file).
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+            return
+        if not Path(ckpt_path).is_file():
+            raise UserError(f"checkpoint {ckpt_path} does not exist")
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        model = dict(ckpt.get("hyper_parameters", {}))
+        labels = model.pop("labels", None)
+        data_state = ckpt.get(TaggingDataModule.__qualname__, {})
+        update = {"model": model, "data": {"labels": labels, "label_column": data_state.get("label_column", "upos")}}
+        self.config = self.parser.parse_object({subcommand: update}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        root = Path(cfg.trainer.default_root_dir or os.getcwd())
+        for key in ("checkpoint", "epoch_checkpoint"):
+            if cfg[key].dirpath is None:
+                cfg[key].dirpath = str(root / "checkpoints")
+        if self.subcommand != "fit":
+            self.save_config_callback = None
+            return
+        if cfg.data.val_file is None:
+            raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
+        if cfg.trainer.logger in (None, True):
+            cfg.trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(root), "name": "", "version": ""},
+            }
+        if rank_zero_only.rank == 0:
+            _claim_run_folder(root, Path(cfg.checkpoint.dirpath), resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
+
+
+def _seed_or_zero(seed: int | bool | None) -> int:
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def _claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one, unless resuming it or told to overwrite it."""
+    old = [root / name for name in RUN_FILES if (root / name).exists()] + sorted(checkpoints.glob("*.ckpt"))
+    if not old or resume:
+        return
+    if not overwrite:
+        raise UserError(
+            f"{root} already holds a run ({old[0]}); resume it with --ckpt_path last, replace it with "
+            "--overwrite true, or choose another --trainer.default_root_dir"
+        )
+    for path in old:
+        path.unlink()
+
+
+def run(args: list[str] | None = None) -> None:
+    """Run the LightningCLI on ``args`` (the command line when ``None``)."""
+    NastyCLI(
+        TokenTagger,
+        TaggingDataModule,
+        args=args,
+        seed_everything_default=42,
+        trainer_defaults={"max_epochs": 3, "default_root_dir": "runs/default", "use_distributed_sampler": False},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``nasty-train``; problems with input or options end with one line and exit status 2."""
+    try:
+        run(args)
+    except UserError as err:
+        print(f"nasty-train: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,189 @@
+"""The data module: CoNLL-U files in, batches of subword windows out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from nasty_lightning.batching import SentenceBatchSampler, collate
+from nasty_lightning.encoding import IGNORE, Window, encode, load_tokenizer
+from nasty_lightning.errors import DataError, UserError
+from nasty_lightning.fetch import fetch_treebank_file
+from nasty_lightning.reading import Sentence, read_sentences
+
+
+class TaggingDataModule(L.LightningDataModule):
+    """Reads CoNLL-U (or IOB2) files, builds the label vocabulary and serves subword batches."""
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        label_column: str = "upos",
+        batch_size: int = 16,
+        max_length: int = 512,
+        bucket: bool = True,
+        num_workers: int = 0,
+        treebank: str | None = None,
+        labels: list[str] | None = None,
+        model_name: str = "minilm",
+        seed: int = 42,
+    ) -> None:
+        """
+        Args:
+            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``.
+            val_file: Validation file, scored after every epoch; the guide's ``--validation``.
+            test_file: Test file, used by ``nasty-train test``.
+            predict_file: File to tag with ``nasty-train predict``.
+            label_column: Column to predict: upos, xpos, deprel, feats, ... (``ner`` for IOB2 files).
+            batch_size: Sentences (windows of long sentences) per batch; per device under DDP.
+            max_length: Most subwords in one sequence, special tokens included; longer sentences are
+                split into several windows at word boundaries, never truncated.
+            bucket: Group sentences of similar length into batches, to spend little compute on padding.
+            num_workers: DataLoader worker processes.
+            treebank: UD treebank repository (``UD_English-EWT``) from which missing data files are
+                downloaded; without it, missing files are an error.
+            labels: Label vocabulary; taken from the training file when it is not given (and from the
+                checkpoint with ``--ckpt_path``).
+            model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
+            seed: Seed of the batch order (linked from ``--seed_everything``).
+        """
+        super().__init__()
+        if batch_size <= 0:
+            raise UserError(f"--data.batch_size must be positive, got {batch_size}")
+        self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
+        self._sentences: dict[str, list[Sentence]] = {}
+        if labels is not None:
+            self.label_vocab = list(labels)
+        elif train_file is not None:
+            self.ensure_file(train_file)
+            vocab = {label for s in self.sentences(train_file) for label in s.labels(label_column) if label is not None}
+            if not vocab:
+                raise DataError(train_file, 1, f"no word has a value in the column {label_column!r}")
+            self.label_vocab = sorted(vocab)
+        else:
+            raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
+        self.label_ids = {label: i for i, label in enumerate(self.label_vocab)}
+        self.datasets: dict[str, list[Window]] = {}
+        self.tokenizer = None
+
+    @property
+    def unknown_label(self) -> int:
+        """The id that stands for labels missing from the vocabulary: never predicted, always wrong."""
+        return len(self.label_vocab)
+
+    def ensure_file(self, path: str) -> None:
+        if Path(path).is_file():
+            return
+        if self.hparams.treebank is None:
+            raise UserError(
+                f"{path} does not exist; put the file there, set --data.treebank to download it, "
+                "or point --data.train_file / --data.val_file / --data.test_file at your copy"
+            )
+        fetch_treebank_file(self.hparams.treebank, path)
+
+    def sentences(self, path: str) -> list[Sentence]:
+        if path not in self._sentences:
+            self._sentences[path] = read_sentences(path)
+        return self._sentences[path]
+
+    def prepare_data(self) -> None:
+        for path in self._files():
+            self.ensure_file(path)
+
+    def _files(self) -> list[str]:
+        h = self.hparams
+        return [p for p in (h.train_file, h.val_file, h.test_file, h.predict_file) if p is not None]
+
+    def setup(self, stage: str) -> None:
+        h = self.hparams
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(h.model_name)
+        splits = {
+            "fit": {"train": h.train_file, "val": h.val_file},
+            "validate": {"val": h.val_file},
+            "test": {"test": h.test_file},
+            "predict": {"predict": h.predict_file},
+        }[stage]
+        for split, path in splits.items():
+            if path is None:
+                if split == "val" and stage == "fit":
+                    continue
+                raise UserError(f"--data.{split}_file is needed for {stage}")
+            if split not in self.datasets:
+                self.datasets[split] = self._encode(path, labelled=split != "predict")
+
+    def _encode(self, path: str, labelled: bool) -> list[Window]:
+        sentences = self.sentences(path)
+        labels = None
+        if labelled:
+            labels, unknown = [], Counter()
+            for s in sentences:
+                ids = []
+                for label in s.labels(self.hparams.label_column):
+                    if label is None:
+                        ids.append(IGNORE)
+                    elif label in self.label_ids:
+                        ids.append(self.label_ids[label])
+                    else:
+                        unknown[label] += 1
+                        ids.append(self.unknown_label)
+                labels.append(ids)
+            if unknown:
+                rank_zero_warn(
+                    f"{path}: {sum(unknown.values())} words carry labels not seen in training "
+                    f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
+                )
+        windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
+        n_long = len({w.sentence for w in windows if w.first_word > 0})
+        if n_long:
+            rank_zero_info(
+                f"{path}: {n_long} sentences longer than max_length={self.hparams.max_length} subwords "
+                "were split into windows (every word is still labelled)"
+            )
+        return windows
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        windows = self.datasets[split]
+        trainer = self.trainer
+        sampler = SentenceBatchSampler(
+            [len(w.input_ids) for w in windows],
+            self.hparams.batch_size,
+            shuffle=shuffle,
+            seed=self.hparams.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            bucket=self.hparams.bucket,
+        )
+        return DataLoader(
+            windows,
+            batch_sampler=sampler,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", shuffle=False) if "val" in self.datasets else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to encode new data: the labels, the column and the window size."""
+        h = self.hparams
+        return {"labels": self.label_vocab, "label_column": h.label_column, "max_length": h.max_length}

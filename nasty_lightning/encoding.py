@@ -1,0 +1,115 @@
+"""Subword encoding of pre-split words: first-subword labels, and windows for long sentences.
+
+Every word gets exactly one label position: the first subword of the word. A word for which the
+tokenizer yields no subword at all (a zero-width or control character) is given the unknown token,
+so it still has a position. A sentence with more subwords than ``max_length`` allows is cut at
+word boundaries into several windows, each encoded as its own sequence, so no word is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from nasty_lightning.errors import UserError
+from nasty_lightning.presets import PRESETS, resolve_model_name
+
+IGNORE = -100
+
+
+@dataclass
+class Window:
+    """One encoded sequence: a whole sentence, or a run of its words when the sentence is too long."""
+
+    input_ids: list[int]
+    word_starts: list[int]
+    labels: list[int]
+    sentence: int
+    first_word: int
+
+
+def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of a preset, hub id or local directory, ready for pre-split words.
+
+    ``add_prefix_space=True`` is what byte-level BPE tokenizers (RoBERTa) need for pre-split input;
+    without it they encode every word as if it were glued to the previous one. Tokenizers that do
+    not use the option ignore it, and :func:`check_pretokenized` verifies the result.
+    """
+    path = resolve_model_name(model_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"cannot load the tokenizer of model {model_name!r} ({str(err).splitlines()[0]}); "
+            f"give a Hugging Face hub id, a local model directory, or a preset: minilm, {', '.join(PRESETS)}"
+        ) from None
+    check_pretokenized(tokenizer, model_name)
+    return tokenizer
+
+
+def check_pretokenized(tokenizer: PreTrainedTokenizerBase, model_name: str) -> None:
+    """Fail unless the tokenizer encodes a pre-split word as it encodes the same word in running text."""
+    if not tokenizer.is_fast:
+        raise UserError(f"model {model_name!r} has no fast tokenizer, which word alignment needs")
+    text = tokenizer("hello world", add_special_tokens=False)
+    split = tokenizer(["hello", "world"], is_split_into_words=True, add_special_tokens=False)
+    in_text = [i for i, w in zip(text["input_ids"], text.word_ids()) if w == 1]
+    in_split = [i for i, w in zip(split["input_ids"], split.word_ids()) if w == 1]
+    if in_text != in_split:
+        raise UserError(
+            f"the tokenizer of {model_name!r} encodes pre-split words differently from running text "
+            f"({tokenizer.convert_ids_to_tokens(in_split)} vs {tokenizer.convert_ids_to_tokens(in_text)}); "
+            "byte-level BPE tokenizers must be loaded with add_prefix_space=True"
+        )
+
+
+def encode(
+    sentences: list[list[str]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    labels: list[list[int]] | None = None,
+) -> list[Window]:
+    """Encode sentences of words into windows of at most ``max_length`` subwords, specials included.
+
+    ``labels`` holds one label id per word (``IGNORE`` where there is none); without it every word
+    is unlabelled. Raises ``UserError`` when a single word has more subwords than a window holds.
+    """
+    prefix, suffix = special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    batch = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False) if sentences else None
+    windows = []
+    for s, words in enumerate(sentences):
+        pieces: list[list[int]] = [[] for _ in words]
+        for token_id, w in zip(batch["input_ids"][s], batch.word_ids(s)):
+            pieces[w].append(token_id)
+        word_labels = labels[s] if labels is not None else [IGNORE] * len(words)
+        start, ids, starts = 0, [], []
+        for w, word_pieces in enumerate(pieces):
+            word_pieces = word_pieces or [tokenizer.unk_token_id]
+            if len(word_pieces) > budget:
+                raise UserError(
+                    f"the word {words[w]!r} has {len(word_pieces)} subwords, more than max_length={max_length} "
+                    "leaves room for; raise max_length"
+                )
+            if len(ids) + len(word_pieces) > budget:
+                windows.append(Window(prefix + ids + suffix, _shift(starts, prefix), word_labels[start:w], s, start))
+                start, ids, starts = w, [], []
+            starts.append(len(ids))
+            ids.extend(word_pieces)
+        windows.append(Window(prefix + ids + suffix, _shift(starts, prefix), word_labels[start:], s, start))
+    return windows
+
+
+def _shift(starts: list[int], prefix: list[int]) -> list[int]:
+    return [len(prefix) + i for i in starts]
+
+
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after one sequence (``[CLS]``, ``[SEP]``)."""
+    content = tokenizer(["hello"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    full = tokenizer(["hello"], is_split_into_words=True)["input_ids"]
+    for start in range(len(full) - len(content) + 1):
+        if full[start : start + len(content)] == content:
+            return full[:start], full[start + len(content) :]
+    raise UserError("cannot tell where the tokenizer puts its special tokens")

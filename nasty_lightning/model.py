@@ -1,0 +1,136 @@
+"""The Lightning module: a Hugging Face token-classification encoder, its loss, metrics and optimiser."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
+
+from nasty_lightning.encoding import IGNORE
+from nasty_lightning.errors import UserError
+from nasty_lightning.presets import PRESETS, resolve_model_name
+
+
+class TokenTagger(L.LightningModule):
+    """Fine-tunes a pretrained encoder to give every word one label (its first subword's prediction)."""
+
+    def __init__(
+        self,
+        model_name: str = "minilm",
+        labels: list[str] | None = None,
+        learning_rate: float = 3e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        trust_remote_code: bool = False,
+    ) -> None:
+        """
+        Args:
+            model_name: Pretrained encoder: a preset (minilm, roberta_base, bert_base_cased, distilbert_base,
+                xlm_roberta_base, bert_base_multilingual_cased), a Hugging Face hub id or a local directory;
+                the guide's ``--model``.
+            labels: Tag names, in id order (linked from the data module's label vocabulary).
+            learning_rate: Peak AdamW learning rate; the guide's ``--learning-rate``.
+            weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
+            warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
+                from 0, before it decays linearly to 0.
+            trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author.
+        """
+        super().__init__()
+        if not labels:
+            raise UserError("the model needs a label vocabulary (from --data.train_file or a checkpoint)")
+        self.save_hyperparameters()
+        try:
+            self.model = AutoModelForTokenClassification.from_pretrained(
+                resolve_model_name(model_name),
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+                trust_remote_code=trust_remote_code,
+            )
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"cannot load model {model_name!r} ({str(err).splitlines()[0]}); give a Hugging Face hub id, "
+                f"a local model directory, or a preset: minilm, {', '.join(PRESETS)}"
+            ) from None
+        self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        # One extra class stands for labels never seen in training: never predicted, so always wrong.
+        classes = len(labels) + 1
+        self.train_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
+        self.val_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
+        self.test_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self._tokenizer_files: dict[str, bytes] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.hparams.labels
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean loss over the batch's labelled words, their count, predictions and targets."""
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        targets = batch["labels"]
+        loss_targets = targets.masked_fill(targets == len(self.labels), IGNORE)
+        n_words = (loss_targets != IGNORE).sum()
+        loss_sum = F.cross_entropy(logits.flatten(0, 1), loss_targets.flatten(), ignore_index=IGNORE, reduction="sum")
+        return loss_sum / n_words.clamp(min=1), n_words, logits.argmax(-1), targets
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, preds, targets = self._step(batch)
+        self.train_acc(preds, targets)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", self.train_acc, prog_bar=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_acc, "test")
+
+    def _evaluate(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, prefix: str) -> None:
+        loss, n_words, preds, targets = self._step(batch)
+        # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
+        loss_metric.update(loss, weight=n_words)
+        acc_metric.update(preds, targets)
+        self.log(f"{prefix}_loss", loss_metric, prog_bar=True)
+        self.log(f"{prefix}_acc", acc_metric, prog_bar=True)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
+        """Tags of each window's words, with the sentence and the first word they belong to."""
+        preds = self(batch["input_ids"], batch["attention_mask"]).argmax(-1)
+        return [
+            {"sentence": int(s), "first_word": int(f), "tags": [self.labels[i] for i in row[mask].tolist()]}
+            for s, f, row, mask in zip(batch["sentence"], batch["first_word"], preds, batch["word_mask"])
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        no_decay = [p for p in self.parameters() if p.ndim < 2]  # biases and LayerNorm weights
+        decay = [p for p in self.parameters() if p.ndim >= 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.learning_rate,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the encoder's config and tokenizer files in the checkpoint, so it loads without the hub."""
+        checkpoint["hf_config"] = self.model.config.to_dict()
+        if self._tokenizer_files is None:
+            tokenizer = self.trainer.datamodule.tokenizer
+            with tempfile.TemporaryDirectory() as tmp:
+                tokenizer.save_pretrained(tmp)
+                self._tokenizer_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+        checkpoint["tokenizer_files"] = self._tokenizer_files
