@@ -40,7 +40,9 @@ class NastyCLI(LightningCLI):
         parser.link_arguments("data.label_vocab", "model.labels", apply_on="instantiate")
         parser.add_lightning_class_args(ValidationSchedule, "validation")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3})
+        parser.set_defaults(
+            {"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3}
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -75,7 +77,7 @@ class NastyCLI(LightningCLI):
         if not Path(ckpt_path).is_file():
             raise UserError(f"checkpoint {ckpt_path} does not exist")
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        model = dict(ckpt.get("hyper_parameters", {}))
+        model = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
         labels = model.pop("labels", None)
         data_state = ckpt.get(TaggingDataModule.__qualname__, {})
         update = {"model": model, "data": {"labels": labels, "label_column": data_state.get("label_column", "upos")}}
@@ -87,8 +89,10 @@ class NastyCLI(LightningCLI):
         for key in ("checkpoint", "epoch_checkpoint"):
             if cfg[key].dirpath is None:
                 cfg[key].dirpath = str(root / "checkpoints")
-        if self.subcommand != "fit":
+        if self.subcommand != "fit":  # results are printed; the run folder's logs stay those of fit
             self.save_config_callback = None
+            if cfg.trainer.logger is None:
+                cfg.trainer.logger = False
             return
         if cfg.data.val_file is None:
             raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
@@ -98,7 +102,9 @@ class NastyCLI(LightningCLI):
                 "init_args": {"save_dir": str(root), "name": "", "version": ""},
             }
         if rank_zero_only.rank == 0:
-            _claim_run_folder(root, Path(cfg.checkpoint.dirpath), resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
+            _claim_run_folder(
+                root, Path(cfg.checkpoint.dirpath), resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite
+            )
 
 
 def _seed_or_zero(seed: int | bool | None) -> int:
@@ -128,6 +134,8 @@ def run(args: list[str] | None = None) -> None:
         seed_everything_default=42,
         trainer_defaults={"max_epochs": 3, "default_root_dir": "runs/default", "use_distributed_sampler": False},
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"prog": "nasty-train"},  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
     )
 
 

@@ -107,6 +107,9 @@ class TaggingDataModule(L.LightningDataModule):
         h = self.hparams
         if self.tokenizer is None:
             self.tokenizer = load_tokenizer(h.model_name)
+            limit = self.tokenizer.model_max_length
+            if limit < 1_000_000 and h.max_length > limit:  # tokenizers without a limit say 1e30
+                raise UserError(f"--data.max_length {h.max_length} exceeds the {limit} positions of {h.model_name!r}")
         splits = {
             "fit": {"train": h.train_file, "val": h.val_file},
             "validate": {"val": h.val_file},

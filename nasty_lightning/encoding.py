@@ -54,8 +54,8 @@ def check_pretokenized(tokenizer: PreTrainedTokenizerBase, model_name: str) -> N
         raise UserError(f"model {model_name!r} has no fast tokenizer, which word alignment needs")
     text = tokenizer("hello world", add_special_tokens=False)
     split = tokenizer(["hello", "world"], is_split_into_words=True, add_special_tokens=False)
-    in_text = [i for i, w in zip(text["input_ids"], text.word_ids()) if w == 1]
-    in_split = [i for i, w in zip(split["input_ids"], split.word_ids()) if w == 1]
+    in_text = [i for i, w in zip(text["input_ids"], text.word_ids(), strict=True) if w == 1]
+    in_split = [i for i, w in zip(split["input_ids"], split.word_ids(), strict=True) if w == 1]
     if in_text != in_split:
         raise UserError(
             f"the tokenizer of {model_name!r} encodes pre-split words differently from running text "
@@ -81,7 +81,7 @@ def encode(
     windows = []
     for s, words in enumerate(sentences):
         pieces: list[list[int]] = [[] for _ in words]
-        for token_id, w in zip(batch["input_ids"][s], batch.word_ids(s)):
+        for token_id, w in zip(batch["input_ids"][s], batch.word_ids(s), strict=True):
             pieces[w].append(token_id)
         word_labels = labels[s] if labels is not None else [IGNORE] * len(words)
         start, ids, starts = 0, [], []

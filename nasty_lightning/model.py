@@ -111,7 +111,7 @@ class TokenTagger(L.LightningModule):
         preds = self(batch["input_ids"], batch["attention_mask"]).argmax(-1)
         return [
             {"sentence": int(s), "first_word": int(f), "tags": [self.labels[i] for i in row[mask].tolist()]}
-            for s, f, row, mask in zip(batch["sentence"], batch["first_word"], preds, batch["word_mask"])
+            for s, f, row, mask in zip(batch["sentence"], batch["first_word"], preds, batch["word_mask"], strict=True)
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:

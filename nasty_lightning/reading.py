@@ -60,7 +60,7 @@ def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> l
             if line.startswith("#"):
                 metadata.update(parse_comment_line(line))
                 continue
-            token = Token(zip(fields, line.split("\t")))
+            token = Token(zip(fields, line.split("\t"), strict=True))
             token["id"] = parse_id_value(token["id"])
             tokens.append(token)
             if isinstance(token["id"], int):

@@ -61,7 +61,11 @@ def build_roberta(path: Path, vocab_size: int = 300) -> Path:
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in json.loads(spec)["model"]["merges"]]
     tokenizer = RobertaTokenizer(vocab=tok.get_vocab(), merges=merges)
     config = RobertaConfig(
-        vocab_size=len(tok.get_vocab()), max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        vocab_size=len(tok.get_vocab()),
+        max_position_embeddings=66,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
         **SIZE,
     )
     return _save(path, RobertaForMaskedLM(config), tokenizer)

@@ -31,7 +31,9 @@ def write_conllu(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
         lines.append(f"# sent_id = s{i}")
         lines.append("# text = " + " ".join(w for w, _ in sentence))
         for j, (word, tag) in enumerate(sentence, start=1):
-            lines.append(f"{j}\t{word}\t{word.lower()}\t{tag}\t_\t_\t{0 if j == 1 else 1}\t{'root' if j == 1 else 'dep'}\t_\t_")
+            lines.append(
+                f"{j}\t{word}\t{word.lower()}\t{tag}\t_\t_\t{0 if j == 1 else 1}\t{'root' if j == 1 else 'dep'}\t_\t_"
+            )
         lines.append("")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

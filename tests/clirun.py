@@ -1,0 +1,29 @@
+"""Running ``nasty-train`` in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
+
+
+def nasty_train(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [NASTY_TRAIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+def metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def printed_metric(output: str, name: str) -> float:
+    """A value from the results table that ``validate``/``test`` print."""
+    return float(re.search(rf"{name}\s*[│|]\s*([0-9.]+)", output).group(1))

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny offline models and a toy treebank."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import build_bert, build_roberta, build_xlmr  # noqa: E402
+from toy_data import toy_sentences, write_conllu  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> Path:
+    return build_roberta(tmp_path_factory.mktemp("roberta"))
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory) -> Path:
+    return build_xlmr(tmp_path_factory.mktemp("xlmr"))
+
+
+@pytest.fixture(scope="session")
+def toy_treebank(tmp_path_factory) -> dict[str, Path]:
+    """Train (64 sentences) and dev (17: not a multiple of any batch size used) files."""
+    root = tmp_path_factory.mktemp("toy")
+    return {
+        "train": write_conllu(root / "train.conllu", toy_sentences(64, seed=0)),
+        "dev": write_conllu(root / "dev.conllu", toy_sentences(17, seed=1)),
+    }

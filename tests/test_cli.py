@@ -1,0 +1,181 @@
+"""``nasty-train fit`` / ``test`` end to end on a toy treebank with a tiny random BERT."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from clirun import metrics, nasty_train, printed_metric
+
+from nasty_lightning.cli import main
+from nasty_lightning.model import TokenTagger
+
+TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """In-process runs pass their own arguments; pytest's would only trigger Lightning's warning."""
+    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+
+
+def fit_args(model, data, root, *extra) -> list[str]:
+    return [
+        str(a)
+        for a in (
+            "fit",
+            "--model.model_name",
+            model,
+            "--data.train_file",
+            data["train"],
+            "--data.val_file",
+            data["dev"],
+            "--model.learning_rate",
+            "1e-3",
+            "--data.batch_size",
+            "8",
+            "--trainer.max_epochs",
+            "4",
+            "--validation.every_n_steps",
+            "5",
+            "--trainer.default_root_dir",
+            root,
+            "--trainer.enable_progress_bar",
+            "false",
+            *extra,
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_bert, toy_treebank, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    result = nasty_train(*fit_args(tiny_bert, toy_treebank, root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result
+
+
+def test_fit_learns_and_reports_each_epoch(fitted):
+    root, result = fitted
+    lines = [line for line in result.stdout.splitlines() if " completed. validation_loss: " in line]
+    assert [line.split()[1] for line in lines] == ["1", "2", "3", "4"]
+    rows = [r for r in metrics(root) if r["val_acc"]]
+    assert len(rows) == 4 + 6  # after every epoch (8 steps), and at steps 5, 10, ..., 30 in between
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+    assert float(rows[-1]["val_acc"]) > float(rows[0]["val_acc"]) + 0.2
+    epoch_rows = [r for r in metrics(root) if r.get("train_acc_epoch")]
+    assert float(epoch_rows[-1]["train_acc_epoch"]) > float(epoch_rows[0]["train_acc_epoch"])
+
+
+def test_checkpoints_exist_and_reload(fitted, toy_treebank):
+    root, _ = fitted
+    ckpts = root / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "best.ckpt",
+        "epoch=0.ckpt",
+        "epoch=1.ckpt",
+        "epoch=2.ckpt",
+        "epoch=3.ckpt",
+        "last.ckpt",
+    ]
+    best_score = max(float(r["val_acc"]) for r in metrics(root) if r["val_acc"])
+    for path in ckpts.iterdir():
+        model = TokenTagger.load_from_checkpoint(path, map_location="cpu")
+        assert model.labels == TAGS and model.model.config.id2label[3] == "NOUN"
+    raw = torch.load(ckpts / "best.ckpt", weights_only=True)
+    assert {"tokenizer.json", "tokenizer_config.json"} <= set(raw["tokenizer_files"])
+    assert raw["TaggingDataModule"]["labels"] == TAGS and raw["hf_config"]["model_type"] == "bert"
+    monitor = next(v for k, v in raw["callbacks"].items() if k.startswith("ModelCheckpoint") and "'val_acc'" in k)
+    assert float(monitor["best_model_score"]) == pytest.approx(best_score)
+    assert (root / "config.yaml").is_file()
+
+
+def test_test_from_checkpoint_needs_no_training_file(fitted, toy_treebank, tmp_path):
+    root, _ = fitted
+    raw = torch.load(root / "checkpoints" / "best.ckpt", weights_only=True)
+    best = next(v for k, v in raw["callbacks"].items() if k.startswith("ModelCheckpoint") and "'val_acc'" in k)[
+        "best_model_score"
+    ]
+    result = nasty_train(
+        "test",
+        "--ckpt_path",
+        root / "checkpoints" / "best.ckpt",
+        "--data.test_file",
+        toy_treebank["dev"],
+        "--trainer.default_root_dir",
+        tmp_path,
+        "--trainer.enable_progress_bar",
+        "false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the test file is the validation file, so the score equals the best validation score
+    assert printed_metric(result.stdout, "test_acc") == pytest.approx(float(best), abs=1e-6)
+
+
+def test_command_line_overrides_change_the_run(tiny_bert, toy_treebank, tmp_path):
+    overrides = ("--trainer.max_epochs", "2", "--data.batch_size", "16", "--validation.every_n_steps", "1000")
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, *overrides))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch=*")) == ["epoch=0.ckpt", "epoch=1.ckpt"]
+    assert max(int(r["step"]) for r in metrics(tmp_path)) == 2 * 64 // 16 - 1
+    # every_n_steps beyond an epoch is no error, and validation still runs after each epoch
+    assert len([r for r in metrics(tmp_path) if r["val_acc"]]) == 2
+    assert "batch_size: 16" in (tmp_path / "config.yaml").read_text()
+
+
+def test_run_folder_is_not_overwritten_silently(fitted, tiny_bert, toy_treebank, tmp_path):
+    root, _ = fitted
+    before = (root / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    result = nasty_train(*fit_args(tiny_bert, toy_treebank, root))
+    assert result.returncode == 2
+    assert "already holds a run" in result.stderr and "--ckpt_path last" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (root / "checkpoints" / "best.ckpt").stat().st_mtime_ns == before
+
+
+def test_overwrite_replaces_the_run(tiny_bert, toy_treebank, tmp_path):
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "2"))
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1", "--overwrite", "true"))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch=*")) == ["epoch=0.ckpt"]
+
+
+def test_resume_from_last(tiny_bert, toy_treebank, tmp_path):
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1"))
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert (tmp_path / "checkpoints" / "epoch=1.ckpt").is_file()
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 2 * 8
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--data.val_file", "null"), "fit needs --data.val_file"),
+        (("--model.model_name", "no_such_model"), "preset: minilm, roberta_base, bert_base_cased"),
+        (("--data.train_file", "missing.conllu"), "missing.conllu does not exist"),
+        (("--data.batch_size", "0"), "batch_size must be positive"),
+    ],
+)
+def test_bad_options_give_one_line_and_status_2(tiny_bert, toy_treebank, tmp_path, capsys, change, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args(tiny_bert, toy_treebank, tmp_path, *change))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasty-train: error: ") and message in err and "Traceback" not in err
+
+
+def test_help_documents_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # help lines wrap with the terminal width
+    for text in (
+        "--data.max_length",
+        "split into several windows",
+        "--model.learning_rate",
+        "--validation.every_n_steps",
+        "--early_stopping.patience",
+        "--overwrite",
+        "--trainer.devices",
+        "--data.label_column",
+    ):
+        assert text in out, text

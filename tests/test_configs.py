@@ -1,0 +1,33 @@
+"""Every YAML file in configs/ parses against the CLI's schema (nothing is downloaded or built)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasty_lightning.cli import main
+from nasty_lightning.presets import PRESETS
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs_for_every_preset():
+    names = {yaml.safe_load(p.read_text())["model"]["model_name"] for p in CONFIGS}
+    assert names == set(PRESETS) | {"minilm"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(config, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+    assert config.read_text().startswith(f"# nasty-train fit --config configs/{config.name}\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(config), "--data.batch_size", "7", "--print_config"])
+    assert exit_.value.code == 0
+    parsed = yaml.safe_load(capsys.readouterr().out)
+    written = yaml.safe_load(config.read_text())
+    assert parsed["model"]["model_name"] == written["model"]["model_name"]
+    assert parsed["data"]["batch_size"] == 7  # a command-line override wins over the file
+    assert parsed["trainer"]["max_epochs"] == 3 and parsed["validation"]["every_n_steps"] == 500
