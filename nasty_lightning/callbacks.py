@@ -1,8 +1,14 @@
-"""Callbacks: when to validate, and the per-epoch summary line."""
+"""Callbacks: when to validate, the per-epoch summary line, and the record of a run."""
 
 from __future__ import annotations
 
+import os
+import platform
+import time
+from typing import Any
+
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
@@ -54,3 +60,59 @@ class ValidationSchedule(Callback):
             trainer.progress_bar_callback.print(line)  # above the bar, without breaking it
         else:
             print(line, flush=True)
+
+
+class RunRecord(Callback):
+    """Keeps what a model card reports, in every checkpoint: the command, the training time (summed over
+    resumptions), the hardware and the library versions."""
+
+    def __init__(self, command: str = "") -> None:
+        self.command = command
+        self.train_seconds = 0.0
+        self._started: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train_seconds = self._elapsed()
+        self._started = None
+
+    def _elapsed(self) -> float:
+        return self.train_seconds + (time.monotonic() - self._started if self._started is not None else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "train_seconds": self._elapsed(),
+            "hardware": hardware(),
+            "versions": versions(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_seconds = state_dict["train_seconds"]
+        self.command = self.command or state_dict["command"]
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return (
+        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    )
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import transformers
+
+    import nasty_lightning
+
+    found = {
+        "nasty-lightning": nasty_lightning.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "lightning": lightning.__version__,
+    }
+    return {name: str(version) for name, version in found.items()}  # plain str: checkpoints load weights_only

@@ -1,31 +1,47 @@
-"""``nasty-train``: LightningCLI for the trainer verbs (fit, validate, test, predict).
+"""``nasty-train``: LightningCLI for the trainer verbs (fit, validate, test, predict), and jsonargparse
+for the commands that work on exported models (eval, tag, export).
 
-Every option comes from a typed signature (``TokenTagger``, ``TaggingDataModule``, the Trainer and the
-callbacks below), so YAML configs and command-line overrides share one schema and ``--help`` shows
-each option with its docstring.
+Every option comes from a typed signature (``TokenTagger``, ``TaggingDataModule``, the Trainer, the
+callbacks below, ``evaluate``, ``tag``, ``export``), so YAML configs and command-line overrides share
+one schema and ``--help`` shows each option with its docstring.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
+from jsonargparse import auto_cli
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from nasty_lightning.callbacks import ValidationSchedule
+from nasty_lightning.callbacks import RunRecord, ValidationSchedule
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
+from nasty_lightning.evaluate import evaluate
+from nasty_lightning.export import export, export_checkpoint
 from nasty_lightning.model import TokenTagger
+from nasty_lightning.tagging import tag
 
 RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml")
+COMMANDS = {"eval": evaluate, "tag": tag, "export": export}
+DESCRIPTION = (
+    "Fine-tune transformer encoders on CoNLL-U files. Trainer commands: fit, validate, test, predict. "
+    "Commands on exported models: nasty-train eval|tag|export --help."
+)
 
 
 class NastyCLI(LightningCLI):
     """LightningCLI with the label vocabulary linked from data to model, and one folder per run."""
+
+    def __init__(self, *args: Any, command: str = "", **kwargs: Any) -> None:
+        self.command = command
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -106,6 +122,26 @@ class NastyCLI(LightningCLI):
                 root, Path(cfg.checkpoint.dirpath), resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite
             )
 
+    def instantiate_trainer(self, **kwargs: Any):
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(RunRecord(self.command))
+        return trainer
+
+    def after_fit(self) -> None:
+        """Score the best checkpoint on the test file, if there is one, and export it to RUN/model."""
+        best = self._get(self.config_init, "checkpoint").best_model_path
+        if not best:
+            return
+        summary: dict[str, Any] = {
+            "epochs_run": self.trainer.current_epoch,
+            "stopped_early": self._get(self.config_init, "early_stopping").stopped_epoch > 0,
+        }
+        if self.datamodule.hparams.test_file:
+            [summary["test"]] = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        if self.trainer.is_global_zero:
+            out = export_checkpoint(best, Path(self.trainer.default_root_dir) / "model", summary)
+            print(f"Exported the best checkpoint to {out}", flush=True)
+
 
 def _seed_or_zero(seed: int | bool | None) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
@@ -131,18 +167,27 @@ def run(args: list[str] | None = None) -> None:
         TokenTagger,
         TaggingDataModule,
         args=args,
+        command=shlex.join(["nasty-train", *(sys.argv[1:] if args is None else args)]),
         seed_everything_default=42,
         trainer_defaults={"max_epochs": 3, "default_root_dir": "runs/default", "use_distributed_sampler": False},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"prog": "nasty-train"},  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
+        parser_kwargs={
+            "prog": "nasty-train",
+            "description": DESCRIPTION,
+        },  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
     )
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``nasty-train``; problems with input or options end with one line and exit status 2."""
+    argv = sys.argv[1:] if args is None else args
     try:
-        run(args)
+        if argv and argv[0] in COMMANDS:
+            name = argv[0]
+            auto_cli(COMMANDS[name], args=argv[1:], as_positional=False, prog=f"nasty-train {name}")
+        else:
+            run(args)
     except UserError as err:
         print(f"nasty-train: error: {err}", file=sys.stderr)
         sys.exit(2)

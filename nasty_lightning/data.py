@@ -73,6 +73,7 @@ class TaggingDataModule(L.LightningDataModule):
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
         self.label_ids = {label: i for i, label in enumerate(self.label_vocab)}
         self.datasets: dict[str, list[Window]] = {}
+        self.file_stats: dict[str, dict[str, int]] = {}
         self.tokenizer = None
 
     @property
@@ -146,6 +147,7 @@ class TaggingDataModule(L.LightningDataModule):
                     f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
                 )
         windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
+        self.file_stats[path] = {"sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
         n_long = len({w.sentence for w in windows if w.first_word > 0})
         if n_long:
             rank_zero_info(
@@ -187,6 +189,11 @@ class TaggingDataModule(L.LightningDataModule):
         return self._loader("predict", shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint needs to encode new data: the labels, the column and the window size."""
+        """What a checkpoint needs to encode new data (labels, column, window size), and the data's size."""
         h = self.hparams
-        return {"labels": self.label_vocab, "label_column": h.label_column, "max_length": h.max_length}
+        return {
+            "labels": self.label_vocab,
+            "label_column": h.label_column,
+            "max_length": h.max_length,
+            "files": self.file_stats,
+        }

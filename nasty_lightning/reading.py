@@ -71,7 +71,7 @@ def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> l
     return sentences
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+def read_lines(path: str) -> Iterator[tuple[int, str]]:
     """Decoded lines without line ends; a BOM and CRLF line ends are accepted."""
     try:
         data = Path(path).read_bytes()
@@ -91,7 +91,7 @@ def _blocks(path: str, n_fields: int) -> Iterator[tuple[int, list[tuple[int, str
     """Sentence blocks as (first line number, [(line number, line)]), each checked line by line."""
     block: list[tuple[int, str]] = []
     expected = 1
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         if not line.strip():
             if block:
                 _check_has_words(path, block)

@@ -1,0 +1,81 @@
+"""``nasty-train tag``: fill the predicted column of a CoNLL-U file, or tag plain text.
+
+CoNLL-U input is rewritten line by line: only the predicted column of syntactic-word lines changes;
+comments, multiword-token lines, empty nodes, other columns and trailing spaces are kept byte for
+byte (the ``conllu`` package's serializer would drop comments and strip spaces). Output is UTF-8
+with LF line ends, without a BOM, whatever the input had.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nasty_lightning.errors import UserError
+from nasty_lightning.inference import Tagger, word_spans
+from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, fields_for, read_lines, read_sentences
+
+TEXT_SUFFIXES = {".txt", ".text"}
+
+
+def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 32) -> None:
+    """Tag a file with an exported model.
+
+    CoNLL-U (or ``.iob2``) input comes back with the model's column filled in and every other byte kept.
+    Plain text (``.txt``, or standard input) has one sentence or paragraph per line; it is split into
+    words (punctuation and English clitics such as n't and 's become words of their own, as in UD)
+    and written as CoNLL-U.
+
+    Args:
+        model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
+        input: File to tag; ``-`` reads plain text from standard input.
+        output: File to write; ``-`` writes to standard output.
+        batch_size: Sentences per forward pass.
+    """
+    tagger = Tagger.load(model_dir, batch_size=batch_size)
+    if input == "-" or Path(input).suffix.lower() in TEXT_SUFFIXES:
+        text_lines = sys.stdin.read().splitlines() if input == "-" else [line for _, line in read_lines(input)]
+        result = tag_text(tagger, text_lines)
+    else:
+        result = tag_conllu(tagger, input)
+    if output == "-":
+        sys.stdout.write(result)
+    else:
+        Path(output).write_text(result, encoding="utf-8", newline="\n")
+
+
+def tag_conllu(tagger: Tagger, path: str) -> str:
+    """The file's text with the predicted column of every syntactic word replaced."""
+    fields = fields_for(path)
+    if tagger.label_column not in fields:
+        raise UserError(f"{path} has no {tagger.label_column!r} column for the model's tags")
+    column = fields.index(tagger.label_column)
+    sentences = read_sentences(path)
+    lines = [line for _, line in read_lines(path)]
+    predicted = tagger.predict([s.words for s in sentences], progress=True)
+    for sentence, tags in zip(sentences, predicted, strict=True):
+        for number, tag_ in zip(sentence.word_lines, tags, strict=True):
+            columns = lines[number - 1].split("\t")
+            columns[column] = tag_
+            lines[number - 1] = "\t".join(columns)
+    return "\n".join(lines)
+
+
+def tag_text(tagger: Tagger, text_lines: list[str]) -> str:
+    """CoNLL-U for plain text, one sentence per non-empty line, with ``SpaceAfter=No`` where it applies."""
+    fields = CONLLU_FIELDS if tagger.label_column in CONLLU_FIELDS else IOB2_FIELDS
+    units = [line.strip() for line in text_lines if line.strip()]
+    spans = [word_spans(unit) for unit in units]
+    predicted = tagger.predict([[w for w, _, _ in s] for s in spans], progress=True)
+    out = []
+    for number, (unit, unit_spans, tags) in enumerate(zip(units, spans, predicted, strict=True), start=1):
+        out += [f"# sent_id = {number}", f"# text = {unit}"]
+        for i, ((word, _, end), tag_) in enumerate(zip(unit_spans, tags, strict=True), start=1):
+            row = dict.fromkeys(fields, "_")
+            row.update(id=str(i), form=word)
+            row[tagger.label_column] = tag_
+            if "misc" in row and end < len(unit) and not unit[end].isspace():
+                row["misc"] = "SpaceAfter=No"
+            out.append("\t".join(row[f] for f in fields))
+        out.append("")
+    return "\n".join(out) + "\n" if out else ""
