@@ -68,8 +68,10 @@ class RunRecord(Callback):
 
     def __init__(self, command: str = "") -> None:
         self.command = command
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # fit time from the first step, validation included
+        self.validation_seconds = 0.0  # of which validation
         self._started: float | None = None
+        self._validating: float | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.monotonic()
@@ -78,6 +80,15 @@ class RunRecord(Callback):
         self.train_seconds = self._elapsed()
         self._started = None
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._started is not None:  # not the sanity check before training
+            self._validating = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._validating is not None:
+            self.validation_seconds += time.monotonic() - self._validating
+            self._validating = None
+
     def _elapsed(self) -> float:
         return self.train_seconds + (time.monotonic() - self._started if self._started is not None else 0.0)
 
@@ -85,12 +96,14 @@ class RunRecord(Callback):
         return {
             "command": self.command,
             "train_seconds": self._elapsed(),
+            "validation_seconds": self.validation_seconds,
             "hardware": hardware(),
             "versions": versions(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_seconds = state_dict["train_seconds"]
+        self.validation_seconds = state_dict.get("validation_seconds", 0.0)
         self.command = self.command or state_dict["command"]
 
 

@@ -124,7 +124,7 @@ class NastyCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks.append(RunRecord(self.command))
+        trainer.callbacks.insert(0, RunRecord(self.command))  # before checkpoints, which save its state
         return trainer
 
     def after_fit(self) -> None:
@@ -171,11 +171,8 @@ def run(args: list[str] | None = None) -> None:
         seed_everything_default=42,
         trainer_defaults={"max_epochs": 3, "default_root_dir": "runs/default", "use_distributed_sampler": False},
         save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={
-            "prog": "nasty-train",
-            "description": DESCRIPTION,
-        },  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
+        auto_configure_optimizers=False,  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
+        parser_kwargs={"prog": "nasty-train", "description": DESCRIPTION},
     )
 
 

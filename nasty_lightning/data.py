@@ -12,10 +12,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from nasty_lightning.batching import SentenceBatchSampler, collate
+from nasty_lightning.cache import cache_key, load_windows, save_windows
 from nasty_lightning.encoding import IGNORE, Window, encode, load_tokenizer
-from nasty_lightning.errors import DataError, UserError
+from nasty_lightning.errors import UserError
 from nasty_lightning.fetch import fetch_treebank_file
-from nasty_lightning.reading import Sentence, read_sentences
+from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
 
 class TaggingDataModule(L.LightningDataModule):
@@ -33,6 +34,7 @@ class TaggingDataModule(L.LightningDataModule):
         bucket: bool = True,
         num_workers: int = 0,
         treebank: str | None = None,
+        cache_dir: str | None = "~/.cache/nasty_lightning",
         labels: list[str] | None = None,
         model_name: str = "minilm",
         seed: int = 42,
@@ -51,6 +53,8 @@ class TaggingDataModule(L.LightningDataModule):
             num_workers: DataLoader worker processes.
             treebank: UD treebank repository (``UD_English-EWT``) from which missing data files are
                 downloaded; without it, missing files are an error.
+            cache_dir: Where encoded files are kept, keyed by file content, tokenizer and max_length, so that
+                later runs skip tokenization; ``null`` turns the cache off.
             labels: Label vocabulary; taken from the training file when it is not given (and from the
                 checkpoint with ``--ckpt_path``).
             model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
@@ -65,10 +69,9 @@ class TaggingDataModule(L.LightningDataModule):
             self.label_vocab = list(labels)
         elif train_file is not None:
             self.ensure_file(train_file)
-            vocab = {label for s in self.sentences(train_file) for label in s.labels(label_column) if label is not None}
-            if not vocab:
-                raise DataError(train_file, 1, f"no word has a value in the column {label_column!r}")
-            self.label_vocab = sorted(vocab)
+            sentences = self.sentences(train_file)
+            check_labels(train_file, sentences, label_column)
+            self.label_vocab = sorted({label for s in sentences for label in s.labels(label_column)})
         else:
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
         self.label_ids = {label: i for i, label in enumerate(self.label_vocab)}
@@ -97,20 +100,30 @@ class TaggingDataModule(L.LightningDataModule):
         return self._sentences[path]
 
     def prepare_data(self) -> None:
-        for path in self._files():
-            self.ensure_file(path)
-
-    def _files(self) -> list[str]:
+        """Download missing files and fill the encoding cache (on one process per machine)."""
         h = self.hparams
-        return [p for p in (h.train_file, h.val_file, h.test_file, h.predict_file) if p is not None]
+        for path, labelled in ((h.train_file, True), (h.val_file, True), (h.test_file, True), (h.predict_file, False)):
+            if path is None:
+                continue
+            self.ensure_file(path)
+            if h.cache_dir is not None:
+                self._load_tokenizer()
+                cache = self._cache_file(path, labelled)
+                if not cache.is_file():
+                    save_windows(cache, *self._encode(path, labelled))
+
+    def _load_tokenizer(self) -> None:
+        if self.tokenizer is not None:
+            return
+        h = self.hparams
+        self.tokenizer = load_tokenizer(h.model_name)
+        limit = self.tokenizer.model_max_length
+        if limit < 1_000_000 and h.max_length > limit:  # tokenizers without a limit say 1e30
+            raise UserError(f"--data.max_length {h.max_length} exceeds the {limit} positions of {h.model_name!r}")
 
     def setup(self, stage: str) -> None:
         h = self.hparams
-        if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(h.model_name)
-            limit = self.tokenizer.model_max_length
-            if limit < 1_000_000 and h.max_length > limit:  # tokenizers without a limit say 1e30
-                raise UserError(f"--data.max_length {h.max_length} exceeds the {limit} positions of {h.model_name!r}")
+        self._load_tokenizer()
         splits = {
             "fit": {"train": h.train_file, "val": h.val_file},
             "validate": {"val": h.val_file},
@@ -123,13 +136,45 @@ class TaggingDataModule(L.LightningDataModule):
                     continue
                 raise UserError(f"--data.{split}_file is needed for {stage}")
             if split not in self.datasets:
-                self.datasets[split] = self._encode(path, labelled=split != "predict")
+                self.datasets[split] = self._dataset(path, labelled=split != "predict")
 
-    def _encode(self, path: str, labelled: bool) -> list[Window]:
+    def _dataset(self, path: str, labelled: bool) -> list[Window]:
+        """The encoded windows of a file: from the cache when it has them, else encoded (and cached)."""
+        cache = self._cache_file(path, labelled)
+        if cache is not None and cache.is_file():
+            windows, info = load_windows(cache)
+        else:
+            windows, info = self._encode(path, labelled)
+            if cache is not None:
+                save_windows(cache, windows, info)
+        self.file_stats[path] = {"sentences": info["sentences"], "words": info["words"]}
+        unknown = info["unknown_labels"]
+        if unknown:
+            rank_zero_warn(
+                f"{path}: {sum(unknown.values())} words carry labels not seen in training "
+                f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
+            )
+        n_long = len({w.sentence for w in windows if w.first_word > 0})
+        if n_long:
+            rank_zero_info(
+                f"{path}: {n_long} sentences longer than max_length={self.hparams.max_length} subwords "
+                "were split into windows (every word is still labelled)"
+            )
+        return windows
+
+    def _cache_file(self, path: str, labelled: bool) -> Path | None:
+        h = self.hparams
+        if h.cache_dir is None:
+            return None
+        key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab if labelled else None, h.label_column)
+        return Path(h.cache_dir).expanduser() / f"{Path(path).stem}-{key}.pt"
+
+    def _encode(self, path: str, labelled: bool) -> tuple[list[Window], dict[str, Any]]:
         sentences = self.sentences(path)
-        labels = None
+        labels, unknown = None, Counter()
         if labelled:
-            labels, unknown = [], Counter()
+            check_labels(path, sentences, self.hparams.label_column)
+            labels = []
             for s in sentences:
                 ids = []
                 for label in s.labels(self.hparams.label_column):
@@ -141,20 +186,13 @@ class TaggingDataModule(L.LightningDataModule):
                         unknown[label] += 1
                         ids.append(self.unknown_label)
                 labels.append(ids)
-            if unknown:
-                rank_zero_warn(
-                    f"{path}: {sum(unknown.values())} words carry labels not seen in training "
-                    f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
-                )
         windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
-        self.file_stats[path] = {"sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
-        n_long = len({w.sentence for w in windows if w.first_word > 0})
-        if n_long:
-            rank_zero_info(
-                f"{path}: {n_long} sentences longer than max_length={self.hparams.max_length} subwords "
-                "were split into windows (every word is still labelled)"
-            )
-        return windows
+        info = {
+            "sentences": len(sentences),
+            "words": sum(len(s.words) for s in sentences),
+            "unknown_labels": dict(unknown),
+        }
+        return windows, info
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         windows = self.datasets[split]
@@ -168,10 +206,14 @@ class TaggingDataModule(L.LightningDataModule):
             world_size=trainer.world_size if trainer else 1,
             bucket=self.hparams.bucket,
         )
+        loss_norm = None
+        if shuffle:  # training: the mean number of labelled words per batch, over all ranks
+            words = sum(label != IGNORE for w in windows for label in w.labels)
+            loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
         return DataLoader(
             windows,
             batch_sampler=sampler,
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, loss_norm=loss_norm),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

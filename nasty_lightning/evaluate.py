@@ -47,7 +47,7 @@ def evaluate(
     test_file: str,
     output_json: str | None = None,
     confusion_png: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = 64,
 ) -> dict[str, Any]:
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
 

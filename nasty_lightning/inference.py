@@ -43,10 +43,10 @@ class Tagger:
     labels: list[str]
     label_column: str
     max_length: int
-    batch_size: int = 32
+    batch_size: int = 64
 
     @classmethod
-    def load(cls, model_dir: str | Path, batch_size: int = 32) -> Tagger:
+    def load(cls, model_dir: str | Path, batch_size: int = 64) -> Tagger:
         """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``)."""
         model_dir = Path(model_dir)
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]

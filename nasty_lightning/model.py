@@ -77,20 +77,21 @@ class TokenTagger(L.LightningModule):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean loss over the batch's labelled words, their count, predictions and targets."""
+        """Summed loss over the batch's labelled words, their count, predictions and targets."""
         logits = self(batch["input_ids"], batch["attention_mask"])
         targets = batch["labels"]
         loss_targets = targets.masked_fill(targets == len(self.labels), IGNORE)
         n_words = (loss_targets != IGNORE).sum()
         loss_sum = F.cross_entropy(logits.flatten(0, 1), loss_targets.flatten(), ignore_index=IGNORE, reduction="sum")
-        return loss_sum / n_words.clamp(min=1), n_words, logits.argmax(-1), targets
+        return loss_sum, n_words, logits.argmax(-1), targets
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, preds, targets = self._step(batch)
+        loss_sum, n_words, preds, targets = self._step(batch)
         self.train_acc(preds, targets)
-        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_loss", loss_sum / n_words.clamp(min=1), prog_bar=True)  # the mean, to read
         self.log("train_acc", self.train_acc, prog_bar=True, on_epoch=True)
-        return loss
+        # what is optimised: every word weighs the same, however many words the batch holds
+        return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_loss, self.val_acc, "val")
@@ -99,9 +100,9 @@ class TokenTagger(L.LightningModule):
         self._evaluate(batch, self.test_loss, self.test_acc, "test")
 
     def _evaluate(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, prefix: str) -> None:
-        loss, n_words, preds, targets = self._step(batch)
+        loss_sum, n_words, preds, targets = self._step(batch)
         # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
-        loss_metric.update(loss, weight=n_words)
+        loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
         acc_metric.update(preds, targets)
         self.log(f"{prefix}_loss", loss_metric, prog_bar=True)
         self.log(f"{prefix}_acc", acc_metric, prog_bar=True)

@@ -1,9 +1,9 @@
 """``nasty-train tag``: fill the predicted column of a CoNLL-U file, or tag plain text.
 
 CoNLL-U input is rewritten line by line: only the predicted column of syntactic-word lines changes;
-comments, multiword-token lines, empty nodes, other columns and trailing spaces are kept byte for
-byte (the ``conllu`` package's serializer would drop comments and strip spaces). Output is UTF-8
-with LF line ends, without a BOM, whatever the input had.
+comments, multiword-token lines, empty nodes, other columns and trailing spaces (which the reader
+accepts in MISC only) are kept byte for byte (the ``conllu`` package's serializer would drop
+comments and strip spaces). Output is UTF-8 with LF line ends, without a BOM, whatever the input had.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, fields_for, read
 TEXT_SUFFIXES = {".txt", ".text"}
 
 
-def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 32) -> None:
+def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 64) -> None:
     """Tag a file with an exported model.
 
     CoNLL-U (or ``.iob2``) input comes back with the model's column filled in and every other byte kept.

@@ -15,6 +15,15 @@ from toy_data import toy_sentences, write_conllu  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory):
+    """A HOME of the suite's own, so the default encoding cache (~/.cache) of in-process and subprocess
+    runs stays out of the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_bert(tmp_path_factory.mktemp("bert"))

@@ -57,3 +57,5 @@ def test_collate_places_labels_on_word_starts():
     assert batch["labels"].tolist() == [[IGNORE, 4, IGNORE, IGNORE, IGNORE], [IGNORE, 1, IGNORE, IGNORE, IGNORE]]
     assert batch["word_mask"].tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
     assert torch.equal(batch["sentence"], torch.tensor([0, 1]))
+    assert "loss_norm" not in batch
+    assert float(collate([Window([2, 5, 3], [1], [1], 1, 0)], pad_id=0, loss_norm=12.5)["loss_norm"]) == 12.5

@@ -66,7 +66,7 @@ def test_forms_with_double_spaces_stay_whole(tmp_path):
     [
         ("1\tx\tx\tX\t_\t_\t0\troot\t_\n\n", 1, "expected 10 tab-separated columns, found 9"),
         ("1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n3\ty\ty\tX\t_\t_\t1\tdep\t_\t_\n\n", 2, "word ID 3 out of sequence"),
-        ("1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n\n", 2, "word ID 1 out of sequence"),
+        ("1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n\n", 2, "duplicate word ID 1"),
         (
             "1\tx\tx\tX\t_\t_\t0\troot\t_\t_\n# c\n2\ty\ty\tX\t_\t_\t1\tdep\t_\t_\n\n",
             2,

@@ -1,0 +1,304 @@
+"""Training and tagging speed of nasty-train against plain Hugging Face, on the same machine and data.
+
+    python scripts/benchmark.py compare --train_file ../shared/data/ud/en_ewt/en_ewt-ud-train.conllu \\
+        --dev_file ../shared/data/ud/en_ewt/en_ewt-ud-dev.conllu --subset 2000 --seeds 1
+
+Fine-tunes the same model on the same first ``subset`` training sentences with (a) the
+``transformers`` token-classification recipe (``Trainer`` with its defaults, random batches padded to
+the longest sentence, first-subword labels, as ``run_ner.py``) and (b) ``nasty-train fit``, then tags
+the dev file with (a) ``pipeline("token-classification")`` at its default batch size on pre-split words
+and (b) our ``Tagger``, both with the model (b) trained. Each run is a fresh process with the same
+thread count; words are real words (padding excluded). Prints one table and the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jsonargparse import auto_cli
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _first_sentences(source: str, target: Path, n: int) -> Path:
+    blocks = [b for b in Path(source).read_text(encoding="utf-8").split("\n\n") if b.strip()][:n]
+    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+    return target
+
+
+def _report(**values) -> None:
+    print("RESULT " + json.dumps({**values, "peak_rss_mb": _peak_rss_mb()}), flush=True)
+
+
+def trainer_fit(
+    train_file: str, dev_file: str, model: str, epochs: int, batch_size: int, learning_rate: float, seed: int
+) -> None:
+    """(a) The transformers recipe: Trainer defaults, random batches, first-subword labels."""
+    import numpy as np
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from nasty_lightning.presets import resolve_model_name
+    from nasty_lightning.reading import read_sentences
+
+    train, dev = read_sentences(train_file), read_sentences(dev_file)
+    labels = sorted({t for s in train for t in s.labels("upos") if t})
+    label_ids = {t: i for i, t in enumerate(labels)}
+    path = resolve_model_name(model)
+    tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+
+    def encode(sentences):
+        rows = []
+        for s in sentences:
+            enc = tokenizer(s.words, is_split_into_words=True, truncation=True, max_length=512)
+            word_ids, previous, row_labels = enc.word_ids(), None, []
+            for w in word_ids:
+                tag = s.labels("upos")[w] if w is not None else None
+                row_labels.append(label_ids.get(tag, -100) if w is not None and w != previous else -100)
+                previous = w
+            rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": row_labels})
+        return rows
+
+    train_rows, dev_rows = encode(train), encode(dev)
+    model_ = AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
+    )
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size,
+            learning_rate=learning_rate,
+            num_train_epochs=epochs,
+            seed=seed,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            train_sampling_strategy="random",  # the default; transformers 4 called it group_by_length=False
+        )
+        trainer = Trainer(
+            model=model_,
+            args=args,
+            train_dataset=train_rows,
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+        )
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        predictions = trainer.predict(dev_rows)
+    gold = np.concatenate([np.array(r["labels"]) for r in dev_rows])
+    logits = np.concatenate([p[: len(r["labels"])] for p, r in zip(predictions.predictions, dev_rows, strict=True)])
+    mask = gold != -100
+    accuracy = float((logits.argmax(-1)[mask] == gold[mask]).mean())
+    words = sum(len(s.words) for s in train) * epochs
+    _report(words=words, seconds=seconds, accuracy=accuracy)
+
+
+def ours_fit(
+    train_file: str,
+    dev_file: str,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    run_dir: str,
+) -> None:
+    """(b) nasty-train fit with the same settings; training time excludes the validation passes."""
+    import torch
+
+    from nasty_lightning.cli import main
+    from nasty_lightning.reading import read_sentences
+
+    sys.argv = ["nasty-train"]
+    main(
+        [
+            "fit",
+            "--model.model_name",
+            model,
+            "--data.train_file",
+            train_file,
+            "--data.val_file",
+            dev_file,
+            "--trainer.max_epochs",
+            str(epochs),
+            "--data.batch_size",
+            str(batch_size),
+            "--model.learning_rate",
+            str(learning_rate),
+            "--seed_everything",
+            str(seed),
+            "--validation.every_n_steps",
+            "0",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            run_dir,
+        ]
+    )
+    ckpt = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    record = next(v for k, v in ckpt["callbacks"].items() if k.startswith("RunRecord"))
+    monitor = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and "'val_acc'" in k)
+    words = sum(len(s.words) for s in read_sentences(train_file)) * epochs
+    seconds = record["train_seconds"] - record["validation_seconds"]
+    _report(words=words, seconds=seconds, accuracy=float(monitor["current_score"]))
+
+
+def pipeline_tag(model_dir: str, dev_file: str) -> None:
+    """(a) pipeline("token-classification") at its default batch size, on pre-split words."""
+    from transformers import AutoTokenizer, pipeline
+
+    from nasty_lightning.reading import read_sentences
+
+    sentences = read_sentences(dev_file)
+    words = [s.words for s in sentences]
+    tagger = pipeline("token-classification", model=model_dir, ignore_labels=[])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    start = time.perf_counter()
+    outputs = tagger(words, is_split_into_words=True)
+    seconds = time.perf_counter() - start
+    correct = total = 0
+    for sentence, entities in zip(sentences, outputs, strict=True):
+        word_ids = tokenizer(sentence.words, is_split_into_words=True).word_ids()
+        by_index = {e["index"]: e["entity"] for e in entities}
+        previous = None
+        tags = []
+        for i, w in enumerate(word_ids):
+            if w is not None and w != previous:
+                tags.append(by_index[i])
+            previous = w
+        gold = sentence.labels("upos")
+        correct += sum(g == t for g, t in zip(gold, tags, strict=True) if g)
+        total += sum(1 for g in gold if g)
+    _report(words=sum(map(len, words)), seconds=seconds, accuracy=correct / total)
+
+
+def ours_tag(model_dir: str, dev_file: str) -> None:
+    """(b) our Tagger: sorted by length, batched, inference mode."""
+    from nasty_lightning import Tagger
+    from nasty_lightning.reading import read_sentences
+
+    sentences = read_sentences(dev_file)
+    tagger = Tagger.load(model_dir)
+    start = time.perf_counter()
+    predicted = tagger.predict([s.words for s in sentences])
+    seconds = time.perf_counter() - start
+    pairs = [
+        (g, t)
+        for s, tags in zip(sentences, predicted, strict=True)
+        for g, t in zip(s.labels("upos"), tags, strict=True)
+        if g
+    ]
+    _report(
+        words=sum(len(s.words) for s in sentences), seconds=seconds, accuracy=sum(g == t for g, t in pairs) / len(pairs)
+    )
+
+
+def _worker(threads: int, command: str, **kwargs) -> dict:
+    """Run one measurement in a fresh process and return what it reported."""
+    args = [sys.executable, __file__, command] + [f"--{k}={v}" for k, v in kwargs.items()]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONWARNINGS": "ignore",
+    }
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{command} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def compare(
+    train_file: str,
+    dev_file: str,
+    model: str = "minilm",
+    subset: int = 2000,
+    epochs: int = 1,
+    batch_size: int = 16,
+    learning_rate: float = 3e-5,
+    seeds: int = 1,
+    threads: int | None = None,
+) -> None:
+    """Fine-tune and tag with both recipes and print words/s, wall time, peak RSS, accuracy and ratios.
+
+    Args:
+        train_file: Labelled CoNLL-U training file (UPOS).
+        dev_file: Labelled CoNLL-U dev file, tagged and scored by both.
+        model: Model preset, hub id or directory.
+        subset: Use the first N training sentences.
+        epochs: Training epochs.
+        batch_size: Sentences per batch.
+        learning_rate: Peak learning rate.
+        seeds: Fine-tune this many times (seeds 1..N) and average the accuracies.
+        threads: Torch threads in every run (default: all cores).
+    """
+    threads = threads or os.cpu_count()
+    rows = {"fit: transformers Trainer": [], "fit: nasty-train": [], "tag: pipeline": [], "tag: nasty-train": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        train = str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset))
+        common = dict(
+            train_file=train,
+            dev_file=dev_file,
+            model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+        )
+        for seed in range(1, seeds + 1):
+            run_dir = str(Path(tmp) / f"run{seed}")
+            rows["fit: transformers Trainer"].append(_worker(threads, "trainer_fit", seed=seed, **common))
+            rows["fit: nasty-train"].append(_worker(threads, "ours_fit", seed=seed, run_dir=run_dir, **common))
+            print(f"seed {seed}: fitted", file=sys.stderr, flush=True)
+        model_dir = str(Path(tmp) / "run1" / "model")
+        rows["tag: pipeline"].append(_worker(threads, "pipeline_tag", model_dir=model_dir, dev_file=dev_file))
+        rows["tag: nasty-train"].append(_worker(threads, "ours_tag", model_dir=model_dir, dev_file=dev_file))
+
+    def mean(name: str, key: str) -> float:
+        return statistics.mean(r[key] for r in rows[name])
+
+    def speed(name: str) -> float:
+        return mean(name, "words") / mean(name, "seconds")
+
+    def rss(name: str) -> float:
+        return max(r["peak_rss_mb"] for r in rows[name])
+
+    print(
+        f"\nmodel {model}, first {subset} sentences of {train_file}, {epochs} epoch(s), batch {batch_size}, "
+        f"lr {learning_rate}, {seeds} seed(s), {threads} threads; dev: {dev_file}\n"
+    )
+    print("| run | words/s | wall s | peak RSS MB | dev accuracy |\n|---|---|---|---|---|")
+    for name in rows:
+        seconds, accuracy = mean(name, "seconds"), mean(name, "accuracy")
+        print(f"| {name} | {speed(name):,.0f} | {seconds:.1f} | {rss(name):,.0f} | {accuracy:.4f} |")
+    trainer, ours = "fit: transformers Trainer", "fit: nasty-train"
+    accuracy_gain = 100 * (mean(ours, "accuracy") - mean(trainer, "accuracy"))
+    print(f"\nfit words/s ratio (ours / Trainer): {speed(ours) / speed(trainer):.2f}")
+    print(f"fit dev accuracy difference (ours - Trainer, mean of {seeds}): {accuracy_gain:+.2f} points")
+    print(f"fit peak RSS ratio (ours / Trainer): {rss(ours) / rss(trainer):.2f}")
+    print(f"tag words/s ratio (ours / pipeline): {speed('tag: nasty-train') / speed('tag: pipeline'):.2f}")
+
+
+if __name__ == "__main__":
+    auto_cli([compare, trainer_fit, ours_fit, pipeline_tag, ours_tag], as_positional=False)
