@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from nasty_lightning.callbacks import RunRecord, ValidationSchedule
+from nasty_lightning.checkpoint_io import AtomicCheckpointIO
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
 from nasty_lightning.evaluate import evaluate
@@ -125,6 +126,7 @@ class NastyCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.insert(0, RunRecord(self.command))  # before checkpoints, which save its state
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
     def after_fit(self) -> None:

@@ -87,6 +87,12 @@ class TokenTagger(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_sum, n_words, preds, targets = self._step(batch)
+        if not torch.isfinite(loss_sum):  # stop before this step's update spoils the weights
+            raise UserError(
+                f"the training loss became {loss_sum.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch + 1}); the checkpoints saved so far are intact. "
+                "Try a lower --model.learning_rate."
+            )
         self.train_acc(preds, targets)
         self.log("train_loss", loss_sum / n_words.clamp(min=1), prog_bar=True)  # the mean, to read
         self.log("train_acc", self.train_acc, prog_bar=True, on_epoch=True)

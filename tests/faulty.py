@@ -1,0 +1,19 @@
+"""A callback that breaks a run on purpose, loaded by class path from the command line in tests."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class PoisonWeights(Callback):
+    """Set one weight matrix to NaN before step ``at_step``, as a diverging run would."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                next(p for p in pl_module.parameters() if p.ndim == 2).fill_(float("nan"))
