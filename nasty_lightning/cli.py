@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import auto_cli
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -25,7 +24,7 @@ from nasty_lightning.checkpoint_io import AtomicCheckpointIO
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
 from nasty_lightning.evaluate import evaluate
-from nasty_lightning.export import export, export_checkpoint
+from nasty_lightning.export import export, export_checkpoint, load_checkpoint
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.tagging import tag
 
@@ -91,9 +90,7 @@ class NastyCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
-        if not Path(ckpt_path).is_file():
-            raise UserError(f"checkpoint {ckpt_path} does not exist")
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        ckpt = load_checkpoint(ckpt_path)  # a clear error for a missing, corrupt or foreign file
         model = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
         labels = model.pop("labels", None)
         data_state = ckpt.get(TaggingDataModule.__qualname__, {})

@@ -79,21 +79,23 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, summary: di
     return out
 
 
-def _run_record(ckpt: dict[str, Any]) -> dict[str, Any]:
-    return next((v for k, v in ckpt.get("callbacks", {}).items() if k.startswith("RunRecord")), {})
+def callback_state(ckpt: dict[str, Any], name: str, monitor: str | None = None) -> dict[str, Any]:
+    """The saved state of the callback class ``name`` (monitoring ``monitor``, if given); empty if none."""
+    for key, state in ckpt.get("callbacks", {}).items():
+        if key.startswith(name) and (monitor is None or f"'monitor': '{monitor}'" in key):
+            return state
+    return {}
 
 
 def _best_score(ckpt: dict[str, Any]) -> float | None:
-    for key, state in ckpt.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and "'val_acc'" in key and state.get("best_model_score") is not None:
-            return float(state["best_model_score"])
-    return None
+    score = callback_state(ckpt, "ModelCheckpoint", "val_acc").get("best_model_score")
+    return None if score is None else float(score)
 
 
 def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str, Any], has_curves: bool) -> str:
     """The README.md of an exported model: what it was trained on, how, and how well."""
     hp, data_hp, data_state = ckpt["hyper_parameters"], ckpt["datamodule_hyper_parameters"], ckpt["TaggingDataModule"]
-    record = _run_record(ckpt)
+    record = callback_state(ckpt, "RunRecord")
     files = data_state.get("files", {})
 
     def file_row(name: str, path: str | None) -> str:

@@ -121,9 +121,8 @@ def ours_fit(
     run_dir: str,
 ) -> None:
     """(b) nasty-train fit with the same settings; training time excludes the validation passes."""
-    import torch
-
     from nasty_lightning.cli import main
+    from nasty_lightning.export import callback_state, load_checkpoint
     from nasty_lightning.reading import read_sentences
 
     sys.argv = ["nasty-train"]
@@ -154,9 +153,9 @@ def ours_fit(
             run_dir,
         ]
     )
-    ckpt = torch.load(Path(run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    record = next(v for k, v in ckpt["callbacks"].items() if k.startswith("RunRecord"))
-    monitor = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and "'val_acc'" in k)
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
+    record = callback_state(ckpt, "RunRecord")
+    monitor = callback_state(ckpt, "ModelCheckpoint", "val_acc")
     words = sum(len(s.words) for s in read_sentences(train_file)) * epochs
     seconds = record["train_seconds"] - record["validation_seconds"]
     _report(words=words, seconds=seconds, accuracy=float(monitor["current_score"]))
