@@ -21,11 +21,18 @@ BUCKET_BATCHES = 50
 
 
 class SentenceBatchSampler(Sampler[list[int]]):
-    """Batches of ``batch_size`` window indices for one rank.
+    """Batches of window indices for one rank: ``batch_size`` windows each, or with ``max_tokens``
+    as many as fit in that many padded positions.
 
     With ``bucket``, windows of similar length share a batch so that little compute goes to padding:
     the (shuffled) order is cut into chunks of ``BUCKET_BATCHES`` batches, each sorted by length, and
-    the batches are shuffled again. The order depends only on ``seed`` and the epoch.
+    the batches are shuffled again. With ``max_tokens`` the whole (shuffled) order is sorted by length,
+    so the batch boundaries, and the number of batches, are the same in every epoch while windows of
+    equal length change company. The order depends only on ``seed`` and the epoch.
+
+    ``resume(epoch, batches_done)`` makes the next iteration skip the batches of that epoch that
+    were already trained on: a run restarted from a mid-epoch checkpoint sees the rest of the epoch
+    exactly once.
     """
 
     def __init__(
@@ -37,19 +44,36 @@ class SentenceBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         bucket: bool = True,
+        max_tokens: int | None = None,
     ) -> None:
         if batch_size <= 0:
             raise UserError(f"batch_size must be positive, got {batch_size}")
         if len(lengths) < world_size:
             raise UserError(f"{len(lengths)} sequences cannot be shared among {world_size} devices")
+        if max_tokens is not None and max(lengths, default=0) > max_tokens:
+            raise UserError(
+                f"--data.max_tokens {max_tokens} is less than the longest sequence ({max(lengths)} subwords); "
+                "raise it, or lower --data.max_length"
+            )
         self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
-        self.rank, self.world_size, self.bucket = rank, world_size, bucket
+        self.rank, self.world_size, self.bucket, self.max_tokens = rank, world_size, bucket, max_tokens
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None
+        self._len = None  # with max_tokens, the batch count is the same in every epoch: count it once
+        if max_tokens:
+            self._len = len(self._split(self._token_batches(sorted(range(len(lengths)), key=self._key))))
         # Lightning calls ``batch_sampler.sampler.set_epoch(epoch)`` at the start of every epoch.
         self.sampler = self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Continue ``epoch`` after its first ``batches_done`` batches (the next epoch if none are left)."""
+        if batches_done >= len(self):
+            self.epoch, self._skip = epoch + 1, None
+        else:
+            self.epoch, self._skip = epoch, (epoch, batches_done)
 
     def batches(self) -> list[list[int]]:
         """This rank's batches for the current epoch."""
@@ -57,34 +81,53 @@ class SentenceBatchSampler(Sampler[list[int]]):
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
-        if self.bucket:
-            chunk = self.batch_size * BUCKET_BATCHES if self.shuffle else len(order)
-            order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=self._key)]
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.max_tokens:
+            batches = self._token_batches(sorted(order, key=self._key))  # a stable sort: ties stay shuffled
+        else:
+            if self.bucket:
+                chunk = self.batch_size * BUCKET_BATCHES if self.shuffle else len(order)
+                order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=self._key)]
+            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
-        return _divisible(batches, self.world_size)[self.rank :: self.world_size]
+        return self._split(batches)[self.rank :: self.world_size]
+
+    def _token_batches(self, order: list[int]) -> list[list[int]]:
+        """Cut ``order`` (sorted by length) into batches of at most ``max_tokens`` padded positions."""
+        batches: list[list[int]] = [[]]
+        for i in order:
+            if batches[-1] and (len(batches[-1]) + 1) * self.lengths[i] > self.max_tokens:
+                batches.append([])
+            batches[-1].append(i)
+        return batches
+
+    def _split(self, batches: list[list[int]]) -> list[list[int]]:
+        """Split the largest batches in two until every rank gets the same number of batches."""
+        batches = list(batches)
+        while len(batches) % self.world_size:
+            largest = max(range(len(batches)), key=lambda b: len(batches[b]))
+            batch = batches[largest]
+            if len(batch) < 2:
+                raise UserError(f"{len(self.lengths)} sequences cannot be shared among {self.world_size} devices")
+            half = len(batch) // 2
+            batches[largest : largest + 1] = [batch[:half], batch[half:]]
+        return batches
 
     def _key(self, i: int) -> int:
         return self.lengths[i]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        # A generator: the order is computed at the first ``next``, after Lightning's ``set_epoch``.
+        batches, skip, self._skip = self.batches(), self._skip, None
+        if skip is not None and skip[0] == self.epoch:
+            batches = batches[skip[1] :]
+        yield from batches
 
     def __len__(self) -> int:
+        if self._len is not None:
+            return self._len // self.world_size
         n_batches = -(-len(self.lengths) // self.batch_size)
         return -(-n_batches // self.world_size)
-
-
-def _divisible(batches: list[list[int]], world_size: int) -> list[list[int]]:
-    """Split the largest batches in two until the batch count is a multiple of ``world_size``."""
-    batches = list(batches)
-    while len(batches) % world_size:
-        largest = max(range(len(batches)), key=lambda b: len(batches[b]))
-        batch = batches[largest]
-        half = len(batch) // 2
-        batches[largest : largest + 1] = [batch[:half], batch[half:]]
-    return batches
 
 
 def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:

@@ -1,15 +1,20 @@
-"""Callbacks: when to validate, the per-epoch summary line, and the record of a run."""
+"""Callbacks: when to validate, the per-epoch summary line, mid-epoch checkpoints, random state, the record
+of a run."""
 
 from __future__ import annotations
 
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+
+from nasty_lightning.runlog import RunLogger, count_rows, keep_rows
 
 
 class ValidationSchedule(Callback):
@@ -62,9 +67,85 @@ class ValidationSchedule(Callback):
             print(line, flush=True)
 
 
+class LastCheckpoint(Callback):
+    """Write ``last.ckpt``, the checkpoint ``--ckpt_path last`` resumes from: at the end of every epoch,
+    after every validation, and every ``every_n_steps`` optimizer steps.
+
+    Lightning's ``save_last`` refreshes it only when the monitored metric improves, so a resumed run
+    could go back many steps. The checkpoint holds the place in the epoch, so a run resumed from a
+    mid-epoch ``last.ckpt`` trains on exactly the batches not yet seen.
+    """
+
+    def __init__(self, every_n_steps: int = 0, dirpath: str | None = None) -> None:
+        """
+        Args:
+            every_n_steps: Also write ``last.ckpt`` every N optimizer steps between validations (0: only at
+                validations and epoch ends), to bound the work a killed run loses.
+            dirpath: Folder of ``last.ckpt``; by default ``RUN/checkpoints``.
+        """
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+        self.every_n_steps, self.dirpath = every_n_steps, dirpath
+        self._saved_at = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer, epoch_end=True)
+
+    def _save(self, trainer: L.Trainer, epoch_end: bool = False) -> None:
+        # The last batch of an epoch is saved at the epoch's end: Lightning resumes a checkpoint written
+        # between that batch and the end of the epoch by running the end of the epoch a second time.
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or last_batch != epoch_end:
+            return
+        if trainer.global_step == self._saved_at:  # with gradient accumulation, several batches share one step
+            return
+        self._saved_at = trainer.global_step
+        trainer.save_checkpoint(os.path.join(self.dirpath or trainer.default_root_dir, "last.ckpt"))
+
+
+class RandomState(Callback):
+    """Save every process's random-number state in checkpoints and restore it when resuming.
+
+    Lightning restores weights, optimizer and loop counters but not the generators dropout draws
+    from, so a resumed run would drop out different units than the run it continues. With the state
+    restored, a run resumed with the same seed ends with the same weights and metrics.
+    """
+
+    KEY = "random_state"
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        device = trainer.strategy.root_device
+        states = {"torch": torch.get_rng_state()}
+        if device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(device)
+        if trainer.world_size > 1:  # every rank saves; rank 0 writes the file
+            states = {k: trainer.strategy.all_gather(v.to(device)).cpu() for k, v in states.items()}
+        else:
+            states = {k: v.unsqueeze(0) for k, v in states.items()}
+        checkpoint[self.KEY] = states
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get(self.KEY)
+        if states is None or trainer.state.fn != TrainerFn.FITTING:
+            return
+        rank = trainer.global_rank if trainer.global_rank < len(states["torch"]) else 0
+        torch.set_rng_state(states["torch"][rank].clone())  # a row of the saved matrix is a view: copy it
+        device = trainer.strategy.root_device
+        if "cuda" in states and device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"][rank].clone(), device)
+
+
 class RunRecord(Callback):
     """Keeps what a model card reports, in every checkpoint: the command, the training time (summed over
-    resumptions), the hardware and the library versions."""
+    resumptions), the hardware and the library versions; and keeps ``metrics.csv`` in step with the
+    checkpoints, so that a resumed run continues its history without losing or repeating rows."""
 
     def __init__(self, command: str = "") -> None:
         self.command = command
@@ -72,9 +153,17 @@ class RunRecord(Callback):
         self.validation_seconds = 0.0  # of which validation
         self._started: float | None = None
         self._validating: float | None = None
+        self._metrics_rows: int | None = None  # rows of metrics.csv when the resumed checkpoint was saved
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.monotonic()
+        metrics = _metrics_file(trainer)
+        if self._metrics_rows is not None and metrics is not None and trainer.is_global_zero:
+            keep_rows(metrics, self._metrics_rows)  # rows logged after the checkpoint are logged again
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.train_seconds = self._elapsed()
@@ -93,18 +182,30 @@ class RunRecord(Callback):
         return self.train_seconds + (time.monotonic() - self._started if self._started is not None else 0.0)
 
     def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        metrics = _metrics_file(trainer) if trainer is not None and trainer.is_global_zero else None
+        if metrics is not None:
+            for logger in trainer.loggers:
+                logger.save()
         return {
             "command": self.command,
             "train_seconds": self._elapsed(),
             "validation_seconds": self.validation_seconds,
             "hardware": hardware(),
             "versions": versions(),
+            "metrics_rows": count_rows(metrics) if metrics is not None else None,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_seconds = state_dict["train_seconds"]
         self.validation_seconds = state_dict.get("validation_seconds", 0.0)
         self.command = self.command or state_dict["command"]
+        self._metrics_rows = state_dict.get("metrics_rows")
+
+
+def _metrics_file(trainer: L.Trainer) -> Path | None:
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, RunLogger)), None)
+    return Path(logger.log_dir) / "metrics.csv" if logger is not None else None
 
 
 def hardware() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from nasty_lightning.callbacks import RunRecord, ValidationSchedule
+from nasty_lightning.callbacks import LastCheckpoint, RandomState, RunRecord, ValidationSchedule
 from nasty_lightning.checkpoint_io import AtomicCheckpointIO
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
@@ -57,7 +58,12 @@ class NastyCLI(LightningCLI):
         parser.add_lightning_class_args(ValidationSchedule, "validation")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
-            {"early_stopping.monitor": "val_acc", "early_stopping.mode": "max", "early_stopping.patience": 3}
+            {
+                "early_stopping.monitor": "val_acc",
+                "early_stopping.mode": "max",
+                "early_stopping.patience": 3,
+                "early_stopping.check_on_train_epoch_end": False,  # after every validation, as the checkpoints
+            }
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -66,9 +72,11 @@ class NastyCLI(LightningCLI):
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
                 "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt is written by last_checkpoint
+                "checkpoint.save_on_train_epoch_end": False,  # after every validation, mid-epoch ones too
             }
         )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "epoch_checkpoint")
         parser.set_defaults(
             {
@@ -100,7 +108,7 @@ class NastyCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
         root = Path(cfg.trainer.default_root_dir or os.getcwd())
-        for key in ("checkpoint", "epoch_checkpoint"):
+        for key in ("checkpoint", "epoch_checkpoint", "last_checkpoint"):
             if cfg[key].dirpath is None:
                 cfg[key].dirpath = str(root / "checkpoints")
         if self.subcommand != "fit":  # results are printed; the run folder's logs stay those of fit
@@ -112,9 +120,13 @@ class NastyCLI(LightningCLI):
             raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
         if cfg.trainer.logger in (None, True):
             cfg.trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "class_path": "nasty_lightning.runlog.RunLogger",
                 "init_args": {"save_dir": str(root), "name": "", "version": ""},
             }
+        if cfg.ckpt_path == "last" and not (Path(cfg.last_checkpoint.dirpath) / "last.ckpt").is_file():
+            raise UserError(
+                f"--ckpt_path last: there is no {Path(cfg.last_checkpoint.dirpath) / 'last.ckpt'} to resume"
+            )
         if rank_zero_only.rank == 0:
             _claim_run_folder(
                 root, Path(cfg.checkpoint.dirpath), resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite
@@ -122,7 +134,7 @@ class NastyCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks.insert(0, RunRecord(self.command))  # before checkpoints, which save its state
+        trainer.callbacks[:0] = [RunRecord(self.command), RandomState()]  # before checkpoints, which save their state
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
@@ -162,6 +174,8 @@ def _claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: bo
 
 def run(args: list[str] | None = None) -> None:
     """Run the LightningCLI on ``args`` (the command line when ``None``)."""
+    # Lightning looks for the place in the epoch on the loader; ours is in the data module's state.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     NastyCLI(
         TokenTagger,
         TaggingDataModule,

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from nasty_lightning.batching import SentenceBatchSampler, collate
 from nasty_lightning.cache import cache_key, load_windows, save_windows
-from nasty_lightning.encoding import IGNORE, Window, encode, load_tokenizer
-from nasty_lightning.errors import UserError
+from nasty_lightning.encoding import IGNORE, Window, WordTooLong, encode, load_tokenizer
+from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.fetch import fetch_treebank_file
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
@@ -30,6 +32,7 @@ class TaggingDataModule(L.LightningDataModule):
         predict_file: str | None = None,
         label_column: str = "upos",
         batch_size: int = 16,
+        max_tokens: int | None = None,
         max_length: int = 512,
         bucket: bool = True,
         num_workers: int = 0,
@@ -47,6 +50,8 @@ class TaggingDataModule(L.LightningDataModule):
             predict_file: File to tag with ``nasty-train predict``.
             label_column: Column to predict: upos, xpos, deprel, feats, ... (``ner`` for IOB2 files).
             batch_size: Sentences (windows of long sentences) per batch; per device under DDP.
+            max_tokens: Instead of ``batch_size`` sentences, as many as fit in this many subword positions,
+                padding included (batches of long sentences hold fewer); implies sorting by length.
             max_length: Most subwords in one sequence, special tokens included; longer sentences are
                 split into several windows at word boundaries, never truncated.
             bucket: Group sentences of similar length into batches, to spend little compute on padding.
@@ -63,6 +68,8 @@ class TaggingDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size <= 0:
             raise UserError(f"--data.batch_size must be positive, got {batch_size}")
+        if max_tokens is not None and max_tokens < max_length:
+            raise UserError(f"--data.max_tokens {max_tokens} must be at least --data.max_length ({max_length})")
         self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
         self._sentences: dict[str, list[Sentence]] = {}
         if labels is not None:
@@ -78,6 +85,8 @@ class TaggingDataModule(L.LightningDataModule):
         self.datasets: dict[str, list[Window]] = {}
         self.file_stats: dict[str, dict[str, int]] = {}
         self.tokenizer = None
+        self._train_sampler: SentenceBatchSampler | None = None
+        self._resume_at: dict[str, int] | None = None
 
     @property
     def unknown_label(self) -> int:
@@ -186,7 +195,10 @@ class TaggingDataModule(L.LightningDataModule):
                         unknown[label] += 1
                         ids.append(self.unknown_label)
                 labels.append(ids)
-        windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
+        try:
+            windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
+        except WordTooLong as err:
+            raise DataError(path, sentences[err.sentence].word_lines[err.word], str(err)) from None
         info = {
             "sentences": len(sentences),
             "words": sum(len(s.words) for s in sentences),
@@ -205,17 +217,26 @@ class TaggingDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
             bucket=self.hparams.bucket,
+            max_tokens=self.hparams.max_tokens,
         )
         loss_norm = None
-        if shuffle:  # training: the mean number of labelled words per batch, over all ranks
+        if shuffle:  # training
+            # the loss divisor: the mean number of labelled words per batch, over all ranks
             words = sum(label != IGNORE for w in windows for label in w.labels)
             loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
+            self._train_sampler = sampler
+            if self._resume_at is not None:
+                sampler.resume(**self._resume_at)
+                self._resume_at = None
         return DataLoader(
             windows,
             batch_sampler=sampler,
             collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, loss_norm=loss_norm),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            # Its own generator: a new iterator would otherwise draw from the global one that dropout
+            # uses, and a resumed run (which starts fewer iterators) would drop out other units.
+            generator=torch.Generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -231,11 +252,28 @@ class TaggingDataModule(L.LightningDataModule):
         return self._loader("predict", shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint needs to encode new data (labels, column, window size), and the data's size."""
+        """What a checkpoint needs to encode new data (labels, column, window size), the data's size, and
+        the place in the training epoch."""
         h = self.hparams
         return {
             "labels": self.label_vocab,
             "label_column": h.label_column,
             "max_length": h.max_length,
             "files": self.file_stats,
+            "train_position": self._train_position(),
         }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training epoch where the checkpoint left it: the batches already trained on are skipped.
+
+        Lightning's own hook for this, a loader's ``load_state_dict``, comes too late here: the learning-rate
+        schedule asks for the number of steps, which builds the training loader before loops are restored.
+        The data module's state is restored first, before any loader exists.
+        """
+        self._resume_at = state_dict.get("train_position")
+
+    def _train_position(self) -> dict[str, int] | None:
+        trainer, sampler = self.trainer, self._train_sampler
+        if trainer is None or sampler is None or trainer.state.fn != TrainerFn.FITTING:
+            return None
+        return {"epoch": sampler.epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}

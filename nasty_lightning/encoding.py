@@ -29,6 +29,14 @@ class Window:
     first_word: int
 
 
+class WordTooLong(UserError):
+    """A word with more subwords than a window holds; ``sentence`` and ``word`` are indices."""
+
+    def __init__(self, message: str, sentence: int, word: int) -> None:
+        super().__init__(message)
+        self.sentence, self.word = sentence, word
+
+
 def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer of a preset, hub id or local directory, ready for pre-split words.
 
@@ -88,9 +96,11 @@ def encode(
         for w, word_pieces in enumerate(pieces):
             word_pieces = word_pieces or [tokenizer.unk_token_id]
             if len(word_pieces) > budget:
-                raise UserError(
+                raise WordTooLong(
                     f"the word {words[w]!r} has {len(word_pieces)} subwords, more than max_length={max_length} "
-                    "leaves room for; raise max_length"
+                    f"leaves room for ({budget} after the special tokens); raise --data.max_length",
+                    sentence=s,
+                    word=w,
                 )
             if len(ids) + len(word_pieces) > budget:
                 windows.append(Window(prefix + ids + suffix, _shift(starts, prefix), word_labels[start:w], s, start))

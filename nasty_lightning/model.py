@@ -29,6 +29,7 @@ class TokenTagger(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         trust_remote_code: bool = False,
+        compile: bool = False,
     ) -> None:
         """
         Args:
@@ -41,6 +42,8 @@ class TokenTagger(L.LightningModule):
             warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
                 from 0, before it decays linearly to 0.
             trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author.
+            compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). It
+                costs compilation time at the start and did not pay on our 2-core CPU (see the README).
         """
         super().__init__()
         if not labels:
@@ -60,6 +63,8 @@ class TokenTagger(L.LightningModule):
                 f"a local model directory, or a preset: minilm, {', '.join(PRESETS)}"
             ) from None
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        if compile:
+            self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
         # One extra class stands for labels never seen in training: never predicted, so always wrong.
         classes = len(labels) + 1
         self.train_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
@@ -95,7 +100,8 @@ class TokenTagger(L.LightningModule):
             )
         self.train_acc(preds, targets)
         self.log("train_loss", loss_sum / n_words.clamp(min=1), prog_bar=True)  # the mean, to read
-        self.log("train_acc", self.train_acc, prog_bar=True, on_epoch=True)
+        # Per step only: an epoch-level value logged at the end of an epoch would be lost by a run resumed there.
+        self.log("train_acc", self.train_acc, prog_bar=True)
         # what is optimised: every word weighs the same, however many words the batch holds
         return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
 

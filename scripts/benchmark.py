@@ -2,6 +2,8 @@
 
     python scripts/benchmark.py compare --train_file ../shared/data/ud/en_ewt/en_ewt-ud-train.conllu \\
         --dev_file ../shared/data/ud/en_ewt/en_ewt-ud-dev.conllu --subset 2000 --seeds 1
+    python scripts/benchmark.py options --train_file ... --dev_file ... --seeds 3 \\
+        --variants '["--trainer.precision bf16-mixed", "--data.num_workers 1"]'
 
 Fine-tunes the same model on the same first ``subset`` training sentences with (a) the
 ``transformers`` token-classification recipe (``Trainer`` with its defaults, random batches padded to
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -119,8 +122,10 @@ def ours_fit(
     learning_rate: float,
     seed: int,
     run_dir: str,
+    options: str = "",
 ) -> None:
-    """(b) nasty-train fit with the same settings; training time excludes the validation passes."""
+    """(b) nasty-train fit with the same settings (plus ``options``, more nasty-train arguments); training
+    time excludes the validation passes."""
     from nasty_lightning.cli import main
     from nasty_lightning.export import callback_state, load_checkpoint
     from nasty_lightning.reading import read_sentences
@@ -151,6 +156,7 @@ def ours_fit(
             "false",
             "--trainer.default_root_dir",
             run_dir,
+            *shlex.split(options),
         ]
     )
     ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
@@ -299,5 +305,64 @@ def compare(
     print(f"tag words/s ratio (ours / pipeline): {speed('tag: nasty-train') / speed('tag: pipeline'):.2f}")
 
 
+def options(
+    train_file: str,
+    dev_file: str,
+    variants: list[str],
+    model: str = "minilm",
+    subset: int = 2000,
+    epochs: int = 1,
+    batch_size: int = 16,
+    learning_rate: float = 3e-5,
+    seeds: int = 1,
+    threads: int | None = None,
+) -> None:
+    """Fine-tune with our defaults and with each variant's extra options, in one invocation, and print
+    words/s and dev accuracy against the defaults.
+
+    Args:
+        train_file: Labelled CoNLL-U training file (UPOS).
+        dev_file: Labelled CoNLL-U dev file.
+        variants: Extra nasty-train arguments, one string per variant (``"--trainer.precision bf16-mixed"``).
+        model: Model preset, hub id or directory.
+        subset: Use the first N training sentences.
+        epochs: Training epochs.
+        batch_size: Sentences per batch.
+        learning_rate: Peak learning rate.
+        seeds: Runs of each (seeds 1..N, interleaved so that drift of the machine hits all alike).
+        threads: Torch threads in every run (default: all cores).
+    """
+    threads = threads or os.cpu_count()
+    rows: dict[str, list[dict]] = {"": [], **{v: [] for v in variants}}
+    with tempfile.TemporaryDirectory() as tmp:
+        train = str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset))
+        common = dict(train_file=train, dev_file=dev_file, model=model, epochs=epochs, batch_size=batch_size)
+        for seed in range(1, seeds + 1):
+            for i, variant in enumerate(rows):
+                run_dir = str(Path(tmp) / f"run{i}-{seed}")
+                rows[variant].append(
+                    _worker(threads, "ours_fit", seed=seed, run_dir=run_dir, options=variant,
+                            learning_rate=learning_rate, **common)  # fmt: skip
+                )
+            print(f"seed {seed}: done", file=sys.stderr, flush=True)
+
+    def speed(variant: str) -> float:
+        return sum(r["words"] for r in rows[variant]) / sum(r["seconds"] for r in rows[variant])
+
+    def accuracy(variant: str) -> float:
+        return statistics.mean(r["accuracy"] for r in rows[variant])
+
+    print(
+        f"\nnasty-train fit, model {model}, first {subset} sentences of {train_file}, {epochs} epoch(s), batch "
+        f"{batch_size}, lr {learning_rate}, {seeds} seed(s), {threads} threads; dev: {dev_file}\n"
+    )
+    print("| options | words/s | speed vs defaults | dev accuracy | points vs defaults |\n|---|---|---|---|---|")
+    for variant in rows:
+        print(
+            f"| {variant or '(defaults)'} | {speed(variant):,.0f} | {speed(variant) / speed(''):.2f}x | "
+            f"{accuracy(variant):.4f} | {100 * (accuracy(variant) - accuracy('')):+.2f} |"
+        )
+
+
 if __name__ == "__main__":
-    auto_cli([compare, trainer_fit, ours_fit, pipeline_tag, ours_tag], as_positional=False)
+    auto_cli([compare, options, trainer_fit, ours_fit, pipeline_tag, ours_tag], as_positional=False)

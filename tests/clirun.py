@@ -13,7 +13,8 @@ NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
 
 
 def nasty_train(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    # PYTHONPATH: callbacks of the tests (``faulty``) can be named on the command line.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent)}
     return subprocess.run(
         [NASTY_TRAIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -17,3 +20,14 @@ class PoisonWeights(Callback):
         if trainer.global_step == self.at_step:
             with torch.no_grad():
                 next(p for p in pl_module.parameters() if p.ndim == 2).fill_(float("nan"))
+
+
+class KillAt(Callback):
+    """SIGKILL this process when step ``at_step`` is about to start: no cleanup, no final checkpoint."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), signal.SIGKILL)

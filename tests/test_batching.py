@@ -45,6 +45,42 @@ def test_bucketing_reduces_padding():
     assert padding(epoch(1, bucket=True)[0]) < padding(epoch(1, bucket=False)[0]) / 3
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_token_budget_batches(world_size):
+    for n in range(3):  # the batch count is the same in every epoch, and what len() says
+        ranks = epoch(world_size, n=n, max_tokens=200)
+        seen = sorted(i for batches in ranks for batch in batches for i in batch)
+        assert seen == list(range(len(LENGTHS)))
+        assert {len(b) for b in ranks} == {
+            len(SentenceBatchSampler(LENGTHS, 16, True, 1, 0, world_size, max_tokens=200))
+        }
+        assert all(len(batch) * max(LENGTHS[i] for i in batch) <= 200 for b in ranks for batch in b)
+    sizes = [len(batch) for batch in epoch(1, max_tokens=200)[0]]
+    assert max(sizes) > 16 > min(sizes)  # short sentences go many to a batch, long ones few
+    assert epoch(2, max_tokens=200) == epoch(2, max_tokens=200) != epoch(2, n=1, max_tokens=200)
+
+
+def test_token_budget_below_the_longest_sequence():
+    with pytest.raises(Exception, match="max_tokens 50 is less than the longest sequence"):
+        SentenceBatchSampler(LENGTHS, 16, True, max_tokens=50)
+
+
+@pytest.mark.parametrize("max_tokens", [None, 300])
+def test_resume_skips_the_batches_already_seen(max_tokens):
+    sampler = SentenceBatchSampler(LENGTHS, 16, True, seed=1, max_tokens=max_tokens)
+    sampler.set_epoch(2)
+    whole_epoch = list(sampler)
+    resumed = SentenceBatchSampler(LENGTHS, 16, True, seed=1, max_tokens=max_tokens)
+    resumed.resume(epoch=2, batches_done=5)
+    resumed.set_epoch(2)  # as Lightning does before iterating
+    assert list(resumed) == whole_epoch[5:]
+    resumed.set_epoch(3)
+    assert len(list(resumed)) == len(resumed)  # the next epoch is whole
+    finished = SentenceBatchSampler(LENGTHS, 16, True, seed=1, max_tokens=max_tokens)
+    finished.resume(epoch=2, batches_done=len(whole_epoch))  # saved at the end of the epoch
+    assert finished.epoch == 3 and len(list(finished)) == len(finished)
+
+
 def test_too_few_windows_for_the_devices():
     with pytest.raises(Exception, match="cannot be shared among 4 devices"):
         SentenceBatchSampler([5, 5, 5], 2, False, 0, 0, 4)

@@ -29,7 +29,12 @@ def validate(ckpt, dev, root, *extra) -> float:
     return printed_metric(result.stdout, "val_acc")
 
 
-def test_ddp_fit_and_exact_validation(tiny_bert, toy_treebank, tmp_path):
+@pytest.mark.parametrize(
+    "batching",
+    [("--data.batch_size", "3"), ("--data.max_length", "64", "--data.max_tokens", "64")],
+    ids=["sentences", "token-budget"],
+)
+def test_ddp_fit_and_exact_validation(tiny_bert, toy_treebank, tmp_path, batching):
     root = tmp_path / "run"
     result = nasty_train(
         "fit",
@@ -41,8 +46,7 @@ def test_ddp_fit_and_exact_validation(tiny_bert, toy_treebank, tmp_path):
         toy_treebank["dev"],
         "--model.learning_rate",
         "1e-3",
-        "--data.batch_size",
-        "3",
+        *batching,
         "--trainer.max_epochs",
         "1",
         "--trainer.default_root_dir",

@@ -69,7 +69,7 @@ def test_long_sentence_is_split_and_every_word_labelled_once(tokenizer):
 
 def test_word_longer_than_a_window_is_an_error(tiny_bert):
     tokenizer = load_tokenizer(str(tiny_bert))
-    with pytest.raises(UserError, match="raise max_length"):
+    with pytest.raises(UserError, match="raise --data.max_length"):
         encode([["internationalization" * 5]], tokenizer, max_length=6)
 
 

@@ -1,4 +1,6 @@
-"""One malformed snippet per validation rule of ``reading``: each must fail at FILE:LINE with its message.
+"""One malformed snippet per validation rule of ``reading``: each must fail at FILE:LINE with its message,
+through ``nasty-train``'s ``main()`` (exit status 2, one line, no traceback); a few through the installed
+command.
 
 Token lines are built by ``word`` and ``mwt`` (tab-separated, every other column ``_`` or a plain
 value) so that a snippet shows only what is wrong with it; the line a rule must report is the
@@ -7,11 +9,13 @@ index (from 1) of the offending line in the snippet.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
+from clirun import nasty_train
 
-from nasty_lightning.errors import DataError
+from nasty_lightning.cli import main
 from nasty_lightning.reading import CONLLU_FIELDS, check_labels, read_sentences
 
 
@@ -39,10 +43,22 @@ def write(tmp_path, text: str | bytes, name: str = "f.conllu"):
     return path
 
 
-def error_of(call, *args) -> str:
-    with pytest.raises(DataError) as err:
-        call(*args)
-    return str(err.value)
+def fit_args(path, column: str = "upos") -> list[str]:
+    """``fit`` on a training file: it is read (and rejected) before any model loads."""
+    run = path.parent / "run"
+    return ["fit", "--data.train_file", str(path), "--data.val_file", str(path), "--data.label_column", column,
+            "--trainer.default_root_dir", str(run)]  # fmt: skip
+
+
+def cli_error(capsys, monkeypatch, path, column: str = "upos") -> str:
+    """The message of ``nasty-train fit`` on ``path``, checking its form: one line, exit status 2."""
+    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+    with pytest.raises(SystemExit) as exit_:
+        main(fit_args(path, column))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasty-train: error: ") and err.count("\n") == 1, err
+    return err.removeprefix("nasty-train: error: ")
 
 
 ERRORS = [
@@ -150,9 +166,19 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("text, line, message", ERRORS)
-def test_each_rule_names_file_line_and_problem(tmp_path, text, line, message):
+def test_each_rule_names_file_line_and_problem(tmp_path, capsys, monkeypatch, text, line, message):
     path = write(tmp_path, text)
-    assert error_of(read_sentences, path).startswith(f"{path}:{line}: {message}")
+    assert cli_error(capsys, monkeypatch, path).startswith(f"{path}:{line}: {message}")
+
+
+@pytest.mark.parametrize("case", ["too-few-columns", "latin-1", "empty-file"])
+def test_the_installed_command_reports_them_too(tmp_path, case):
+    [(text, line, message)] = [p.values for p in ERRORS if p.id == case]
+    path = write(tmp_path, text)
+    result = nasty_train(*fit_args(path))
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"\nnasty-train: error: {path}:{line}: {message}\n")  # after "Seed set to 42"
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -170,9 +196,9 @@ def test_each_rule_names_file_line_and_problem(tmp_path, text, line, message):
         ),
     ],
 )
-def test_iob2_files_follow_the_same_rules(tmp_path, text, line, message):
+def test_iob2_files_follow_the_same_rules(tmp_path, capsys, monkeypatch, text, line, message):
     path = write(tmp_path, text, "ner.iob2")
-    assert error_of(read_sentences, path).startswith(f"{path}:{line}: {message}")
+    assert cli_error(capsys, monkeypatch, path, "ner").startswith(f"{path}:{line}: {message}")
 
 
 CLEAN = conllu(
@@ -319,10 +345,9 @@ LABELS = [
 
 
 @pytest.mark.parametrize("text, name, column, line, message", LABELS)
-def test_label_rules_name_file_line_and_problem(tmp_path, text, name, column, line, message):
+def test_label_rules_name_file_line_and_problem(tmp_path, capsys, monkeypatch, text, name, column, line, message):
     path = write(tmp_path, text, name)
-    sentences = read_sentences(path)
-    assert error_of(check_labels, path, sentences, column).startswith(f"{path}:{line}: {message}")
+    assert cli_error(capsys, monkeypatch, path, column).startswith(f"{path}:{line}: {message}")
 
 
 def test_labels_on_every_word_pass(tmp_path):

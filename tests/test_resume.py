@@ -1,0 +1,79 @@
+"""A run killed with SIGKILL and resumed with ``--ckpt_path last`` ends exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+from clirun import nasty_train
+
+pytestmark = pytest.mark.integration
+
+
+def args(model, data, root, *extra) -> list[str]:
+    return [
+        "fit",
+        "--model.model_name",
+        model,
+        "--data.train_file",
+        data["train"],
+        "--data.val_file",
+        data["dev"],
+        "--model.learning_rate",
+        "1e-3",
+        "--data.batch_size",
+        "8",  # 8 batches an epoch
+        "--trainer.max_epochs",
+        "3",
+        "--validation.every_n_steps",
+        "5",
+        "--last_checkpoint.every_n_steps",
+        "3",
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_bert, toy_treebank, tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    result = nasty_train(*args(tiny_bert, toy_treebank, root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def weights(root):
+    return torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+@pytest.mark.parametrize(
+    "kill_at, saved_at, position",
+    [
+        (13, 12, {"epoch": 1, "batches_done": 4}),  # last.ckpt from --last_checkpoint.every_n_steps, mid-epoch
+        (8, 8, None),  # at the end of the first epoch: last.ckpt from its validation
+    ],
+)
+def test_killed_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp_path, kill_at, saved_at, position):
+    run = args(tiny_bert, toy_treebank, tmp_path)
+    killed = nasty_train(*run, "--trainer.callbacks+=faulty.KillAt", f"--trainer.callbacks.at_step={kill_at}")
+    assert killed.returncode == -signal.SIGKILL
+    saved = weights(tmp_path)
+    assert saved["global_step"] == saved_at
+    if position is not None:
+        assert saved["TaggingDataModule"]["train_position"] == position
+
+    resumed = nasty_train(*run, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    expected, got = weights(uninterrupted), weights(tmp_path)
+    assert got["global_step"] == expected["global_step"] == 24
+    for name, tensor in expected["state_dict"].items():  # same batches, same dropout: the same weights
+        assert torch.equal(got["state_dict"][name], tensor), name
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
+    # The history continues without lost or repeated rows: every logged metric is the uninterrupted run's.
+    assert (tmp_path / "metrics.csv").read_text() == (uninterrupted / "metrics.csv").read_text()
