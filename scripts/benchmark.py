@@ -341,8 +341,15 @@ def options(
             for i, variant in enumerate(rows):
                 run_dir = str(Path(tmp) / f"run{i}-{seed}")
                 rows[variant].append(
-                    _worker(threads, "ours_fit", seed=seed, run_dir=run_dir, options=variant,
-                            learning_rate=learning_rate, **common)  # fmt: skip
+                    _worker(
+                        threads,
+                        "ours_fit",
+                        seed=seed,
+                        run_dir=run_dir,
+                        options=variant,
+                        learning_rate=learning_rate,
+                        **common,
+                    )  # fmt: skip
                 )
             print(f"seed {seed}: done", file=sys.stderr, flush=True)
 
