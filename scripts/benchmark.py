@@ -54,6 +54,7 @@ def trainer_fit(
         DataCollatorForTokenClassification,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from nasty_lightning.presets import resolve_model_name
@@ -78,6 +79,7 @@ def trainer_fit(
         return rows
 
     train_rows, dev_rows = encode(train), encode(dev)
+    set_seed(seed)  # before the model is built, as run_ner.py does: the new classifier head is random
     model_ = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
     )
@@ -298,6 +300,9 @@ def compare(
         seconds, accuracy = mean(name, "seconds"), mean(name, "accuracy")
         print(f"| {name} | {speed(name):,.0f} | {seconds:.1f} | {rss(name):,.0f} | {accuracy:.4f} |")
     trainer, ours = "fit: transformers Trainer", "fit: nasty-train"
+    for name in (trainer, ours):
+        by_seed = ", ".join(f"{r['accuracy']:.4f}" for r in rows[name])
+        print(f"{name}, dev accuracy by seed: {by_seed}")
     accuracy_gain = 100 * (mean(ours, "accuracy") - mean(trainer, "accuracy"))
     print(f"\nfit words/s ratio (ours / Trainer): {speed(ours) / speed(trainer):.2f}")
     print(f"fit dev accuracy difference (ours - Trainer, mean of {seeds}): {accuracy_gain:+.2f} points")

@@ -1,4 +1,4 @@
-"""A callback that breaks a run on purpose, loaded by class path from the command line in tests."""
+"""Callbacks that break a run on purpose, named by class path on the command line in tests."""
 
 from __future__ import annotations
 
