@@ -237,6 +237,19 @@ def _worker(threads: int, command: str, **kwargs) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
+def _fit_settings(tmp: str, train_file: str, subset: int, **settings) -> dict:
+    """The arguments every fit worker gets: the first ``subset`` training sentences, copied into ``tmp``."""
+    return {"train_file": str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset)), **settings}
+
+
+def _mean(results: list[dict], key: str) -> float:
+    return statistics.mean(r[key] for r in results)
+
+
+def _words_per_second(results: list[dict]) -> float:
+    return sum(r["words"] for r in results) / sum(r["seconds"] for r in results)
+
+
 def compare(
     train_file: str,
     dev_file: str,
@@ -264,15 +277,10 @@ def compare(
     threads = threads or os.cpu_count()
     rows = {"fit: transformers Trainer": [], "fit: nasty-train": [], "tag: pipeline": [], "tag: nasty-train": []}
     with tempfile.TemporaryDirectory() as tmp:
-        train = str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset))
-        common = dict(
-            train_file=train,
-            dev_file=dev_file,
-            model=model,
-            epochs=epochs,
-            batch_size=batch_size,
+        common = _fit_settings(
+            tmp, train_file, subset, dev_file=dev_file, model=model, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate,
-        )
+        )  # fmt: skip
         for seed in range(1, seeds + 1):
             run_dir = str(Path(tmp) / f"run{seed}")
             rows["fit: transformers Trainer"].append(_worker(threads, "trainer_fit", seed=seed, **common))
@@ -283,10 +291,10 @@ def compare(
         rows["tag: nasty-train"].append(_worker(threads, "ours_tag", model_dir=model_dir, dev_file=dev_file))
 
     def mean(name: str, key: str) -> float:
-        return statistics.mean(r[key] for r in rows[name])
+        return _mean(rows[name], key)
 
     def speed(name: str) -> float:
-        return mean(name, "words") / mean(name, "seconds")
+        return _words_per_second(rows[name])
 
     def rss(name: str) -> float:
         return max(r["peak_rss_mb"] for r in rows[name])
@@ -340,29 +348,22 @@ def options(
     threads = threads or os.cpu_count()
     rows: dict[str, list[dict]] = {"": [], **{v: [] for v in variants}}
     with tempfile.TemporaryDirectory() as tmp:
-        train = str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset))
-        common = dict(train_file=train, dev_file=dev_file, model=model, epochs=epochs, batch_size=batch_size)
+        common = _fit_settings(
+            tmp, train_file, subset, dev_file=dev_file, model=model, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate,
+        )  # fmt: skip
         for seed in range(1, seeds + 1):
             for i, variant in enumerate(rows):
                 run_dir = str(Path(tmp) / f"run{i}-{seed}")
-                rows[variant].append(
-                    _worker(
-                        threads,
-                        "ours_fit",
-                        seed=seed,
-                        run_dir=run_dir,
-                        options=variant,
-                        learning_rate=learning_rate,
-                        **common,
-                    )  # fmt: skip
-                )
+                result = _worker(threads, "ours_fit", seed=seed, run_dir=run_dir, options=variant, **common)
+                rows[variant].append(result)
             print(f"seed {seed}: done", file=sys.stderr, flush=True)
 
     def speed(variant: str) -> float:
-        return sum(r["words"] for r in rows[variant]) / sum(r["seconds"] for r in rows[variant])
+        return _words_per_second(rows[variant])
 
     def accuracy(variant: str) -> float:
-        return statistics.mean(r["accuracy"] for r in rows[variant])
+        return _mean(rows[variant], "accuracy")
 
     print(
         f"\nnasty-train fit, model {model}, first {subset} sentences of {train_file}, {epochs} epoch(s), batch "

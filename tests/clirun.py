@@ -28,3 +28,32 @@ def metrics(run_dir: Path) -> list[dict[str, str]]:
 def printed_metric(output: str, name: str) -> float:
     """A value from the results table that ``validate``/``test`` print."""
     return float(re.search(rf"{name}\s*[│|]\s*([0-9.]+)", output).group(1))
+
+
+def fit_args(model, data, root, *extra) -> list[str]:
+    """``fit`` of a tiny model on the toy treebank (8 batches an epoch); later ``extra`` options win."""
+    return [
+        str(a)
+        for a in (
+            "fit",
+            "--model.model_name",
+            model,
+            "--data.train_file",
+            data["train"],
+            "--data.val_file",
+            data["dev"],
+            "--model.learning_rate",
+            "1e-3",
+            "--data.batch_size",
+            "8",
+            "--trainer.max_epochs",
+            "4",
+            "--validation.every_n_steps",
+            "5",
+            "--trainer.default_root_dir",
+            root,
+            "--trainer.enable_progress_bar",
+            "false",
+            *extra,
+        )
+    ]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from clirun import metrics, nasty_train, printed_metric
+from clirun import fit_args, metrics, nasty_train, printed_metric
 
 from nasty_lightning.cli import main
 from nasty_lightning.model import TokenTagger
@@ -18,34 +18,6 @@ TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 def plain_argv(monkeypatch):
     """In-process runs pass their own arguments; pytest's would only trigger Lightning's warning."""
     monkeypatch.setattr(sys, "argv", ["nasty-train"])
-
-
-def fit_args(model, data, root, *extra) -> list[str]:
-    return [
-        str(a)
-        for a in (
-            "fit",
-            "--model.model_name",
-            model,
-            "--data.train_file",
-            data["train"],
-            "--data.val_file",
-            data["dev"],
-            "--model.learning_rate",
-            "1e-3",
-            "--data.batch_size",
-            "8",
-            "--trainer.max_epochs",
-            "4",
-            "--validation.every_n_steps",
-            "5",
-            "--trainer.default_root_dir",
-            root,
-            "--trainer.enable_progress_bar",
-            "false",
-            *extra,
-        )
-    ]
 
 
 @pytest.fixture(scope="module")

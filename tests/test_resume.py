@@ -6,36 +6,13 @@ import signal
 
 import pytest
 import torch
-from clirun import nasty_train
+from clirun import fit_args, nasty_train
 
 pytestmark = pytest.mark.integration
 
 
 def args(model, data, root, *extra) -> list[str]:
-    return [
-        "fit",
-        "--model.model_name",
-        model,
-        "--data.train_file",
-        data["train"],
-        "--data.val_file",
-        data["dev"],
-        "--model.learning_rate",
-        "1e-3",
-        "--data.batch_size",
-        "8",  # 8 batches an epoch
-        "--trainer.max_epochs",
-        "3",
-        "--validation.every_n_steps",
-        "5",
-        "--last_checkpoint.every_n_steps",
-        "3",
-        "--trainer.default_root_dir",
-        root,
-        "--trainer.enable_progress_bar",
-        "false",
-        *extra,
-    ]
+    return fit_args(model, data, root, "--trainer.max_epochs", "3", "--last_checkpoint.every_n_steps", "3", *extra)
 
 
 @pytest.fixture(scope="module")
