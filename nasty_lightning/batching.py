@@ -24,11 +24,11 @@ class SentenceBatchSampler(Sampler[list[int]]):
     """Batches of window indices for one rank: ``batch_size`` windows each, or with ``max_tokens``
     as many as fit in that many padded positions.
 
-    With ``bucket``, windows of similar length share a batch so that little compute goes to padding:
-    the (shuffled) order is cut into chunks of ``BUCKET_BATCHES`` batches, each sorted by length, and
-    the batches are shuffled again. With ``max_tokens`` the whole (shuffled) order is sorted by length,
-    so the batch boundaries, and the number of batches, are the same in every epoch while windows of
-    equal length change company. The order depends only on ``seed`` and the epoch.
+    Without ``shuffle`` (evaluation), windows are sorted by length. With ``bucket``, training windows of
+    similar length share a batch: the shuffled order is cut into chunks of ``BUCKET_BATCHES`` batches,
+    each sorted by length, and the batches are shuffled again. With ``max_tokens`` the whole (shuffled)
+    order is sorted by length, so the batch boundaries, and the number of batches, are the same in every
+    epoch while windows of equal length change company. The order depends only on ``seed`` and the epoch.
 
     ``resume(epoch, batches_done)`` makes the next iteration skip the batches of that epoch that
     were already trained on: a run restarted from a mid-epoch checkpoint sees the rest of the epoch
@@ -43,7 +43,7 @@ class SentenceBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        bucket: bool = True,
+        bucket: bool = False,
         max_tokens: int | None = None,
     ) -> None:
         if batch_size <= 0:
@@ -84,8 +84,10 @@ class SentenceBatchSampler(Sampler[list[int]]):
         if self.max_tokens:
             batches = self._token_batches(sorted(order, key=self._key))  # a stable sort: ties stay shuffled
         else:
-            if self.bucket:
-                chunk = self.batch_size * BUCKET_BATCHES if self.shuffle else len(order)
+            if not self.shuffle:  # evaluation: order does not matter, padding does
+                order.sort(key=self._key)
+            elif self.bucket:
+                chunk = self.batch_size * BUCKET_BATCHES
                 order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=self._key)]
             batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:

@@ -18,6 +18,7 @@ from nasty_lightning.cache import cache_key, load_windows, save_windows
 from nasty_lightning.encoding import IGNORE, Window, WordTooLong, encode, load_tokenizer
 from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.fetch import fetch_treebank_file
+from nasty_lightning.packing import collate_packed
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
 
@@ -34,7 +35,8 @@ class TaggingDataModule(L.LightningDataModule):
         batch_size: int = 16,
         max_tokens: int | None = None,
         max_length: int = 512,
-        bucket: bool = True,
+        pack: bool = True,
+        bucket: bool = False,
         num_workers: int = 0,
         treebank: str | None = None,
         cache_dir: str | None = "~/.cache/nasty_lightning",
@@ -54,7 +56,12 @@ class TaggingDataModule(L.LightningDataModule):
                 padding included (batches of long sentences hold fewer); implies sorting by length.
             max_length: Most subwords in one sequence, special tokens included; longer sentences are
                 split into several windows at word boundaries, never truncated.
-            bucket: Group sentences of similar length into batches, to spend little compute on padding.
+            pack: Pack each training batch's sentences into rows as long as its longest one, each sentence
+                with its own positions and attending only to itself: the same batches, with little padding.
+                Models that cannot take packed rows train on padded rows (with a warning).
+            bucket: Put training sentences of similar length in the same batch. Wastes no compute on padding
+                either, but learned 2.4 points slower per epoch than random batches in our benchmark (README).
+                Evaluation batches are always sorted by length.
             num_workers: DataLoader worker processes.
             treebank: UD treebank repository (``UD_English-EWT``) from which missing data files are
                 downloaded; without it, missing files are an error.
@@ -228,16 +235,29 @@ class TaggingDataModule(L.LightningDataModule):
             if self._resume_at is not None:
                 sampler.resume(**self._resume_at)
                 self._resume_at = None
+        packed = shuffle and self.hparams.pack and self._model_accepts_packed_rows()
         return DataLoader(
             windows,
             batch_sampler=sampler,
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id, loss_norm=loss_norm),
+            collate_fn=partial(
+                collate_packed if packed else collate, pad_id=self.tokenizer.pad_token_id, loss_norm=loss_norm
+            ),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
             # Its own generator: a new iterator would otherwise draw from the global one that dropout
             # uses, and a resumed run (which starts fewer iterators) would drop out other units.
             generator=torch.Generator(),
         )
+
+    def _model_accepts_packed_rows(self) -> bool:
+        model = self.trainer.lightning_module if self.trainer else None
+        if model is None or getattr(model, "accepts_packed_rows", True):
+            return True
+        rank_zero_warn(
+            f"--data.pack: the model {self.hparams.model_name!r} does not give packed rows the outputs of separate "
+            "rows (it takes no position ids or no block attention mask); training on padded rows"
+        )
+        return False
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

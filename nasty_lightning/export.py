@@ -28,7 +28,8 @@ def load_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are read from the file when used, so the optimizer state of a checkpoint costs no memory
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise UserError(f"{path} is not a readable checkpoint ({err.__class__.__name__})") from None
     missing = [key for key in ("state_dict", "hf_config", "tokenizer_files", "TaggingDataModule") if key not in ckpt]
@@ -56,9 +57,10 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, summary: di
     data_state = ckpt["TaggingDataModule"]
 
     config = AutoConfig.for_model(**ckpt["hf_config"])
-    model = AutoModelForTokenClassification.from_config(config)
+    with torch.device("meta"):  # no memory for weights that load_state_dict replaces
+        model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(weights, strict=True)
+    model.load_state_dict(weights, strict=True, assign=True)
     model.save_pretrained(out)
     for name, content in ckpt["tokenizer_files"].items():
         (out / name).write_bytes(content)

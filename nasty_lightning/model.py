@@ -15,6 +15,7 @@ from transformers import AutoModelForTokenClassification, get_linear_schedule_wi
 
 from nasty_lightning.encoding import IGNORE
 from nasty_lightning.errors import UserError
+from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
 from nasty_lightning.presets import PRESETS, resolve_model_name
 
 
@@ -63,6 +64,9 @@ class TokenTagger(L.LightningModule):
                 f"a local model directory, or a preset: minilm, {', '.join(PRESETS)}"
             ) from None
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        # Whether training batches may pack several sentences into a row (the data module asks).
+        self.accepts_packed_rows = accepts_packed_rows(self.model)
+        self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
         # One extra class stands for labels never seen in training: never predicted, so always wrong.
@@ -78,12 +82,18 @@ class TokenTagger(L.LightningModule):
     def labels(self) -> list[str]:
         return self.hparams.labels
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Summed loss over the batch's labelled words, their count, predictions and targets."""
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        if "segments" in batch:  # packed rows (packing.py)
+            positions = batch["position_ids"] + self._position_offset
+            logits = self(batch["input_ids"], block_mask(batch["segments"]), positions)
+        else:
+            logits = self(batch["input_ids"], batch["attention_mask"])
         targets = batch["labels"]
         loss_targets = targets.masked_fill(targets == len(self.labels), IGNORE)
         n_words = (loss_targets != IGNORE).sum()
@@ -112,7 +122,10 @@ class TokenTagger(L.LightningModule):
         self._evaluate(batch, self.test_loss, self.test_acc, "test")
 
     def _evaluate(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, prefix: str) -> None:
-        loss_sum, n_words, preds, targets = self._step(batch)
+        # In full precision even when training is mixed: scores, and the choice of the best checkpoint, are
+        # those of the exported model, which tags in float32.
+        with torch.autocast(self.device.type, enabled=False):
+            loss_sum, n_words, preds, targets = self._step(batch)
         # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
         loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
         acc_metric.update(preds, targets)

@@ -6,10 +6,12 @@ import sys
 
 import pytest
 import torch
+import yaml
 from clirun import fit_args, metrics, nasty_train, printed_metric
 
 from nasty_lightning.cli import main
 from nasty_lightning.model import TokenTagger
+from nasty_lightning.precision import fastest_precision
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 
@@ -23,7 +25,8 @@ def plain_argv(monkeypatch):
 @pytest.fixture(scope="module")
 def fitted(tiny_bert, toy_treebank, tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    result = nasty_train(*fit_args(tiny_bert, toy_treebank, root))
+    # bf16-mixed whatever the machine: validation must still score as the float32 model does (test below)
+    result = nasty_train(*fit_args(tiny_bert, toy_treebank, root, "--trainer.precision", "bf16-mixed"))
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result
 
@@ -90,7 +93,9 @@ def test_command_line_overrides_change_the_run(tiny_bert, toy_treebank, tmp_path
     assert max(int(r["step"]) for r in metrics(tmp_path)) == 2 * 64 // 16 - 1
     # every_n_steps beyond an epoch is no error, and validation still runs after each epoch
     assert len([r for r in metrics(tmp_path) if r["val_acc"]]) == 2
-    assert "batch_size: 16" in (tmp_path / "config.yaml").read_text()
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["data"]["batch_size"] == 16
+    assert config["trainer"]["precision"] == fastest_precision()  # chosen for this machine, and recorded
 
 
 def test_run_folder_is_not_overwritten_silently(fitted, tiny_bert, toy_treebank, tmp_path):

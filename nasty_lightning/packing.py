@@ -1,0 +1,104 @@
+"""Packed rows: several sentences share one row of a batch, and each attends only to itself.
+
+A batch of random sentences padded to its longest one is mostly padding (56% of the positions
+in batches of 16 of the first 2,000 EWT training sentences). Packing the same sentences into rows
+as long as the longest one (first fit, longest first) leaves about 9%, and the model computes the same outputs: every
+sentence gets its own positions (0, 1, ...) and a block-diagonal attention mask.
+
+The batch keeps the composition of a random batch. Batches of sentences of similar length waste
+nothing either, but in our benchmark they learned 2.4 points slower per epoch (README, Speed).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasty_lightning.encoding import IGNORE, Window
+
+
+def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
+    """Pack a batch of labelled windows into rows as long as the longest window.
+
+    ``segments`` numbers the windows within each row (-1 for padding, which attends only to padding);
+    ``position_ids`` restart at 0 for every window.
+    """
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i].input_ids))
+    width = len(windows[order[0]].input_ids)
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in order:
+        n = len(windows[i].input_ids)
+        row = next((r for r, space in enumerate(free) if space >= n), None)
+        if row is None:
+            rows.append([])
+            free.append(width)
+            row = len(rows) - 1
+        rows[row].append(i)
+        free[row] -= n
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segments = torch.full((len(rows), width), -1, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, members in enumerate(rows):
+        start = 0
+        for segment, i in enumerate(members):
+            w, n = windows[i], len(windows[i].input_ids)
+            input_ids[r, start : start + n] = torch.tensor(w.input_ids)
+            position_ids[r, start : start + n] = torch.arange(n)
+            segments[r, start : start + n] = segment
+            labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = torch.tensor(w.labels, dtype=torch.long)
+            start += n
+    batch = {"input_ids": input_ids, "position_ids": position_ids, "segments": segments, "labels": labels}
+    if loss_norm is not None:
+        batch["loss_norm"] = torch.tensor(loss_norm)
+    return batch
+
+
+def block_mask(segments: torch.Tensor) -> torch.Tensor:
+    """The (rows, 1, width, width) attention mask of packed rows: True where a position may attend."""
+    return (segments[:, None, :, None] == segments[:, None, None, :]).contiguous()
+
+
+def position_offset(model: nn.Module) -> int | None:
+    """The first position id of the model's sequences, or None where it has no position embedding table.
+
+    RoBERTa and XLM-R number positions from ``padding_idx + 1``; BERT and DistilBERT from 0.
+    """
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    if not isinstance(table, nn.Embedding):
+        return None
+    return 0 if table.padding_idx is None else table.padding_idx + 1
+
+
+@torch.no_grad()
+def accepts_packed_rows(model: nn.Module) -> bool:
+    """Whether ``model`` (a Hugging Face encoder) gives a packed row the outputs of separate rows.
+
+    Checked by running it once on two short sequences both ways: a model that ignored the position ids
+    or the 4D mask would let sentences see each other, which the comparison catches.
+    """
+    offset = position_offset(model)
+    if offset is None:
+        return False
+    vocab = model.config.vocab_size
+    a, b = [i % vocab for i in (5, 6, 7, 8)], [i % vocab for i in (9, 10, 11)]
+    was_training = model.training
+    model.eval()
+    try:
+        separate = model(
+            input_ids=torch.tensor([a, b + [0]]), attention_mask=torch.tensor([[1] * 4, [1] * 3 + [0]])
+        ).logits
+        segments = torch.tensor([[0] * 4 + [1] * 3])
+        packed = model(
+            input_ids=torch.tensor([a + b]),
+            attention_mask=block_mask(segments),
+            position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2]]) + offset,
+        ).logits
+    except (TypeError, ValueError, RuntimeError, IndexError):
+        return False
+    finally:
+        model.train(was_training)
+    expected = torch.cat([separate[0], separate[1, :3]])
+    return bool(torch.allclose(packed[0], expected, atol=1e-4, rtol=1e-3))
