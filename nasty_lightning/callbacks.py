@@ -3,6 +3,7 @@ of a run."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import time
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from nasty_lightning.errors import UserError
 from nasty_lightning.runlog import RunLogger, count_rows, keep_rows
 
 
@@ -144,8 +146,12 @@ class RandomState(Callback):
 
 class RunRecord(Callback):
     """Keeps what a model card reports, in every checkpoint: the command, the training time (summed over
-    resumptions), the hardware and the library versions; and keeps ``metrics.csv`` in step with the
-    checkpoints, so that a resumed run continues its history without losing or repeating rows."""
+    resumptions), the hardware and the library versions; keeps ``metrics.csv`` in step with the
+    checkpoints, so that a resumed run continues its history without losing or repeating rows; and refuses
+    a resume that changes a setting the run's batches or learning-rate schedule depend on
+    (``resume_settings``)."""
+
+    SETTINGS_KEY = "resume_settings"
 
     def __init__(self, command: str = "") -> None:
         self.command = command
@@ -155,6 +161,7 @@ class RunRecord(Callback):
         self._validating: float | None = None
         self._metrics_rows: int | None = None  # rows of metrics.csv when the resumed checkpoint was saved
         self._trainer: L.Trainer | None = None
+        self._settings: dict[str, Any] | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -196,11 +203,55 @@ class RunRecord(Callback):
             "metrics_rows": count_rows(metrics) if metrics is not None else None,
         }
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            if self._settings is None:
+                self._settings = resume_settings(trainer, pl_module, trainer.datamodule)
+            checkpoint[self.SETTINGS_KEY] = self._settings
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_seconds = state_dict["train_seconds"]
         self.validation_seconds = state_dict.get("validation_seconds", 0.0)
         self.command = self.command or state_dict["command"]
         self._metrics_rows = state_dict.get("metrics_rows")
+
+
+def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.LightningDataModule) -> dict[str, Any]:
+    """What the place in the data and the learning-rate schedule of a run depend on, by option name.
+
+    A resume may change anything else: validation and checkpoint intervals, early stopping, the
+    validation and test files, workers, cache, progress bar and logging.
+    """
+    h = data.hparams
+    return {
+        "--data.train_file": hashlib.sha256(Path(h.train_file).read_bytes()).hexdigest(),
+        "--data.batch_size": h.batch_size,
+        "--data.max_tokens": h.max_tokens,
+        "--data.max_length": h.max_length,
+        "--data.bucket": h.bucket,
+        "--data.label_column": h.label_column,
+        "--seed_everything": h.seed,
+        "--trainer.devices x --trainer.num_nodes": trainer.world_size,
+        "--trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "--trainer.max_epochs": trainer.max_epochs,
+        "--trainer.max_steps": trainer.max_steps,
+        "--trainer.precision": trainer.precision,
+        "--model.learning_rate": model.hparams.learning_rate,
+        "--model.weight_decay": model.hparams.weight_decay,
+        "--model.warmup_ratio": model.hparams.warmup_ratio,
+    }
+
+
+def check_resume_settings(saved: dict[str, Any], now: dict[str, Any], last: Path) -> None:
+    """Refuse a resume whose settings differ from those ``last`` was trained with, naming the first one."""
+    for option, value in now.items():
+        if option in saved and saved[option] != value:
+            was, new = ("another file", "this one") if option == "--data.train_file" else (saved[option], value)
+            raise UserError(
+                f"--ckpt_path last: the run was trained with {option} {was}, not {new}; a resumed run keeps "
+                f"the settings its batches and learning-rate schedule depend on: give {option} {was}, or "
+                f"start a new run from its weights in a new folder (--model.model_name {last}, a warm start)"
+            )
 
 
 def _metrics_file(trainer: L.Trainer) -> Path | None:

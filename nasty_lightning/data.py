@@ -42,6 +42,7 @@ class TaggingDataModule(L.LightningDataModule):
         cache_dir: str | None = "~/.cache/nasty_lightning",
         labels: list[str] | None = None,
         model_name: str = "minilm",
+        trust_remote_code: bool = False,
         seed: int = 42,
     ) -> None:
         """
@@ -70,6 +71,7 @@ class TaggingDataModule(L.LightningDataModule):
             labels: Label vocabulary; taken from the training file when it is not given (and from the
                 checkpoint with ``--ckpt_path``).
             model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
+            trust_remote_code: Run tokenizer code shipped with a hub model (linked from ``--model.trust_remote_code``).
             seed: Seed of the batch order (linked from ``--seed_everything``).
         """
         super().__init__()
@@ -132,7 +134,7 @@ class TaggingDataModule(L.LightningDataModule):
         if self.tokenizer is not None:
             return
         h = self.hparams
-        self.tokenizer = load_tokenizer(h.model_name)
+        self.tokenizer = load_tokenizer(h.model_name, h.trust_remote_code)
         limit = self.tokenizer.model_max_length
         if limit < 1_000_000 and h.max_length > limit:  # tokenizers without a limit say 1e30
             raise UserError(f"--data.max_length {h.max_length} exceeds the {limit} positions of {h.model_name!r}")

@@ -4,16 +4,21 @@ Every word gets exactly one label position: the first subword of the word. A wor
 tokenizer yields no subword at all (a zero-width or control character) is given the unknown token,
 so it still has a position. A sentence with more subwords than ``max_length`` allows is cut at
 word boundaries into several windows, each encoded as its own sequence, so no word is dropped.
+A single word with more subwords than a window holds is an error when training (the data needs a
+larger ``max_length``); when tagging, it is cut to the subwords that fit, in a window of its own: its
+tag comes from its first subword, which it keeps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from nasty_lightning.errors import UserError
 from nasty_lightning.presets import PRESETS, resolve_model_name
+from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 
 IGNORE = -100
 
@@ -45,6 +50,10 @@ def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrain
     not use the option ignore it, and :func:`check_pretokenized` verifies the result.
     """
     path = resolve_model_name(model_name)
+    if is_checkpoint(path):  # a checkpoint carries its tokenizer files
+        with checkpoint_model_dir(path) as (folder, _):
+            return load_tokenizer(str(folder))
+    check_model_dir(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -77,14 +86,18 @@ def encode(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     labels: list[list[int]] | None = None,
+    long_words: Literal["error", "truncate"] = "error",
 ) -> list[Window]:
     """Encode sentences of words into windows of at most ``max_length`` subwords, specials included.
 
     ``labels`` holds one label id per word (``IGNORE`` where there is none); without it every word
-    is unlabelled. Raises ``UserError`` when a single word has more subwords than a window holds.
+    is unlabelled. A single word with more subwords than a window holds raises ``WordTooLong`` with
+    ``long_words="error"``; with ``"truncate"`` it keeps only the subwords that fit.
     """
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
+    if long_words == "truncate" and budget < 1:
+        raise UserError(f"max_length={max_length} leaves no room for a word after the special tokens")
     batch = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False) if sentences else None
     windows = []
     for s, words in enumerate(sentences):
@@ -95,7 +108,9 @@ def encode(
         start, ids, starts = 0, [], []
         for w, word_pieces in enumerate(pieces):
             word_pieces = word_pieces or [tokenizer.unk_token_id]
-            if len(word_pieces) > budget:
+            if len(word_pieces) > budget and long_words == "truncate":
+                word_pieces = word_pieces[:budget]  # fills a window: the words around it go to others
+            elif len(word_pieces) > budget:
                 raise WordTooLong(
                     f"the word {words[w]!r} has {len(word_pieces)} subwords, more than max_length={max_length} "
                     f"leaves room for ({budget} after the special tokens); raise --data.max_length",

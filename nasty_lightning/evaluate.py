@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.inference import Tagger
+from nasty_lightning.inference import Tagger, check_batch_size
+from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import read_sentences
 
 
@@ -61,6 +62,10 @@ def evaluate(
         confusion_png: Also draw the confusion matrix (gold rows, predicted columns) as a PNG.
         batch_size: Sentences per forward pass.
     """
+    check_batch_size(batch_size)
+    for option, path in (("--output_json", output_json), ("--confusion_png", confusion_png)):
+        if path:
+            check_output(path, option)
     tagger = Tagger.load(model_dir, batch_size=batch_size)
     sentences = read_sentences(test_file)
     predicted = tagger.predict([s.words for s in sentences], progress=True)
@@ -75,13 +80,14 @@ def evaluate(
     result = {"model_dir": model_dir, "test_file": test_file, **score(gold, pred)}
     print(report(result))
     if output_json:
-        Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
+        write_atomic(output_json, json.dumps(result, indent=2) + "\n")
     if confusion_png:
-        plot_confusion(gold, pred, Path(confusion_png))
+        write_atomic(confusion_png, plot_confusion(gold, pred))
     return result
 
 
-def plot_confusion(gold: list[str], predicted: list[str], png: Path) -> None:
+def plot_confusion(gold: list[str], predicted: list[str]) -> bytes:
+    """A PNG of the confusion matrix: gold tags in rows, predicted ones in columns."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,5 +107,7 @@ def plot_confusion(gold: list[str], predicted: list[str], png: Path) -> None:
     ax.set_ylabel("gold")
     fig.colorbar(image)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    return png.getvalue()

@@ -3,11 +3,16 @@
 The directory loads with plain ``transformers`` (``AutoModelForTokenClassification``,
 ``pipeline("token-classification")``) and with :class:`nasty_lightning.Tagger`, which also reads
 ``nasty_lightning.json`` (label column, window size). Weights are written as safetensors.
+
+The checkpoint is read as untrusted input (``nasty_lightning.untrusted``): its tokenizer file names are
+checked before anything is written. The folder is built beside its place and swapped in whole
+(``nasty_lightning.outputs``), so a failed export leaves an earlier one as it was.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -15,27 +20,12 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from nasty_lightning.errors import UserError
 from nasty_lightning.inference import META_FILE
+from nasty_lightning.outputs import atomic_dir, check_output_dir
+from nasty_lightning.untrusted import load_checkpoint, plain_file_name  # load_checkpoint: also for scripts
 
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
-
-
-def load_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """A nasty-lightning checkpoint, loaded as plain tensors and data (``weights_only``: no code runs)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        # mmap: tensors are read from the file when used, so the optimizer state of a checkpoint costs no memory
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise UserError(f"{path} is not a readable checkpoint ({err.__class__.__name__})") from None
-    missing = [key for key in ("state_dict", "hf_config", "tokenizer_files", "TaggingDataModule") if key not in ckpt]
-    if missing:
-        raise UserError(f"{path} is not a nasty-lightning checkpoint: missing {', '.join(missing)}")
-    return ckpt
 
 
 def export(ckpt_path: str, output_dir: str) -> Path:
@@ -43,17 +33,21 @@ def export(ckpt_path: str, output_dir: str) -> Path:
 
     Args:
         ckpt_path: Checkpoint written by ``nasty-train fit`` (e.g. RUN/checkpoints/best.ckpt).
-        output_dir: Directory to create (its files are replaced).
+        output_dir: Directory to write: a new or empty one, or an earlier export, which is replaced whole.
     """
-    return export_checkpoint(ckpt_path, output_dir)
+    return export_checkpoint(ckpt_path, output_dir, what="--output_dir")
 
 
-def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:
+def export_checkpoint(
+    ckpt_path: str | Path,
+    output_dir: str | Path,
+    summary: dict[str, Any] | None = None,
+    what: str = "export folder",
+) -> Path:
     """Export ``ckpt_path`` to ``output_dir``; ``summary`` adds what only the end of ``fit`` knows
-    (epochs run, whether early stopping ended it, test metrics)."""
-    ckpt = load_checkpoint(ckpt_path)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    (epochs run, whether early stopping ended it, test metrics); ``what`` names the folder in errors."""
+    check_output_dir(output_dir, what, marker=META_FILE)
+    ckpt = load_checkpoint(ckpt_path)  # refuses unsafe tokenizer file names before anything is written
     data_state = ckpt["TaggingDataModule"]
 
     config = AutoConfig.for_model(**ckpt["hf_config"])
@@ -61,9 +55,6 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, summary: di
         model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True, assign=True)
-    model.save_pretrained(out)
-    for name, content in ckpt["tokenizer_files"].items():
-        (out / name).write_bytes(content)
     meta = {
         "format": 1,
         "task": "token-classification",
@@ -73,12 +64,19 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, summary: di
         "labelled_subword": "first",
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
-    has_curves = metrics_csv.is_file() and plot_curves(metrics_csv, out / CURVES_FILE)
-    (out / CARD_FILE).write_text(model_card(ckpt, config.id2label, summary or {}, has_curves))
-    return out
+    curves = plot_curves(metrics_csv) if metrics_csv.is_file() else None
+    card = model_card(ckpt, config.id2label, summary or {}, curves is not None)
+
+    with atomic_dir(output_dir) as out:
+        model.save_pretrained(out)
+        for name, content in ckpt["tokenizer_files"].items():
+            (out / plain_file_name(name, f"checkpoint {ckpt_path}")).write_bytes(content)
+        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if curves is not None:
+            (out / CURVES_FILE).write_bytes(curves)
+        (out / CARD_FILE).write_text(card)
+    return Path(output_dir)
 
 
 def callback_state(ckpt: dict[str, Any], name: str, monitor: str | None = None) -> dict[str, Any]:
@@ -155,8 +153,9 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
     return "\n".join(parts)
 
 
-def plot_curves(metrics_csv: Path, png: Path) -> bool:
-    """Training loss and validation accuracy over steps, from Lightning's CSV log; False if nothing to plot."""
+def plot_curves(metrics_csv: Path) -> bytes | None:
+    """A PNG of training loss and validation accuracy over steps, from Lightning's CSV log; None if nothing
+    to plot."""
     train, val = [], []
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
@@ -165,7 +164,7 @@ def plot_curves(metrics_csv: Path, png: Path) -> bool:
             if row.get("val_acc"):
                 val.append((int(row["step"]), float(row["val_acc"])))
     if not train and not val:
-        return False
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,6 +180,7 @@ def plot_curves(metrics_csv: Path, png: Path) -> bool:
         acc_axis.plot(*zip(*val, strict=True), "o-", color="tab:orange", label="validation accuracy")
     acc_axis.set_ylabel("validation accuracy", color="tab:orange")
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    return True
+    return png.getvalue()

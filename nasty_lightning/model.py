@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
-from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, get_linear_schedule_with_warmup
 
 from nasty_lightning.encoding import IGNORE
 from nasty_lightning.errors import UserError
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
 from nasty_lightning.presets import PRESETS, resolve_model_name
+from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 
 
 class TokenTagger(L.LightningModule):
@@ -36,33 +37,47 @@ class TokenTagger(L.LightningModule):
         Args:
             model_name: Pretrained encoder: a preset (minilm, roberta_base, bert_base_cased, distilbert_base,
                 xlm_roberta_base, bert_base_multilingual_cased), a Hugging Face hub id or a local directory;
-                the guide's ``--model``.
+                the guide's ``--model``. A checkpoint of an earlier run (``RUN/checkpoints/best.ckpt``) starts
+                from its fine-tuned weights (a warm start; tags matched by name, new ones start untrained).
             labels: Tag names, in id order (linked from the data module's label vocabulary).
             learning_rate: Peak AdamW learning rate; the guide's ``--learning-rate``.
             weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
             warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
                 from 0, before it decays linearly to 0.
-            trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author.
+            trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
+                taken from a checkpoint or a file, only from what you type.
             compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
                 compilation time did not pay on our 2-core CPU: half the words/s in a 1-epoch run (README).
         """
         super().__init__()
         if not labels:
             raise UserError("the model needs a label vocabulary (from --data.train_file or a checkpoint)")
+        if not learning_rate > 0:
+            raise UserError(f"--model.learning_rate must be positive, got {learning_rate}")
+        if not weight_decay >= 0:
+            raise UserError(f"--model.weight_decay must be at least 0, got {weight_decay}")
+        if not 0 <= warmup_ratio < 1:
+            raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
         self.save_hyperparameters()
-        try:
-            self.model = AutoModelForTokenClassification.from_pretrained(
-                resolve_model_name(model_name),
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-                trust_remote_code=trust_remote_code,
-            )
-        except (OSError, ValueError) as err:
-            raise UserError(
-                f"cannot load model {model_name!r} ({str(err).splitlines()[0]}); give a Hugging Face hub id, "
-                f"a local model directory, or a preset: minilm, {', '.join(PRESETS)}"
-            ) from None
+        source = resolve_model_name(model_name)
+        if is_checkpoint(source):
+            self.model = encoder_from_checkpoint(source, labels)
+        else:
+            check_model_dir(source, trust_remote_code)
+            try:
+                self.model = AutoModelForTokenClassification.from_pretrained(
+                    source,
+                    num_labels=len(labels),
+                    id2label=dict(enumerate(labels)),
+                    label2id={label: i for i, label in enumerate(labels)},
+                    trust_remote_code=trust_remote_code,
+                    use_safetensors=True,  # pickled weights (pytorch_model.bin) can run code when loaded
+                )
+            except (OSError, ValueError) as err:
+                raise UserError(
+                    f"cannot load model {model_name!r} ({str(err).splitlines()[0]}); give a Hugging Face hub id, "
+                    f"a local model directory, a checkpoint, or a preset: minilm, {', '.join(PRESETS)}"
+                ) from None
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
         # Whether training batches may pack several sentences into a row (the data module asks).
         self.accepts_packed_rows = accepts_packed_rows(self.model)
@@ -81,6 +96,12 @@ class TokenTagger(L.LightningModule):
     @property
     def labels(self) -> list[str]:
         return self.hparams.labels
+
+    @property
+    def max_positions(self) -> int | None:
+        """The most subwords a sequence may hold (the position table's size), or None if unbounded."""
+        table = getattr(self.model.config, "max_position_embeddings", None)
+        return None if table is None else table - self._position_offset
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
@@ -161,3 +182,31 @@ class TokenTagger(L.LightningModule):
                 tokenizer.save_pretrained(tmp)
                 self._tokenizer_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
         checkpoint["tokenizer_files"] = self._tokenizer_files
+
+
+def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:
+    """The fine-tuned encoder of a checkpoint, with a classifier for ``labels``: rows of tags the checkpoint
+    knows are copied by name, new tags start untrained. Needs no base model: the checkpoint has its config."""
+    with checkpoint_model_dir(ckpt_path) as (folder, ckpt):
+        config = AutoConfig.from_pretrained(folder)
+    config.num_labels = len(labels)
+    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+    model = AutoModelForTokenClassification.from_config(config)
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    old_labels = ckpt["TaggingDataModule"]["labels"]
+    if old_labels != labels:
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+            raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")
+        row = {label: i for i, label in enumerate(old_labels)}
+        kept = [i for i, label in enumerate(labels) if label in row]
+        for name in ("classifier.weight", "classifier.bias"):
+            rows = model.state_dict()[name].clone()
+            rows[kept] = weights[name][[row[labels[i]] for i in kept]].to(rows.dtype)
+            weights[name] = rows
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise UserError(
+            f"checkpoint {ckpt_path}: its weights do not fit its own model configuration ({str(err).splitlines()[0]})"
+        ) from None
+    return model

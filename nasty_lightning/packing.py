@@ -101,4 +101,5 @@ def accepts_packed_rows(model: nn.Module) -> bool:
     finally:
         model.train(was_training)
     expected = torch.cat([separate[0], separate[1, :3]])
-    return bool(torch.allclose(packed[0], expected, atol=1e-4, rtol=1e-3))
+    # float32 on the CPU: a model that keeps sentences apart differs by rounding (~1e-7) only
+    return bool(torch.allclose(packed[0], expected, atol=1e-5, rtol=1e-5))

@@ -40,7 +40,10 @@ the FORM or LEMMA of a range, and everything of level 2 and up (HEAD, DEPREL, FE
 A label column is checked apart, by ``check_labels``, as a training file needs a label on every
 word: ``no column 'upos' in this file (its columns: ...)`` and ``no word has a value in the column
 'upos'`` (both at line 1), ``word 'x' has no value in the column 'upos'`` (at the first such word,
-when others have one).
+when others have one). ``_`` is a missing value in most columns (UPOS, DEPREL, LEMMA, NER...), but
+in the columns of ``UNDERSCORE_IS_A_LABEL`` (FEATS, XPOS) it is a label of its own: "no features"
+(most words of a UD treebank) and "no XPOS" (treebanks that have none), so those columns never
+miss a value.
 
 Columns are split on tabs only (``conllu.parse_line`` also splits on double spaces, which would
 break such forms); IDs are parsed here, into what ``conllu`` makes of them, by the expressions that
@@ -71,6 +74,9 @@ _RANGE_ID = re.compile(r"(0|[1-9][0-9]*)-(0|[1-9][0-9]*)")
 _EMPTY_ID = re.compile(r"(0|[1-9][0-9]*)\.([1-9][0-9]*)")
 _SPACES_ALLOWED = {"form", "lemma", "misc"}  # columns whose values may hold whitespace inside
 _RANGE_VALUES = {"id", "form", "misc"}  # the only columns of a multiword range that are not _
+# Columns where ``_`` is a value ("no features", "no XPOS"), not a missing label: a tagger learns it
+# like any other label. Everywhere else ``_`` means the word has no label.
+UNDERSCORE_IS_A_LABEL = frozenset({"feats", "xpos"})
 
 TokenId = int | tuple[int, str, int]  # 3, (1, "-", 2) or (8, ".", 1), as ``conllu`` writes them
 Row = tuple[int, list[str], TokenId]  # a token line: its number, columns and parsed ID
@@ -94,8 +100,11 @@ class Sentence:
         return [t["form"] for t in self.tokens if isinstance(t["id"], int)]
 
     def labels(self, column: str) -> list[str | None]:
-        """The value of ``column`` for each syntactic word; ``None`` where it is ``_``."""
+        """The value of ``column`` for each syntactic word; ``None`` where it is ``_``, except in the
+        columns of ``UNDERSCORE_IS_A_LABEL`` (FEATS, XPOS), where ``_`` is a label."""
         values = [t[column] for t in self.tokens if isinstance(t["id"], int)]
+        if column in UNDERSCORE_IS_A_LABEL:
+            return values
         return [None if v == "_" else v for v in values]
 
 
@@ -147,13 +156,17 @@ def read_lines(path: str) -> Iterator[tuple[int, str]]:
         data = Path(path).read_bytes()
     except OSError as err:
         raise DataError(path, 0, f"cannot read the file ({err.strerror})") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    return decode_lines(data, path)
+
+
+def decode_lines(data: bytes, source: str) -> Iterator[tuple[int, str]]:
+    """The numbered lines of ``data`` without line ends (a BOM and CRLF line ends are accepted); bytes that
+    are not UTF-8 raise ``DataError`` at ``source``'s line (a file name, or ``<stdin>``)."""
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise DataError(path, number, f"invalid UTF-8 at byte {err.start + 1} of the line") from None
+            raise DataError(source, number, f"invalid UTF-8 at byte {err.start + 1} of the line") from None
         yield number, line.removesuffix("\r")
 
 

@@ -4,6 +4,7 @@ CoNLL-U input is rewritten line by line: only the predicted column of syntactic-
 comments, multiword-token lines, empty nodes, other columns and trailing spaces (which the reader
 accepts in MISC only) are kept byte for byte (the ``conllu`` package's serializer would drop
 comments and strip spaces). Output is UTF-8 with LF line ends, without a BOM, whatever the input had.
+The output file is written whole or not at all, so ``--output`` may name the input file itself.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sys
 from pathlib import Path
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.inference import Tagger, word_spans
-from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, fields_for, read_lines, read_sentences
+from nasty_lightning.inference import Tagger, check_batch_size, word_spans
+from nasty_lightning.outputs import check_output, write_atomic
+from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, decode_lines, fields_for, read_lines, read_sentences
 
 TEXT_SUFFIXES = {".txt", ".text"}
 
@@ -29,19 +31,24 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
         input: File to tag; ``-`` reads plain text from standard input.
-        output: File to write; ``-`` writes to standard output.
+        output: File to write, whole or not at all (it may be the input file); ``-`` writes to standard output.
         batch_size: Sentences per forward pass.
     """
+    check_batch_size(batch_size)
+    if output != "-":
+        check_output(output, "--output")
+    text_lines = None  # plain text is read before the model loads, so bad bytes are reported at once
+    if input == "-":  # a lone CR, form feed or U+2028 ends a line too, as text-mode reading had it
+        lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
+        text_lines = [part for _, line in lines for part in line.splitlines()]
+    elif Path(input).suffix.lower() in TEXT_SUFFIXES:
+        text_lines = [line for _, line in read_lines(input)]
     tagger = Tagger.load(model_dir, batch_size=batch_size)
-    if input == "-" or Path(input).suffix.lower() in TEXT_SUFFIXES:
-        text_lines = sys.stdin.read().splitlines() if input == "-" else [line for _, line in read_lines(input)]
-        result = tag_text(tagger, text_lines)
-    else:
-        result = tag_conllu(tagger, input)
+    result = tag_conllu(tagger, input) if text_lines is None else tag_text(tagger, text_lines)
     if output == "-":
         sys.stdout.write(result)
     else:
-        Path(output).write_text(result, encoding="utf-8", newline="\n")
+        write_atomic(output, result)
 
 
 def tag_conllu(tagger: Tagger, path: str) -> str:

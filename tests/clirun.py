@@ -12,12 +12,19 @@ from pathlib import Path
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
 
 
-def nasty_train(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def nasty_train(
+    *args: str, cwd: Path | None = None, timeout: int = 300, input: bytes | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``nasty-train ARGS``; ``input``, if given, is the raw bytes of its standard input (which may be
+    invalid UTF-8: output and errors then come back decoded as UTF-8, bad bytes replaced)."""
     # PYTHONPATH: callbacks of the tests (``faulty``) can be named on the command line.
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    return subprocess.run(
-        [NASTY_TRAIN, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
-    )
+    command = [NASTY_TRAIN, *map(str, args)]
+    if input is None:
+        return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, input=input, cwd=cwd, env=env, timeout=timeout)
+    result.stdout, result.stderr = (out.decode("utf-8", errors="replace") for out in (result.stdout, result.stderr))
+    return result
 
 
 def metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ import pytest
 from toy_data import toy_sentences, write_conllu
 
 from nasty_lightning.data import TaggingDataModule
+from nasty_lightning.encoding import IGNORE
 from nasty_lightning.model import TokenTagger
 
 
@@ -42,3 +43,35 @@ def test_long_sentences_are_reported(tiny_bert, toy_treebank, tmp_path, caplog):
     assert "long.conllu: 1 sentences longer than max_length=24 subwords were split" in caplog.text
     windows = data.datasets["val"]
     assert sum(len(w.labels) for w in windows if w.sentence == 0) == len(long[0])
+
+
+def with_feats(path, sentences):
+    """The toy treebank with FEATS as real UD files have them: ``_`` on most words (no features)."""
+    feats = {"NOUN": "Number=Sing", "VERB": "Tense=Past", "DET": "Definite=Def|PronType=Art"}
+    write_conllu(path, sentences)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines):
+        columns = line.split("\t")
+        if len(columns) == 10 and columns[1] not in {"a", "every", "this"}:  # "the" only is Definite=Def
+            columns[5] = feats.get(columns[3], "_")
+            lines[i] = "\t".join(columns)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def test_feats_column_learns_underscore_as_a_label(tiny_bert, tmp_path):
+    train = with_feats(tmp_path / "train.conllu", toy_sentences(16, seed=0))
+    dev = with_feats(tmp_path / "dev.conllu", toy_sentences(5, seed=1))
+    data = TaggingDataModule(
+        str(train), str(dev), label_column="feats", model_name=str(tiny_bert), batch_size=4, cache_dir=None
+    )
+    assert data.label_vocab == ["Definite=Def|PronType=Art", "Number=Sing", "Tense=Past", "_"]
+    data.setup("fit")
+    for split, path in (("train", train), ("val", dev)):
+        labels = [label for w in data.datasets[split] for label in w.labels]
+        assert len(labels) == data.file_stats[str(path)]["words"]
+        assert IGNORE not in labels and data.unknown_label not in labels  # every word has a label: _ too
+        assert labels.count(data.label_ids["_"]) > len(labels) / 3  # ADJ, ADP, PUNCT and a/every/this
+    # and in batches: every word's first subword carries its label, into the loss and the accuracy
+    batches = list(data.val_dataloader())
+    assert sum(int((b["labels"] != IGNORE).sum()) for b in batches) == sum(int(b["word_mask"].sum()) for b in batches)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from nasty_lightning.reading import read_sentences
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 MAX_LENGTH = "32"
+# Tokenizer file names a checkpoint may not give: they would write outside the export, or over its own files.
+UNSAFE_NAMES = ["../x", "{tmp}/x", "sub/x", ".hidden", "config.json", "model.safetensors"]
 
 # Comments, a multiword token, an empty node, trailing spaces in the MISC column, and a sentence far
 # longer than MAX_LENGTH subwords.
@@ -205,3 +208,51 @@ def test_a_broken_model_directory_says_what_is_missing(tmp_path, toy_treebank):
     assert result.returncode == 2
     assert "is not an exported model directory: missing model.safetensors" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def cli_error(capsys, *args) -> str:
+    """The message of ``nasty-train ARGS`` run in-process, checking its form: one line, exit status 2."""
+    capsys.readouterr()  # what earlier commands printed
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasty-train: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.removeprefix("nasty-train: error: ").rstrip("\n")
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+def test_export_refuses_a_checkpoint_naming_an_unsafe_tokenizer_file(run, tmp_path, capsys, name):
+    name = name.format(tmp=tmp_path)
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    ckpt["tokenizer_files"][name] = b"written by a hostile checkpoint"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(ckpt, crafted)
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "model"
+    err = cli_error(capsys, "export", "--ckpt_path", crafted, "--output_dir", out)
+    assert err == f"checkpoint {crafted} names a file {name!r} that is not a plain tokenizer file name; refusing it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.ckpt", "out"]
+    assert list((tmp_path / "out").iterdir()) == []  # neither out/model nor out/x (../x from out/model)
+
+
+def test_exports_have_the_usual_permissions_and_replace_an_earlier_export_whole(run, tmp_path, capsys):
+    mask = os.umask(0)
+    os.umask(mask)
+    for file in (run / "model").iterdir():  # the export at the end of fit
+        assert file.stat().st_mode & 0o777 == 0o666 & ~mask, file
+    out, best = tmp_path / "m", run / "checkpoints" / "best.ckpt"
+    main(["export", "--ckpt_path", str(best), "--output_dir", str(out)])
+    (out / "stale.bin").write_bytes(b"from an earlier export")
+    main(["export", "--ckpt_path", str(best), "--output_dir", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (run / "model").iterdir())
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask and [p.name for p in tmp_path.iterdir()] == ["m"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    err = cli_error(capsys, "export", "--ckpt_path", best, "--output_dir", mine)
+    assert err.startswith(f"--output_dir {mine}: the folder holds files but no nasty_lightning.json")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    err = cli_error(capsys, "export", "--ckpt_path", best, "--output_dir", tmp_path / "no" / "m")
+    assert err == f"--output_dir {tmp_path}/no/m: the folder {tmp_path}/no does not exist"

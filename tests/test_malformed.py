@@ -313,7 +313,7 @@ def test_iob2_text_comments_are_not_compared(tmp_path):
 
 
 LABELS = [
-    pytest.param(CLEAN, "f.conllu", "feats", 1, "no word has a value in the column 'feats'", id="no-labels"),
+    pytest.param(CLEAN, "f.conllu", "deps", 1, "no word has a value in the column 'deps'", id="no-labels"),
     pytest.param(
         CLEAN, "f.conllu", "ner", 1, "no column 'ner' in this file (its columns: id, form, lemma", id="conllu"
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nasty_lightning.errors import DataError
-from nasty_lightning.reading import read_sentences
+from nasty_lightning.reading import UNDERSCORE_IS_A_LABEL, check_labels, read_sentences
 
 MWT_AND_EMPTY = """# sent_id = 1
 # text = Vámonos al mar.
@@ -54,6 +54,44 @@ def test_bom_and_crlf_are_tolerated(tmp_path):
 def test_underscore_label_is_missing(tmp_path):
     text = "1\tx\tx\t_\t_\t_\t0\troot\t_\t_\n\n"
     assert read_sentences(write(tmp_path, text))[0].labels("upos") == [None]
+
+
+FEATS_AND_XPOS = """# text = The dog barks
+1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_
+2\tdog\tdog\t_\t_\tNumber=Sing\t3\tnsubj\t_\t_
+3\tbarks\tbark\tVERB\tVBZ\tMood=Ind|Number=Sing|Person=3\t0\troot\t_\t_
+"""
+
+
+def test_underscore_is_a_label_in_feats_and_xpos_only(tmp_path):
+    assert UNDERSCORE_IS_A_LABEL == {"feats", "xpos"}
+    [sentence] = read_sentences(write(tmp_path, FEATS_AND_XPOS))
+    assert sentence.labels("feats") == ["_", "Number=Sing", "Mood=Ind|Number=Sing|Person=3"]  # _: no features
+    assert sentence.labels("xpos") == ["_", "_", "VBZ"]  # _: no XPOS
+    assert sentence.labels("upos") == ["DET", None, "VERB"]  # _: missing
+    assert sentence.labels("deps") == [None, None, None]
+
+
+def test_check_labels_accepts_underscore_feats_and_xpos(tmp_path):
+    path = write(tmp_path, FEATS_AND_XPOS)
+    sentences = read_sentences(path)
+    check_labels(path, sentences, "feats")
+    check_labels(path, sentences, "xpos")
+    everywhere = FEATS_AND_XPOS.replace("\tVBZ\tMood=Ind|Number=Sing|Person=3\t", "\t_\t_\t")
+    path = write(tmp_path, everywhere, "none.conllu")
+    check_labels(path, read_sentences(path), "feats")  # no word has features: still a label on every word
+    check_labels(path, read_sentences(path), "xpos")
+
+
+def test_check_labels_still_reports_underscore_upos(tmp_path):
+    path = write(tmp_path, FEATS_AND_XPOS)
+    sentences = read_sentences(path)
+    with pytest.raises(DataError) as err:
+        check_labels(path, sentences, "upos")
+    assert str(err.value).startswith(f"{path}:3: word 'dog' has no value in the column 'upos'")
+    with pytest.raises(DataError) as err:
+        check_labels(path, sentences, "deps")
+    assert str(err.value).startswith(f"{path}:1: no word has a value in the column 'deps'")
 
 
 def test_forms_with_double_spaces_stay_whole(tmp_path):

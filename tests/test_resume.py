@@ -32,6 +32,9 @@ def weights(root):
     [
         (13, 12, {"epoch": 1, "batches_done": 4}),  # last.ckpt from --last_checkpoint.every_n_steps, mid-epoch
         (8, 8, None),  # at the end of the first epoch: last.ckpt from its validation
+        # right after a mid-epoch validation that saved best.ckpt and last.ckpt: the resumed run must know
+        # that best.ckpt is its own, and replace it (not save best-v1.ckpt beside a stale one)
+        (5, 5, {"epoch": 0, "batches_done": 5}),
     ],
 )
 def test_killed_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp_path, kill_at, saved_at, position):
@@ -52,5 +55,9 @@ def test_killed_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp_
         assert torch.equal(got["state_dict"][name], tensor), name
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert (
+        best["global_step"] == torch.load(uninterrupted / "checkpoints" / "best.ckpt", weights_only=True)["global_step"]
+    )
     # The history continues without lost or repeated rows: every logged metric is the uninterrupted run's.
     assert (tmp_path / "metrics.csv").read_text() == (uninterrupted / "metrics.csv").read_text()

@@ -32,6 +32,7 @@ CORPUS = [
     "Numbers like 3.14 and 2,000 appear in text .",
 ] * 20
 
+# 512 usable positions, as the real models: the default --data.max_length fits.
 SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
@@ -42,7 +43,7 @@ def build_bert(path: Path, vocab_size: int = 200, cased: bool = True) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tokenizer = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=not cased)
-    config = BertConfig(vocab_size=len(tok.get_vocab()), max_position_embeddings=64, **SIZE)
+    config = BertConfig(vocab_size=len(tok.get_vocab()), max_position_embeddings=512, **SIZE)
     return _save(path, BertForMaskedLM(config), tokenizer)
 
 
@@ -62,7 +63,7 @@ def build_roberta(path: Path, vocab_size: int = 300) -> Path:
     tokenizer = RobertaTokenizer(vocab=tok.get_vocab(), merges=merges)
     config = RobertaConfig(
         vocab_size=len(tok.get_vocab()),
-        max_position_embeddings=66,
+        max_position_embeddings=514,
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
@@ -83,7 +84,7 @@ def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
     vocab = [tuple(pair) for pair in json.loads(tok.to_str())["model"]["vocab"]]
     tokenizer = XLMRobertaTokenizer(vocab=vocab)
     config = XLMRobertaConfig(
-        vocab_size=len(vocab), max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE
+        vocab_size=len(vocab), max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE
     )
     return _save(path, XLMRobertaForMaskedLM(config), tokenizer)
 
