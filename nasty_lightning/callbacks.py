@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.precision import NATIVE_BF16_CPU_FLAGS, cpu_info
 from nasty_lightning.runlog import RunLogger, count_rows, keep_rows
 
 
@@ -199,6 +200,7 @@ class RunRecord(Callback):
             "train_seconds": self._elapsed(),
             "validation_seconds": self.validation_seconds,
             "hardware": hardware(),
+            "precision": str(trainer.precision) if trainer is not None else None,
             "versions": versions(),
             "metrics_rows": count_rows(metrics) if metrics is not None else None,
         }
@@ -260,11 +262,15 @@ def _metrics_file(trainer: L.Trainer) -> Path | None:
 
 
 def hardware() -> str:
+    """The devices a run used, by model name: ``1 x NVIDIA H100 80GB HBM3`` or ``CPU: AMD EPYC 9654 (avx512_bf16),
+    2 cores, 2 threads``."""
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return (
-        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-    )
+    name, flags = cpu_info()
+    name = name or platform.processor() or platform.machine()
+    bf16 = sorted(flags & NATIVE_BF16_CPU_FLAGS)
+    extra = f" ({', '.join(bf16)})" if bf16 else ""
+    return f"CPU: {name}{extra}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def versions() -> dict[str, str]:

@@ -14,17 +14,25 @@ import torch
 NATIVE_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 (AVX512-BF16, AMX); Arm (FEAT_BF16)
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU's feature flags include bfloat16 arithmetic (read from Linux's ``/proc/cpuinfo``)."""
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str | None, set[str]]:
+    """The CPU's model name and feature flags, read from Linux's ``/proc/cpuinfo`` (None and none elsewhere)."""
+    name, flags = None, set()
     try:
         text = cpuinfo.read_text(errors="replace")
-    except OSError:  # not Linux: assume no
-        return False
+    except OSError:  # not Linux
+        return name, flags
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features") and NATIVE_BF16_CPU_FLAGS & set(value.split()):
-            return True
-    return False
+        if key.strip() == "model name" and name is None:
+            name = value.strip()
+        elif key.strip() in ("flags", "Features"):
+            flags |= set(value.split())
+    return name, flags
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU's feature flags include bfloat16 arithmetic."""
+    return bool(NATIVE_BF16_CPU_FLAGS & cpu_info(cpuinfo)[1])
 
 
 def fastest_precision(accelerator: object = "auto", cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
