@@ -6,16 +6,19 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from nasty_lightning.errors import UserError
+from nasty_lightning.errors import Interrupted, UserError
 from nasty_lightning.precision import NATIVE_BF16_CPU_FLAGS, cpu_info
 from nasty_lightning.runlog import RunLogger, count_rows, keep_rows
 
@@ -24,8 +27,8 @@ class ValidationSchedule(Callback):
     """Validate at the end of every epoch, and also every ``every_n_steps`` training steps.
 
     Lightning's own ``val_check_interval=N`` replaces end-of-epoch validation (unless N divides the
-    epoch) and fails when N exceeds an epoch; this keeps both schedules. After each epoch's
-    validation it prints ``Epoch 1 completed. validation_loss: 0.1842, validation_accuracy: 0.951``.
+    epoch) and fails when N exceeds an epoch; this keeps both schedules. ``progress.ProgressLines``
+    prints a line after every validation.
     """
 
     def __init__(self, every_n_steps: int = 500) -> None:
@@ -56,61 +59,101 @@ class ValidationSchedule(Callback):
 
         loop._should_check_val_fx = should_check
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        if not trainer.is_global_zero or "val_loss" not in metrics:
-            return
-        line = (
-            f"Epoch {trainer.current_epoch + 1} completed. validation_loss: {float(metrics['val_loss']):.4f}, "
-            f"validation_accuracy: {float(metrics['val_acc']):.3f}"
-        )
-        if trainer.progress_bar_callback is not None:
-            trainer.progress_bar_callback.print(line)  # above the bar, without breaking it
-        else:
-            print(line, flush=True)
 
-
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
     """Write ``last.ckpt``, the checkpoint ``--ckpt_path last`` resumes from: at the end of every epoch,
-    after every validation, and every ``every_n_steps`` optimizer steps.
+    after every validation, every ``every_n_steps`` optimizer steps, and when the run is interrupted.
 
     Lightning's ``save_last`` refreshes it only when the monitored metric improves, so a resumed run
     could go back many steps. The checkpoint holds the place in the epoch, so a run resumed from a
     mid-epoch ``last.ckpt`` trains on exactly the batches not yet seen.
+
+    Ctrl-C (SIGINT) and SIGTERM (what cluster schedulers send) stop the run at the end of the current
+    step, after saving ``last.ckpt`` there, with ``Interrupted``; a second Ctrl-C stops at once. Under
+    DDP the processes agree after every step, so all of them stop at the same one.
+
+    A ``Checkpoint`` for Lightning, so its end-of-epoch hook runs with (after) the other checkpoints'.
     """
 
     def __init__(self, every_n_steps: int = 0, dirpath: str | None = None) -> None:
         """
         Args:
             every_n_steps: Also write ``last.ckpt`` every N optimizer steps between validations (0: only at
-                validations and epoch ends), to bound the work a killed run loses.
+                validations, epoch ends and interruptions), to bound the work a killed run loses.
             dirpath: Folder of ``last.ckpt``; by default ``RUN/checkpoints``.
         """
         if every_n_steps < 0:
             raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
         self.every_n_steps, self.dirpath = every_n_steps, dirpath
         self._saved_at = -1
+        self._signal: int | None = None  # the stop signal received, if any
+        self._handlers: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._signal = signum
+        print(
+            f"\n{signal.Signals(signum).name}: saving last.ckpt after this step, then stopping "
+            "(Ctrl-C again stops at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _stopping(self, trainer: L.Trainer) -> bool:
+        return trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        stop = self._stopping(trainer)
+        if stop or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
             self._save(trainer)
+        if stop and not self._at_last_batch(trainer):  # else the end of the epoch saves, and stops
+            self._stop(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer, epoch_end=True)
+        if self._stopping(trainer):
+            self._stop(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        raise Interrupted(
+            self._signal or signal.SIGINT,
+            f"stopped at step {trainer.global_step} (epoch {trainer.current_epoch + 1} of {trainer.max_epochs}); "
+            f"{self._path(trainer)} holds it",
+        )
+
+    @staticmethod
+    def _at_last_batch(trainer: L.Trainer) -> bool:
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
+
+    def _path(self, trainer: L.Trainer) -> str:
+        return os.path.join(self.dirpath or trainer.default_root_dir, "last.ckpt")
 
     def _save(self, trainer: L.Trainer, epoch_end: bool = False) -> None:
         # The last batch of an epoch is saved at the epoch's end: Lightning resumes a checkpoint written
         # between that batch and the end of the epoch by running the end of the epoch a second time.
-        last_batch = trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or last_batch != epoch_end:
+        if (
+            trainer.sanity_checking
+            or trainer.state.fn != TrainerFn.FITTING
+            or self._at_last_batch(trainer) != epoch_end
+        ):
             return
         if trainer.global_step == self._saved_at:  # with gradient accumulation, several batches share one step
             return
         self._saved_at = trainer.global_step
-        trainer.save_checkpoint(os.path.join(self.dirpath or trainer.default_root_dir, "last.ckpt"))
+        trainer.save_checkpoint(self._path(trainer), weights_only=False)
 
 
 class RandomState(Callback):

@@ -13,11 +13,17 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from nasty_lightning.errors import UserError
 from nasty_lightning.untrusted import load_checkpoint
 
+RESUMABLE = "last.ckpt"
+TRAINING_STATE = ("optimizer_states", "lr_schedulers")
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file in the same folder, fsync it, then rename it over the target.
 
     A rename within one file system is atomic: readers see the old file or the new one, never a part.
+    Only ``last.ckpt``, the one a run resumes from, keeps the optimizer and learning-rate schedule state;
+    ``best.ckpt`` and ``epoch=N.ckpt`` serve ``test``, ``export`` and warm starts, which need the weights
+    (a third of a full checkpoint with AdamW).
     A write that fails (a full disk) ends the run with one line naming the last checkpoint written whole.
     """
 
@@ -26,6 +32,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
+        if path.name != RESUMABLE:
+            checkpoint = {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:

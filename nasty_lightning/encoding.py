@@ -17,7 +17,7 @@ from typing import Literal
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.presets import PRESETS, resolve_model_name
+from nasty_lightning.presets import PRESETS, locate_model
 from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 
 IGNORE = -100
@@ -47,9 +47,11 @@ def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrain
 
     ``add_prefix_space=True`` is what byte-level BPE tokenizers (RoBERTa) need for pre-split input;
     without it they encode every word as if it were glued to the previous one. Tokenizers that do
-    not use the option ignore it, and :func:`check_pretokenized` verifies the result.
+    not use the option ignore it, and :func:`check_pretokenized` verifies the result. A hub model comes
+    from the local Hugging Face cache when it is all there; an unreachable hub fails at once
+    (:func:`~nasty_lightning.presets.locate_model`).
     """
-    path = resolve_model_name(model_name)
+    path = locate_model(model_name)  # a local path, or a hub id the hub answers for; else a one-line UserError
     if is_checkpoint(path):  # a checkpoint carries its tokenizer files
         with checkpoint_model_dir(path) as (folder, _):
             return load_tokenizer(str(folder))

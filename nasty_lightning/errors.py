@@ -13,3 +13,12 @@ class DataError(UserError):
     def __init__(self, path: str, line: int, message: str) -> None:
         super().__init__(f"{path}:{line}: {message}")
         self.path, self.line, self.message = path, line, message
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal (Ctrl-C, SIGTERM) after saving its state; exits with 128 + the signal number,
+    as a shell reports a process ended by that signal."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from nasty_lightning.errors import UserError
-from nasty_lightning.inference import Tagger, check_batch_size
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import read_sentences
 
@@ -62,6 +64,8 @@ def evaluate(
         confusion_png: Also draw the confusion matrix (gold rows, predicted columns) as a PNG.
         batch_size: Sentences per forward pass.
     """
+    from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
+
     check_batch_size(batch_size)
     for option, path in (("--output_json", output_json), ("--confusion_png", confusion_png)):
         if path:
@@ -82,32 +86,87 @@ def evaluate(
     if output_json:
         write_atomic(output_json, json.dumps(result, indent=2) + "\n")
     if confusion_png:
-        write_atomic(confusion_png, plot_confusion(gold, pred))
+        write_atomic(confusion_png, plot_confusion(gold, pred, model_dir, test_file))
     return result
 
 
-def plot_confusion(gold: list[str], predicted: list[str]) -> bytes:
-    """A PNG of the confusion matrix: gold tags in rows, predicted ones in columns."""
+def confusion(gold: list[str], predicted: list[str]) -> tuple[list[str], np.ndarray]:
+    """The tags (gold and predicted, sorted) and the counts of words by gold tag (rows) and predicted tag
+    (columns)."""
+    tags = sorted(set(gold) | set(predicted))
+    index = {t: i for i, t in enumerate(tags)}
+    counts = np.zeros((len(tags), len(tags)), dtype=np.int64)
+    for g, p in zip(gold, predicted, strict=True):
+        counts[index[g], index[p]] += 1
+    return tags, counts
+
+
+def row_shares(counts: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum: the share of a gold tag's words given each predicted tag. A tag that is
+    only ever predicted has a row of zeros."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+
+def _percent(share: float) -> str:
+    """A share as a short percentage that never rounds an error away: 99.96% is 99.9, 0.04% is <0.1."""
+    p = 100 * share
+    if p in (0, 100):
+        return f"{p:.0f}"
+    if p < 0.1:
+        return "<0.1"
+    return f"{p:.0f}" if 10 <= p <= 99 else f"{math.floor(p * 10) / 10:.1f}"
+
+
+def _cells(ax: Any, shares: np.ndarray, where: np.ndarray, norm: Any, cmap: Any, numbers: bool) -> None:
+    """Colour the cells ``where`` by ``norm`` and ``cmap``, with their percentages (white on dark colours)."""
+    ax.imshow(np.ma.masked_where(~where, shares), cmap=cmap, norm=norm)
+    if not numbers:
+        return
+    for i, j in zip(*np.nonzero(where), strict=True):
+        r, g, b, _ = cmap(norm(shares[i, j]))
+        color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+        ax.text(j, i, _percent(shares[i, j]), ha="center", va="center", fontsize=7, color=color)
+
+
+def plot_confusion(gold: list[str], predicted: list[str], model_dir: str, test_file: str) -> bytes:
+    """A PNG of the confusion matrix: gold tags in rows, predicted ones in columns, each row in percent of
+    its gold tag's words (zero cells left blank).
+
+    Correct words (the diagonal) have a blue scale of their own, errors a red one on a log scale from 0.1%
+    to 100%: on a common linear scale the errors of a good model, a few percent at most, look white.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
 
-    tags = sorted(set(gold) | set(predicted))
-    index = {t: i for i, t in enumerate(tags)}
-    counts = [[0] * len(tags) for _ in tags]
-    for g, p in zip(gold, predicted, strict=True):
-        counts[index[g]][index[p]] += 1
-    size = max(5, 0.45 * len(tags))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(len(tags)), tags, rotation=90)
-    ax.set_yticks(range(len(tags)), tags)
+    tags, counts = confusion(gold, predicted)
+    shares, n, words = row_shares(counts), len(tags), counts.sum(axis=1)
+    diagonal = np.eye(n, dtype=bool)
+    reds = ListedColormap(plt.get_cmap("Reds")(np.linspace(0.2, 1, 256)))  # the palest error still shows
+    scales = [
+        ("correct", Normalize(0, 1), plt.get_cmap("Blues"), diagonal & (words > 0)[:, None]),
+        ("errors (log scale)", LogNorm(0.001, 1, clip=True), reds, ~diagonal & (counts > 0)),
+    ]
+    cell = min(0.5, 30 / n)  # inches: room for "99.9" up to 60 tags; more tags get smaller cells, no numbers
+    fig, ax = plt.subplots(figsize=(cell * n + 4, cell * n + 2.5), layout="constrained")
+    for label, norm, cmap, where in scales:
+        _cells(ax, shares, where, norm, cmap, numbers=n <= 60)
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.035, pad=0.02)
+        bar.set_label(f"{label}: % of the gold tag's words")
+        bar.ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:g}")
+    ax.set_xticks(range(n), tags, rotation=90)
+    ax.set_yticks(range(n), [f"{t} ({w:,})" for t, w in zip(tags, words, strict=True)])
+    ax.tick_params(labelsize=min(10, 50 * cell))  # a cell's height in points is 72 * cell
     ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    fig.colorbar(image)
-    fig.tight_layout()
+    ax.set_ylabel("gold (words)")
+    accuracy = np.trace(counts) / counts.sum()
+    title = f"{model_dir}\non {test_file}\naccuracy {accuracy:.2%} of {counts.sum():,} words"
+    ax.set_title(title, fontsize=10, wrap=True)
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
     return png.getvalue()

@@ -17,12 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoConfig, AutoModelForTokenClassification
-
-from nasty_lightning.inference import META_FILE
 from nasty_lightning.outputs import atomic_dir, check_output_dir
-from nasty_lightning.untrusted import load_checkpoint, plain_file_name  # load_checkpoint: also for scripts
 
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
@@ -46,6 +41,12 @@ def export_checkpoint(
 ) -> Path:
     """Export ``ckpt_path`` to ``output_dir``; ``summary`` adds what only the end of ``fit`` knows
     (epochs run, whether early stopping ended it, test metrics); ``what`` names the folder in errors."""
+    import torch  # here: --help needs no PyTorch
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from nasty_lightning.inference import META_FILE
+    from nasty_lightning.untrusted import load_checkpoint, plain_file_name
+
     check_output_dir(output_dir, what, marker=META_FILE)
     ckpt = load_checkpoint(ckpt_path)  # refuses unsafe tokenizer file names before anything is written
     data_state = ckpt["TaggingDataModule"]
@@ -65,7 +66,9 @@ def export_checkpoint(
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
-    curves = plot_curves(metrics_csv) if metrics_csv.is_file() else None
+    step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
+    title = f"{meta['label_column']} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
+    curves = plot_curves(metrics_csv, step, title) if metrics_csv.is_file() else None
     card = model_card(ckpt, config.id2label, summary or {}, curves is not None)
 
     with atomic_dir(output_dir) as out:
@@ -129,6 +132,8 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         rows.append(f"| training time | {seconds / 60:.1f} min |")
     if record.get("hardware"):
         rows.append(f"| hardware | {record['hardware']} |")
+    if record.get("precision"):
+        rows.append(f"| training precision | {record['precision']} |")
     if record.get("versions"):
         rows.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + " |")
     labels = ", ".join(f"`{id2label[i]}`" for i in range(len(id2label)))
@@ -153,16 +158,36 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
     return "\n".join(parts)
 
 
-def plot_curves(metrics_csv: Path) -> bytes | None:
-    """A PNG of training loss and validation accuracy over steps, from Lightning's CSV log; None if nothing
-    to plot."""
-    train, val = [], []
-    with open(metrics_csv) as f:
+Points = list[tuple[int, float]]
+
+
+def curve_points(metrics_csv: Path, global_step: int) -> tuple[Points, Points]:
+    """Training loss and validation accuracy by step, from Lightning's CSV log, as they were when the
+    checkpoint at ``global_step`` was saved.
+
+    Lightning logs a batch's metrics, and those of a validation run after it, at the number of steps done
+    before that batch, so the rows of a checkpoint saved after N steps have steps below N; the rows after
+    them are the training that went on after the checkpoint (later epochs of the same run).
+    """
+    train: Points = []
+    val: Points = []
+    with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
+            step = int(row["step"])
+            if step >= global_step:
+                continue
             if row.get("train_loss"):
-                train.append((int(row["step"]), float(row["train_loss"])))
+                train.append((step, float(row["train_loss"])))
             if row.get("val_acc"):
-                val.append((int(row["step"]), float(row["val_acc"])))
+                val.append((step, float(row["val_acc"])))
+    return train, val
+
+
+def plot_curves(metrics_csv: Path, global_step: int, title: str = "") -> bytes | None:
+    """A PNG of training loss and validation accuracy over the steps up to the checkpoint at ``global_step``
+    (``curve_points``); None if nothing was logged by then. Points are marked, so that a short run's few
+    points show."""
+    train, val = curve_points(metrics_csv, global_step)
     if not train and not val:
         return None
     import matplotlib
@@ -170,16 +195,17 @@ def plot_curves(metrics_csv: Path) -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, loss_axis = plt.subplots(figsize=(7, 4))
+    fig, loss_axis = plt.subplots(figsize=(7, 4), layout="constrained")
     if train:
-        loss_axis.plot(*zip(*train, strict=True), color="tab:blue", label="training loss")
+        marker = "." if len(train) <= 200 else ""
+        loss_axis.plot(*zip(*train, strict=True), marker=marker, color="tab:blue", label="training loss")
     loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("training loss", color="tab:blue")
+    loss_axis.set_ylabel("training loss" if train else "training loss (none logged)", color="tab:blue")
     acc_axis = loss_axis.twinx()
     if val:
         acc_axis.plot(*zip(*val, strict=True), "o-", color="tab:orange", label="validation accuracy")
     acc_axis.set_ylabel("validation accuracy", color="tab:orange")
-    fig.tight_layout()
+    loss_axis.set_title(title, fontsize=10, wrap=True)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)

@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, PreTrained
 from nasty_lightning.encoding import IGNORE
 from nasty_lightning.errors import UserError
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
-from nasty_lightning.presets import PRESETS, resolve_model_name
+from nasty_lightning.presets import PRESETS, locate_model
 from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 
 
@@ -59,7 +59,7 @@ class TokenTagger(L.LightningModule):
         if not 0 <= warmup_ratio < 1:
             raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
         self.save_hyperparameters()
-        source = resolve_model_name(model_name)
+        source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         if is_checkpoint(source):
             self.model = encoder_from_checkpoint(source, labels)
         else:

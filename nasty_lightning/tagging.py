@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Protocol
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.inference import Tagger, check_batch_size, word_spans
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, decode_lines, fields_for, read_lines, read_sentences
+
+
+class Predictor(Protocol):
+    """What tagging a file needs of ``inference.Tagger`` (named apart: ``--help`` should not import PyTorch)."""
+
+    label_column: str
+
+    def predict(self, sentences: list[list[str]], progress: bool = False) -> list[list[str]]: ...
+
 
 TEXT_SUFFIXES = {".txt", ".text"}
 
@@ -26,21 +35,26 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
     CoNLL-U (or ``.iob2``) input comes back with the model's column filled in and every other byte kept.
     Plain text (``.txt``, or standard input) has one sentence or paragraph per line; it is split into
     words (punctuation and English clitics such as n't and 's become words of their own, as in UD)
-    and written as CoNLL-U.
+    and written as CoNLL-U. Blank lines are skipped, and each sentence's ``sent_id`` is the number of its
+    input line (``# sent_id = 3`` for the third line, whether or not line 2 was blank), so the output
+    lines up with the input.
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
-        input: File to tag; ``-`` reads plain text from standard input.
+        input: File to tag; ``-`` reads plain text from standard input. In plain text, each non-blank line
+            is a sentence whose sent_id is its line number, blank lines counted (# sent_id = 3 for line 3).
         output: File to write, whole or not at all (it may be the input file); ``-`` writes to standard output.
         batch_size: Sentences per forward pass.
     """
+    from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
+
     check_batch_size(batch_size)
     if output != "-":
         check_output(output, "--output")
     text_lines = None  # plain text is read before the model loads, so bad bytes are reported at once
     if input == "-":  # a lone CR, form feed or U+2028 ends a line too, as text-mode reading had it
         lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-        text_lines = [part for _, line in lines for part in line.splitlines()]
+        text_lines = [part for _, line in lines for part in line.splitlines() or [line]]  # blank lines too
     elif Path(input).suffix.lower() in TEXT_SUFFIXES:
         text_lines = [line for _, line in read_lines(input)]
     tagger = Tagger.load(model_dir, batch_size=batch_size)
@@ -51,7 +65,7 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
         write_atomic(output, result)
 
 
-def tag_conllu(tagger: Tagger, path: str) -> str:
+def tag_conllu(tagger: Predictor, path: str) -> str:
     """The file's text with the predicted column of every syntactic word replaced."""
     fields = fields_for(path)
     if tagger.label_column not in fields:
@@ -68,14 +82,17 @@ def tag_conllu(tagger: Tagger, path: str) -> str:
     return "\n".join(lines)
 
 
-def tag_text(tagger: Tagger, text_lines: list[str]) -> str:
-    """CoNLL-U for plain text, one sentence per non-empty line, with ``SpaceAfter=No`` where it applies."""
+def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
+    """CoNLL-U for plain text, one sentence per non-empty line, with the line's number as its ``sent_id``
+    and ``SpaceAfter=No`` where it applies."""
     fields = CONLLU_FIELDS if tagger.label_column in CONLLU_FIELDS else IOB2_FIELDS
-    units = [line.strip() for line in text_lines if line.strip()]
-    spans = [word_spans(unit) for unit in units]
+    units = [(number, line.strip()) for number, line in enumerate(text_lines, start=1) if line.strip()]
+    from nasty_lightning.inference import word_spans
+
+    spans = [word_spans(unit) for _, unit in units]
     predicted = tagger.predict([[w for w, _, _ in s] for s in spans], progress=True)
     out = []
-    for number, (unit, unit_spans, tags) in enumerate(zip(units, spans, predicted, strict=True), start=1):
+    for (number, unit), unit_spans, tags in zip(units, spans, predicted, strict=True):
         out += [f"# sent_id = {number}", f"# text = {unit}"]
         for i, ((word, _, end), tag_) in enumerate(zip(unit_spans, tags, strict=True), start=1):
             row = dict.fromkeys(fields, "_")

@@ -129,8 +129,9 @@ def ours_fit(
     """(b) nasty-train fit with the same settings (plus ``options``, more nasty-train arguments); training
     time excludes the validation passes."""
     from nasty_lightning.cli import main
-    from nasty_lightning.export import callback_state, load_checkpoint
+    from nasty_lightning.export import callback_state
     from nasty_lightning.reading import read_sentences
+    from nasty_lightning.untrusted import load_checkpoint
 
     sys.argv = ["nasty-train"]
     main(

@@ -12,7 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_bert, build_roberta, build_xlmr  # noqa: E402
 from toy_data import toy_sentences, write_conllu  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+# Where the README tells users to put the data (data/, a link to it), else the workspace's ../shared/data.
+SHARED_DATA = next((d for d in (ROOT / "data", ROOT.parent / "shared" / "data") if d.is_dir()), ROOT / "data")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -31,3 +31,15 @@ class KillAt(Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(Callback):
+    """Send this process ``signum`` (2: SIGINT, as Ctrl-C; 15: SIGTERM) when step ``at_step`` is about to start;
+    under DDP, only the process of rank ``rank`` if it is given."""
+
+    def __init__(self, at_step: int, signum: int, rank: int | None = None) -> None:
+        self.at_step, self.signum, self.rank = at_step, signum, rank
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step and self.rank in (None, trainer.global_rank):
+            os.kill(os.getpid(), self.signum)

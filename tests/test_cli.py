@@ -26,7 +26,8 @@ def plain_argv(monkeypatch):
 def fitted(tiny_bert, toy_treebank, tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     # bf16-mixed whatever the machine: validation must still score as the float32 model does (test below)
-    result = nasty_train(*fit_args(tiny_bert, toy_treebank, root, "--trainer.precision", "bf16-mixed"))
+    args = fit_args(tiny_bert, toy_treebank, root, "--trainer.precision", "bf16-mixed", "--progress.every_n_steps", "4")
+    result = nasty_train(*args)  # output to a pipe, as to a log file
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result
 
@@ -39,6 +40,28 @@ def test_fit_learns_and_reports_each_epoch(fitted):
     assert len(rows) == 4 + 6  # after every epoch (8 steps), and at steps 5, 10, ..., 30 in between
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
     assert float(rows[-1]["val_acc"]) > float(rows[0]["val_acc"]) + 0.2
+
+
+def test_a_fit_logged_to_a_file_prints_lines_and_no_noise(fitted):
+    _, result = fitted
+    out = result.stdout.splitlines()
+    assert "Epoch 1/4, Iteration 4/8: loss=" in "\n".join(out) and " it/s, 0:00:" in "\n".join(out)
+    assert [line for line in out if line.startswith("Epoch 1/4, ")] == [
+        next(line for line in out if line.startswith("Epoch 1/4, Iteration 4/8: loss=")),
+        next(line for line in out if line.startswith("Epoch 1/4, Iteration 5/8: validation_loss: ")),
+        next(line for line in out if line.startswith("Epoch 1/4, Iteration 8/8: loss=")),
+    ]
+    assert "Epoch 2/4, Iteration 2/8: validation_loss: " in result.stdout  # step 10, mid-epoch
+    everything = result.stdout + result.stderr
+    for noise in ("Tip:", "LOAD REPORT", "Loading weights", "weights_only", "deprecated", "Epoch 0", "\r"):
+        assert noise not in everything, noise
+
+
+def test_the_progress_bar_counts_epochs_from_1(tiny_bert, toy_treebank, tmp_path, capsys):
+    bar = ("--trainer.enable_progress_bar", "true", "--progress.lines", "false", "--trainer.max_epochs", "2")
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, *bar))
+    bars = capsys.readouterr().out  # Lightning's bar writes to standard output
+    assert "Epoch 1/2" in bars and "Epoch 2/2" in bars and "Epoch 0" not in bars
 
 
 def test_checkpoints_exist_and_reload(fitted, toy_treebank):
@@ -56,6 +79,10 @@ def test_checkpoints_exist_and_reload(fitted, toy_treebank):
     for path in ckpts.iterdir():
         model = TokenTagger.load_from_checkpoint(path, map_location="cpu")
         assert model.labels == TAGS and model.model.config.id2label[3] == "NOUN"
+    # Only last.ckpt, which a run resumes from, keeps the optimizer state: the others are a third of its size.
+    for path in ckpts.iterdir():
+        full = "optimizer_states" in torch.load(path, weights_only=True)
+        assert full == (path.name == "last.ckpt"), path.name
     raw = torch.load(ckpts / "best.ckpt", weights_only=True)
     assert {"tokenizer.json", "tokenizer_config.json"} <= set(raw["tokenizer_files"])
     assert raw["TaggingDataModule"]["labels"] == TAGS and raw["hf_config"]["model_type"] == "bert"
@@ -110,8 +137,54 @@ def test_run_folder_is_not_overwritten_silently(fitted, tiny_bert, toy_treebank,
 
 def test_overwrite_replaces_the_run(tiny_bert, toy_treebank, tmp_path):
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "2"))
+    assert (tmp_path / "model").is_dir()
+    # Stopped before it could export: the old run's model must not pass for the new run's.
+    stop = ("--trainer.callbacks+=faulty.SignalAt", "--trainer.callbacks.at_step=2", "--trainer.callbacks.signum=2")
+    stopped = nasty_train(*fit_args(tiny_bert, toy_treebank, tmp_path, "--overwrite", "true", *stop))
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert not (tmp_path / "model").exists()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1", "--overwrite", "true"))
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch=*")) == ["epoch=0.ckpt"]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_no_run_to_keep(tiny_bert, toy_treebank, tmp_path):
+    (tmp_path / "config.yaml").write_text("left: by a run stopped while it loaded its model\n")
+    (tmp_path / "metrics.csv").write_text("epoch,step\n")
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1"))  # no --overwrite needed
+    assert "left:" not in (tmp_path / "config.yaml").read_text()
+
+
+def test_commands_can_be_found(capsys):
+    for argv, status in ((["--help"], 0), ([], 2)):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == status
+        captured = capsys.readouterr()
+        usage = captured.out + captured.err
+        for command in ("fit", "validate", "test", "predict", "eval", "tag", "export"):
+            assert f"\n  {command} " in usage, command
+    with pytest.raises(SystemExit) as exit_:
+        main(["fitt"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "nasty-train: error: unknown command 'fitt' (commands: fit, validate, test, predict, eval, tag, export); "
+        "did you mean 'fit'?\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["fit", "--data.batchsize", "3"], "did you mean --data.batch_size for --data.batchsize?"),
+        (["tag", "--model_dri", "x"], "did you mean --model_dir for --model_dri?"),
+    ],
+)
+def test_a_misspelt_option_gets_a_suggestion(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert hint in capsys.readouterr().err
 
 
 def test_resume_from_last_of_a_finished_run_trains_no_further(tiny_bert, toy_treebank, tmp_path):

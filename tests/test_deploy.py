@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from clirun import nasty_train
+from clirun import metrics, nasty_train
 from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
+import nasty_lightning.export as export_module
 from nasty_lightning import Tagger
 from nasty_lightning.cli import main
+from nasty_lightning.export import callback_state, curve_points, model_card
 from nasty_lightning.inference import split_words
 from nasty_lightning.reading import read_sentences
 
@@ -118,6 +120,36 @@ def test_model_card_names_the_real_numbers(run):
     assert "| epochs run | 3;" in card and "| test_acc | " in card and "| training time | " in card
     assert "nasty-train fit --model.model_name" in card and "| learning rate | 0.001 " in card
     assert (run / "model" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    record = callback_state(ckpt, "RunRecord")
+    assert record["precision"] in ("bf16-mixed", "32-true")
+    assert f"| training precision | {record['precision']} |" in card and f"| hardware | {record['hardware']} |" in card
+
+
+def test_a_checkpoint_without_a_recorded_precision_gets_no_precision_row(run):
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    id2label = dict(enumerate(TAGS))
+    assert "| training precision | " in model_card(ckpt, id2label, {}, has_curves=False)
+    del callback_state(ckpt, "RunRecord")["precision"]  # as in checkpoints of earlier versions
+    assert "precision |" not in model_card(ckpt, id2label, {}, has_curves=False)
+
+
+def test_curves_of_an_epoch_checkpoint_stop_at_its_step(run, tmp_path, monkeypatch):
+    """The rows of metrics.csv after the checkpoint are the later epochs of the run: not its history."""
+    epoch0 = run / "checkpoints" / "epoch=0.ckpt"
+    step = torch.load(epoch0, weights_only=True)["global_step"]
+    drawn = []
+
+    def recorded(metrics_csv: Path, global_step: int):
+        drawn.append(curve_points(metrics_csv, global_step))
+        return drawn[-1]
+
+    monkeypatch.setattr(export_module, "curve_points", recorded)
+    main(["export", "--ckpt_path", str(epoch0), "--output_dir", str(tmp_path / "m")])
+    [(train, val)] = drawn
+    steps = [s for s, _ in train + val]
+    assert val and max(steps) < step < max(int(row["step"]) for row in metrics(run))
+    assert (tmp_path / "m" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"this checkpoint: epoch 1, step {step} |" in (tmp_path / "m" / "README.md").read_text()
 
 
 def test_tagger_api(run):
@@ -178,6 +210,7 @@ def test_plain_text_becomes_conllu(run, tmp_path):
     text.write_text("The dog can't bark.\n\nIt's 3.14 here!\n")
     nasty_train("tag", "--model_dir", run / "model", "--input", text, "--output", tmp_path / "out.conllu")
     sentences = read_sentences(tmp_path / "out.conllu")
+    assert [s.tokens.metadata["sent_id"] for s in sentences] == ["1", "3"]  # input line numbers
     assert [s.words for s in sentences] == [["The", "dog", "ca", "n't", "bark", "."], ["It", "'s", "3.14", "here", "!"]]
     assert sentences[0].tokens.metadata["text"] == "The dog can't bark."
     assert sentences[0].labels("misc")[2] == "SpaceAfter=No" and sentences[0].labels("misc")[3] is None

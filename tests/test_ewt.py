@@ -1,4 +1,4 @@
-"""Fine-tune the real MiniLM on a few hundred EWT sentences (skipped when ../shared/data is absent)."""
+"""Fine-tune the real MiniLM on a few hundred EWT sentences (skipped when neither data/ nor ../shared/data has EWT)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def head(source: Path, target: Path, n: int) -> Path:
     return target
 
 
-@pytest.mark.skipif(not EWT.is_dir(), reason="UD English-EWT is not in ../shared/data")
+@pytest.mark.skipif(not EWT.is_dir(), reason="UD English-EWT is in neither data/ud nor ../shared/data/ud")
 def test_minilm_learns_upos_on_an_ewt_subset(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["nasty-train"])
     train = head(EWT / "en_ewt-ud-train.conllu", tmp_path / "train.conllu", 400)

@@ -182,7 +182,9 @@ def test_invalid_utf8_on_standard_input_is_reported_at_its_line(model_dir):
 def test_plain_text_on_standard_input_is_tagged(model_dir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbfThe cat sat.\r\n\r\nA dog ran.\n")))
     main(["tag", "--model_dir", str(model_dir)])
-    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line[:1].isdigit()]
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("# sent_id")] == ["# sent_id = 1", "# sent_id = 3"]
+    rows = [line.split("\t") for line in out if line[:1].isdigit()]
     assert [r[1] for r in rows] == ["The", "cat", "sat", ".", "A", "dog", "ran", "."] and {r[3] for r in rows} <= set(
         TAGS
     )

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed with ``--ckpt_path last`` ends exactly as an uninterrupted run."""
+"""A run killed with SIGKILL, or stopped with Ctrl-C or SIGTERM, and resumed with ``--ckpt_path last`` ends
+exactly as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -28,23 +29,37 @@ def weights(root):
 
 
 @pytest.mark.parametrize(
-    "kill_at, saved_at, position",
+    "stop, at, saved_at, position",
     [
-        (13, 12, {"epoch": 1, "batches_done": 4}),  # last.ckpt from --last_checkpoint.every_n_steps, mid-epoch
-        (8, 8, None),  # at the end of the first epoch: last.ckpt from its validation
+        # last.ckpt from --last_checkpoint.every_n_steps, mid-epoch
+        (signal.SIGKILL, 13, 12, {"epoch": 1, "batches_done": 4}),
+        (signal.SIGKILL, 8, 8, None),  # at the end of the first epoch: last.ckpt from its validation
         # right after a mid-epoch validation that saved best.ckpt and last.ckpt: the resumed run must know
         # that best.ckpt is its own, and replace it (not save best-v1.ckpt beside a stale one)
-        (5, 5, {"epoch": 0, "batches_done": 5}),
+        (signal.SIGKILL, 5, 5, {"epoch": 0, "batches_done": 5}),
+        # Ctrl-C and SIGTERM: the step under way ends, last.ckpt is saved there, and the run stops
+        (signal.SIGINT, 13, 14, {"epoch": 1, "batches_done": 6}),
+        (signal.SIGTERM, 7, 8, None),  # during the last step of an epoch: saved at the epoch's end
     ],
+    ids=["kill-mid-epoch", "kill-epoch-end", "kill-after-validation", "ctrl-c", "sigterm-epoch-end"],
 )
-def test_killed_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp_path, kill_at, saved_at, position):
+def test_stopped_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp_path, stop, at, saved_at, position):
     run = args(tiny_bert, toy_treebank, tmp_path)
-    killed = nasty_train(*run, "--trainer.callbacks+=faulty.KillAt", f"--trainer.callbacks.at_step={kill_at}")
-    assert killed.returncode == -signal.SIGKILL
+    if stop == signal.SIGKILL:
+        stopped = nasty_train(*run, "--trainer.callbacks+=faulty.KillAt", f"--trainer.callbacks.at_step={at}")
+        assert stopped.returncode == -signal.SIGKILL
+    else:
+        signal_at = ("--trainer.callbacks+=faulty.SignalAt", f"--trainer.callbacks.at_step={at}")
+        stopped = nasty_train(*run, *signal_at, f"--trainer.callbacks.signum={int(stop)}")
+        assert stopped.returncode == 128 + stop, stopped.stderr[-3000:]
+        assert f"nasty-train: interrupted: stopped at step {saved_at} (epoch" in stopped.stderr
+        assert "Resume with:\n  nasty-train fit " in stopped.stderr
+        assert stopped.stderr.rstrip().endswith("--ckpt_path last") and "Traceback" not in stopped.stderr
     saved = weights(tmp_path)
     assert saved["global_step"] == saved_at
     if position is not None:
         assert saved["TaggingDataModule"]["train_position"] == position
+    assert not (tmp_path / "model").exists()  # a stopped run exports nothing
 
     resumed = nasty_train(*run, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

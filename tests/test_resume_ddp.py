@@ -1,5 +1,6 @@
-"""Under DDP (2 CPU processes, gloo), a run killed with SIGKILL and resumed with ``--ckpt_path last`` ends
-exactly as an uninterrupted run: the same weights, bit for bit, and the same ``metrics.csv``."""
+"""Under DDP (2 CPU processes, gloo), a run killed with SIGKILL, or stopped with SIGTERM, and resumed with
+``--ckpt_path last`` ends exactly as an uninterrupted run: the same weights, bit for bit, and the same
+``metrics.csv``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def weights(root):
     return torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def test_killed_ddp_run_resumes_exactly(tiny_bert, toy_treebank, tmp_path):
+def test_killed_or_stopped_ddp_run_resumes_exactly(tiny_bert, toy_treebank, tmp_path):
     uninterrupted, run = tmp_path / "uninterrupted", tmp_path / "killed"
     kill = ("--trainer.callbacks+=faulty.KillAt", "--trainer.callbacks.at_step=6")
     # One after the other: two DDP runs side by side could pick the same free port.
@@ -57,7 +58,21 @@ def test_killed_ddp_run_resumes_exactly(tiny_bert, toy_treebank, tmp_path):
 
     resumed = nasty_train(*args(tiny_bert, toy_treebank, run), "--ckpt_path", "last", timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(run, uninterrupted)
 
+    # SIGTERM to the first process alone, as a scheduler may send it: both stop after the same step, 7.
+    term = ("--trainer.callbacks+=faulty.SignalAt", "--trainer.callbacks.at_step=6")
+    term += ("--trainer.callbacks.signum=15", "--trainer.callbacks.rank=0")
+    stopped = nasty_train(*args(tiny_bert, toy_treebank, tmp_path / "term"), *term, timeout=120)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "nasty-train: interrupted: stopped at step 7 (epoch 1 of 2)" in stopped.stderr
+    assert weights(tmp_path / "term")["global_step"] == 7
+    resumed = nasty_train(*args(tiny_bert, toy_treebank, tmp_path / "term"), "--ckpt_path", "last", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(tmp_path / "term", uninterrupted)
+
+
+def assert_same_run(run, uninterrupted):
     expected, got = weights(uninterrupted), weights(run)
     assert got["global_step"] == expected["global_step"] == 22
     for name, tensor in expected["state_dict"].items():  # same batches, same dropout on each rank

@@ -1,0 +1,115 @@
+"""What a training run tells its user: a progress bar on a terminal, lines of text elsewhere, and a line
+after every validation. Epochs are counted from 1 everywhere, as the guide counts them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.trainer.states import TrainerFn
+
+
+def say(trainer: L.Trainer, line: str) -> None:
+    """Print ``line`` once (on the first process), above the progress bar if there is one."""
+    if not trainer.is_global_zero:
+        return
+    if trainer.progress_bar_callback is not None:
+        trainer.progress_bar_callback.print(line)  # above the bar, without breaking it
+    else:
+        print(line, flush=True)
+
+
+class EpochBar(TQDMProgressBar):
+    """Lightning's progress bar, with epochs counted from 1 (``Epoch 1/3``) like every line we print."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        # Lightning's own, but for the description (its "Epoch 0" would be drawn once before ours).
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
+class ProgressLines(Callback):
+    """Lines for logs: ``Epoch 1/3, Iteration 100/784: loss=0.3421, accuracy=0.891 (4.2 it/s, 0:09:31 left)``
+    every ``every_n_steps`` iterations when output goes to a file, and after every validation
+    ``Epoch 1/3, Iteration 500/784: validation_loss: 0.1822, validation_accuracy: 0.953`` (mid-epoch) or
+    ``Epoch 1 completed. validation_loss: 0.1822, validation_accuracy: 0.953`` (end of an epoch)."""
+
+    def __init__(self, every_n_steps: int = 100, lines: bool | None = None) -> None:
+        """
+        Args:
+            every_n_steps: With ``lines``, print the mean training loss and accuracy, the speed and the time
+                left every N iterations (batches) of an epoch.
+            lines: Print progress as lines of text instead of a progress bar. By default, when standard
+                output is not a terminal (a log file, nohup, CI, a cluster job).
+        """
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.lines = not sys.stdout.isatty() if lines is None else lines
+        self._sums = [0.0, 0.0, 0]  # loss, accuracy, iterations since the last line
+        self._started: tuple[float, int] | None = None  # time and iterations done when training (re)started
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic(), self._done(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        metrics = trainer.callback_metrics
+        if not self.lines or "train_loss" not in metrics:
+            return
+        self._sums[0] += float(metrics["train_loss"])
+        self._sums[1] += float(metrics["train_acc"])
+        self._sums[2] += 1
+        iteration = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if iteration % self.every_n_steps:
+            return
+        loss, accuracy, n = self._sums
+        self._sums = [0.0, 0.0, 0]
+        say(
+            trainer, f"{self._where(trainer)}: loss={loss / n:.4f}, accuracy={accuracy / n:.3f} ({self._pace(trainer)})"
+        )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        epoch_end = trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
+        if not epoch_end:  # the end of an epoch has its own line, below
+            say(trainer, f"{self._where(trainer)}: {_scores(trainer)}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "val_loss" in trainer.callback_metrics:
+            say(trainer, f"Epoch {trainer.current_epoch + 1} completed. {_scores(trainer)}")
+
+    @staticmethod
+    def _where(trainer: L.Trainer) -> str:
+        iteration = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return (
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, "
+            f"Iteration {iteration}/{trainer.num_training_batches}"
+        )
+
+    @staticmethod
+    def _done(trainer: L.Trainer) -> int:
+        return trainer.current_epoch * trainer.num_training_batches + (
+            trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        )
+
+    def _pace(self, trainer: L.Trainer) -> str:
+        """Iterations a second since training (re)started, validation included, and the time left."""
+        started, done_then = self._started
+        done = self._done(trainer)
+        rate = (done - done_then) / max(time.monotonic() - started, 1e-9)
+        left = trainer.max_epochs * trainer.num_training_batches - done
+        return f"{rate:.1f} it/s, {timedelta(seconds=round(left / rate)) if rate else '?'} left"
+
+
+def _scores(trainer: L.Trainer) -> str:
+    metrics = trainer.callback_metrics
+    return f"validation_loss: {float(metrics['val_loss']):.4f}, validation_accuracy: {float(metrics['val_acc']):.3f}"
