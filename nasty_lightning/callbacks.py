@@ -261,6 +261,9 @@ class RunRecord(Callback):
         self._metrics_rows = state_dict.get("metrics_rows")
 
 
+PROCESSES = "--trainer.devices x --trainer.num_nodes"
+
+
 def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.LightningDataModule) -> dict[str, Any]:
     """What the place in the data and the learning-rate schedule of a run depend on, by option name.
 
@@ -276,7 +279,7 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
         "--data.bucket": h.bucket,
         "--data.label_column": h.label_column,
         "--seed_everything": h.seed,
-        "--trainer.devices x --trainer.num_nodes": trainer.world_size,
+        PROCESSES: trainer.world_size,
         "--trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
         "--trainer.max_epochs": trainer.max_epochs,
         "--trainer.max_steps": trainer.max_steps,
@@ -290,13 +293,20 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
 def check_resume_settings(saved: dict[str, Any], now: dict[str, Any], last: Path) -> None:
     """Refuse a resume whose settings differ from those ``last`` was trained with, naming the first one."""
     for option, value in now.items():
-        if option in saved and saved[option] != value:
-            was, new = ("another file", "this one") if option == "--data.train_file" else (saved[option], value)
-            raise UserError(
-                f"--ckpt_path last: the run was trained with {option} {was}, not {new}; a resumed run keeps "
-                f"the settings its batches and learning-rate schedule depend on: give {option} {was}, or "
-                f"start a new run from its weights in a new folder (--model.model_name {last}, a warm start)"
-            )
+        if option not in saved or saved[option] == value:
+            continue
+        was = saved[option]
+        if option == "--data.train_file":
+            change, fix = "on a --data.train_file with other content", "give the file it was trained on"
+        elif option == PROCESSES:
+            change, fix = f"on {was} processes ({option}), not {value}", f"give {option} that make {was}"
+        else:
+            change, fix = f"with {option} {was}, not {value}", f"give {option} {was}"
+        raise UserError(
+            f"--ckpt_path last: the run was trained {change}; a resumed run keeps the settings its batches and "
+            f"learning-rate schedule depend on: {fix}, or start a new run from its weights in a new folder "
+            f"(--model.model_name {last}, a warm start)"
+        )
 
 
 def _metrics_file(trainer: L.Trainer) -> Path | None:

@@ -260,15 +260,15 @@ def test_disk_full_names_the_last_good_checkpoint(tiny_bert, toy_treebank, tmp_p
 @pytest.mark.parametrize(
     "change, message",
     [
-        (("--data.batch_size", "4"), "--data.batch_size 8, not 4"),
-        (("--seed_everything", "7"), "--seed_everything 42, not 7"),
-        (("--model.learning_rate", "2e-3"), "--model.learning_rate 0.001, not 0.002"),
-        (("--trainer.max_epochs", "1"), "--trainer.max_epochs 2, not 1"),
-        (("--trainer.max_epochs", "3"), "--trainer.max_epochs 2, not 3"),
-        (("--data.train_file", "OTHER"), "--data.train_file another file, not this one"),
+        (("--data.batch_size", "4"), "with --data.batch_size 8, not 4"),
+        (("--seed_everything", "7"), "with --seed_everything 42, not 7"),
+        (("--model.learning_rate", "2e-3"), "with --model.learning_rate 0.001, not 0.002"),
+        (("--trainer.max_epochs", "1"), "with --trainer.max_epochs 2, not 1"),
+        (("--trainer.max_epochs", "3"), "with --trainer.max_epochs 2, not 3"),
+        (("--data.train_file", "OTHER"), "on a --data.train_file with other content; a resumed run keeps"),
         (
             ("--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"),
-            "--trainer.devices x --trainer.num_nodes 1, not 2",
+            "on 1 processes (--trainer.devices x --trainer.num_nodes), not 2",
         ),
     ],
     ids=["batch_size", "seed", "learning_rate", "fewer_epochs", "more_epochs", "train_file", "devices"],
@@ -283,6 +283,6 @@ def test_resume_with_changed_settings_is_refused(base, tiny_bert, toy_treebank, 
     line = fails(
         fit_args(tiny_bert, toy_treebank, root, "--trainer.max_epochs", "2", "--ckpt_path", "last", *change), capsys
     )
-    assert f"--ckpt_path last: the run was trained with {message}" in line
+    assert f"--ckpt_path last: the run was trained {message}" in line
     assert f"(--model.model_name {root / 'checkpoints' / 'last.ckpt'}, a warm start)" in line
     assert snapshot(root) == before
