@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from nasty_lightning.checkpoint_io import RESUMABLE
 from nasty_lightning.errors import Interrupted, UserError
 from nasty_lightning.precision import NATIVE_BF16_CPU_FLAGS, cpu_info
 from nasty_lightning.runlog import RunLogger, count_rows, keep_rows
@@ -139,7 +140,7 @@ class LastCheckpoint(Checkpoint):
         return trainer.fit_loop.epoch_loop.batch_progress.current.processed >= trainer.num_training_batches
 
     def _path(self, trainer: L.Trainer) -> str:
-        return os.path.join(self.dirpath or trainer.default_root_dir, "last.ckpt")
+        return os.path.join(self.dirpath or trainer.default_root_dir, RESUMABLE)
 
     def _save(self, trainer: L.Trainer, epoch_end: bool = False) -> None:
         # The last batch of an epoch is saved at the epoch's end: Lightning resumes a checkpoint written

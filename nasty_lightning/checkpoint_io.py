@@ -55,8 +55,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if self.last_saved is not None:
             path, step = self.last_saved
             return f"the last checkpoint written is {path} (step {step}); make room and resume with --ckpt_path last"
-        if (folder / "last.ckpt").is_file():
-            return f"{folder / 'last.ckpt'} is from before this run; make room and resume with --ckpt_path last"
+        if (folder / RESUMABLE).is_file():
+            return f"{folder / RESUMABLE} is from before this run; make room and resume with --ckpt_path last"
         return "no checkpoint of this run was written yet; make room and start again"
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:

@@ -30,7 +30,7 @@ from nasty_lightning.callbacks import (
     check_resume_settings,
     resume_settings,
 )
-from nasty_lightning.checkpoint_io import AtomicCheckpointIO
+from nasty_lightning.checkpoint_io import RESUMABLE, AtomicCheckpointIO
 from nasty_lightning.cli import TRAINER_COMMANDS, SuggestOptions
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
@@ -183,7 +183,7 @@ class NastyCLI(LightningCLI):
             )
         checkpoints = Path(cfg.last_checkpoint.dirpath)
         if cfg.ckpt_path is not None:
-            _check_resume(cfg.ckpt_path, checkpoints / "last.ckpt")
+            _check_resume(cfg.ckpt_path, checkpoints / RESUMABLE)
         if rank_zero_only.rank == 0:
             self._exit_stack.enter_context(
                 claim_run_folder(root, checkpoints, resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
@@ -201,7 +201,7 @@ class NastyCLI(LightningCLI):
     def before_fit(self) -> None:
         if self.config_init[self.subcommand].ckpt_path is None:
             return
-        last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / "last.ckpt"
+        last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / RESUMABLE
         saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
         check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
 
