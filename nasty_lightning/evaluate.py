@@ -1,4 +1,5 @@
-"""``nasty-train eval``: score an exported model on a labelled file, word by word."""
+"""``nasty-train eval``: score an exported model on a labelled file, word by word, and entity by entity
+for IOB2 tags."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import io
 import json
 import math
 from collections import Counter
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
+from nasty_lightning.entities import entity_report, entity_scores, is_iob2
 from nasty_lightning.errors import UserError
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import read_sentences
@@ -55,12 +58,14 @@ def evaluate(
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
 
     Every word with a label counts once, in long sentences too; labels the model never saw count as
-    wrong. Prints accuracy and a per-tag table.
+    wrong. Prints accuracy and a per-tag table; for IOB2 tags (NER), also precision, recall and F1 over
+    exact entity spans (strict IOB2, as seqeval's strict mode), micro and per entity type.
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
         test_file: Labelled file to score, in the column the model was trained on.
-        output_json: Also write the results as JSON (``accuracy`` is a fraction).
+        output_json: Also write the results as JSON (``accuracy`` is a fraction; for IOB2 tags also ``f1``,
+            ``precision``, ``recall`` and ``per_type``).
         confusion_png: Also draw the confusion matrix (gold rows, predicted columns) as a PNG.
         batch_size: Sentences per forward pass.
     """
@@ -73,16 +78,19 @@ def evaluate(
     tagger = Tagger.load(model_dir, batch_size=batch_size)
     sentences = read_sentences(test_file)
     predicted = tagger.predict([s.words for s in sentences], progress=True)
-    gold, pred = [], []
+    gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
     for sentence, tags in zip(sentences, predicted, strict=True):
-        for label, tag in zip(sentence.labels(tagger.label_column), tags, strict=True):
-            if label is not None:
-                gold.append(label)
-                pred.append(tag)
+        pairs = [(g, p) for g, p in zip(sentence.labels(tagger.label_column), tags, strict=True) if g is not None]
+        gold_sentences.append([g for g, _ in pairs])
+        pred_sentences.append([p for _, p in pairs])
+    gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
     if not gold:
         raise UserError(f"{test_file}: no word has a label in the column {tagger.label_column!r}")
     result = {"model_dir": model_dir, "test_file": test_file, **score(gold, pred)}
     print(report(result))
+    if is_iob2(gold):
+        result.update(entity_scores(gold_sentences, pred_sentences))
+        print("\n" + entity_report(result))
     if output_json:
         write_atomic(output_json, json.dumps(result, indent=2) + "\n")
     if confusion_png:

@@ -1,0 +1,89 @@
+"""Entity spans from IOB2 tags and their exact-span scores, as ``eval`` reports them for NER files."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import pytest
+from conftest import SHARED_DATA
+
+from nasty_lightning import inference
+from nasty_lightning.cli import main
+from nasty_lightning.entities import entity_scores, is_iob2, spans
+from nasty_lightning.reading import read_sentences
+
+UNER = SHARED_DATA / "uner" / "en_ewt" / "en_ewt-ud-dev.iob2"
+
+
+def test_spans_follow_strict_iob2():
+    tags = ["B-PER", "I-PER", "O", "I-LOC", "B-ORG", "I-LOC", "B-LOC", "B-LOC", "I-LOC"]
+    # I-LOC after O, and I-LOC after an ORG, start nothing; B-LOC B-LOC are two entities
+    assert spans(tags) == [("PER", 0, 2), ("ORG", 4, 5), ("LOC", 6, 7), ("LOC", 7, 9)]
+    assert spans(["O", "O"]) == [] and spans([]) == []
+
+
+def test_scores_count_exact_spans_only():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "O", "O", "B-LOC"], ["I-ORG", "O"]]  # PER cut short; ORG without its B-
+    scores = entity_scores(gold, pred)
+    assert (scores["gold"], scores["predicted"], scores["found"]) == (3, 2, 1)
+    assert scores["precision"] == pytest.approx(1 / 2) and scores["recall"] == pytest.approx(1 / 3)
+    assert scores["f1"] == pytest.approx(0.4)
+    assert scores["per_type"]["LOC"]["f1"] == 1.0 and scores["per_type"]["ORG"]["recall"] == 0.0
+    assert scores["per_type"]["PER"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "gold": 1,
+        "predicted": 1,
+        "found": 0,
+    }
+
+
+def test_iob2_is_recognised():
+    assert is_iob2(["O", "B-PER", "I-PER"]) and not is_iob2(["O"]) and not is_iob2(["NOUN", "B-PER"])
+
+
+@pytest.mark.skipif(not UNER.is_file(), reason="Universal NER English-EWT is not in the data folder")
+def test_scores_equal_seqeval_strict_on_universal_ner():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from seqeval.scheme import IOB2
+
+    gold = [s.labels("ner") for s in read_sentences(UNER)]
+    rng = random.Random(0)
+    tags = sorted({t for s in gold for t in s})
+    # predictions with every kind of error: wrong types, lost B-, stray I-, split and merged entities
+    pred = [[rng.choice(tags) if rng.random() < 0.15 else t for t in s] for s in gold]
+    ours = entity_scores(gold, pred)
+    theirs = seqeval.classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True)
+    assert ours["gold"] == theirs["micro avg"]["support"] == sum(len(spans(s)) for s in gold)
+    for key in ("precision", "recall", "f1"):
+        assert ours[key] == pytest.approx(theirs["micro avg"][f"{key}-score" if key == "f1" else key], abs=1e-12)
+        for kind in ("LOC", "ORG", "PER"):
+            expected = theirs[kind][f"{key}-score" if key == "f1" else key]
+            assert ours["per_type"][kind][key] == pytest.approx(expected, abs=1e-12)
+
+
+def test_eval_reports_entity_scores_for_iob2_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+    data = tmp_path / "ner.iob2"
+    data.write_text("1\tAnn\tB-PER\t-\t-\n2\tSmith\tI-PER\t-\t-\n3\tsaw\tO\t-\t-\n4\tRome\tB-LOC\t-\t-\n\n")
+    gold = {"Ann": "B-PER", "Smith": "I-PER", "saw": "O", "Rome": "O"}  # the model misses Rome
+
+    class Model:
+        label_column = "ner"
+
+        def predict(self, sentences, progress=False):
+            return [[gold[w] for w in words] for words in sentences]
+
+    monkeypatch.setattr(inference.Tagger, "load", classmethod(lambda cls, model_dir, batch_size=64: Model()))
+    out_json = tmp_path / "scores.json"
+    main(["eval", "--model_dir", str(tmp_path), "--test_file", str(data), "--output_json", str(out_json)])
+    printed = capsys.readouterr().out
+    assert "accuracy: 0.7500 (3 of 4 words correct)" in printed
+    assert "entities: precision 1.0000, recall 0.5000, f1 0.6667 (1 of 2 gold entities found, 1 predicted)" in printed
+    scores = json.loads(out_json.read_text())
+    assert scores["accuracy"] == 0.75 and scores["f1"] == pytest.approx(2 / 3)
+    assert scores["per_type"]["LOC"]["recall"] == 0.0 and scores["per_type"]["PER"]["f1"] == 1.0
