@@ -26,6 +26,13 @@ def private_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """In-process ``main(args)`` runs pass their own arguments; pytest's in ``sys.argv`` would only trigger
+    Lightning's warning about getting both."""
+    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_bert(tmp_path_factory.mktemp("bert"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 import yaml
@@ -14,12 +12,6 @@ from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
-
-
-@pytest.fixture(autouse=True)
-def plain_argv(monkeypatch):
-    """In-process runs pass their own arguments; pytest's would only trigger Lightning's warning."""
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
 
 
 @pytest.fixture(scope="module")

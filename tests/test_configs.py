@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ def test_there_are_configs_for_every_preset():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
-def test_config_parses(config, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+def test_config_parses(config, capsys):
     assert config.read_text().startswith(f"# nasty-train fit --config configs/{config.name}\n")
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--config", str(config), "--data.batch_size", "7", "--print_config"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 
 import pytest
 from conftest import SHARED_DATA
@@ -67,7 +66,6 @@ def test_scores_equal_seqeval_strict_on_universal_ner():
 
 
 def test_eval_reports_entity_scores_for_iob2_files(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
     data = tmp_path / "ner.iob2"
     data.write_text("1\tAnn\tB-PER\t-\t-\n2\tSmith\tI-PER\t-\t-\n3\tsaw\tO\t-\t-\n4\tRome\tB-LOC\t-\t-\n\n")
     gold = {"Ann": "B-PER", "Smith": "I-PER", "saw": "O", "Rome": "O"}  # the model misses Rome

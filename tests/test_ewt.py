@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,8 +24,7 @@ def head(source: Path, target: Path, n: int) -> Path:
 
 
 @pytest.mark.skipif(not EWT.is_dir(), reason="UD English-EWT is in neither data/ud nor ../shared/data/ud")
-def test_minilm_learns_upos_on_an_ewt_subset(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
+def test_minilm_learns_upos_on_an_ewt_subset(tmp_path):
     train = head(EWT / "en_ewt-ud-train.conllu", tmp_path / "train.conllu", 400)
     dev = head(EWT / "en_ewt-ud-dev.conllu", tmp_path / "dev.conllu", 200)
     main(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,7 +64,6 @@ class FakeHub:
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
     """An empty Hugging Face cache, offline mode off, and a fake hub that cannot be reached."""
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

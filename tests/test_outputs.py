@@ -36,11 +36,6 @@ def full_disk(*args: object) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.fixture(autouse=True)
-def plain_argv(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
-
-
 @pytest.fixture(scope="module")
 def model_dir(tiny_bert, tmp_path_factory):
     out = tmp_path_factory.mktemp("model")

@@ -25,11 +25,6 @@ from nasty_lightning.train_cli import claim_run_folder
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def plain_argv(monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["nasty-train"])
-
-
 @pytest.fixture(scope="module")
 def base(tiny_bert, toy_treebank, tmp_path_factory):
     """A finished run: 2 epochs of 8 steps, validated every 5 steps."""
