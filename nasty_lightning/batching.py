@@ -133,7 +133,8 @@ class SentenceBatchSampler(Sampler[list[int]]):
 
 
 def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
-    """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label id.
+    """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label ids (one
+    per head, in the last dimension).
 
     ``loss_norm`` (the mean number of labelled words per training batch) becomes the divisor of the
     batch's summed loss. Length-bucketed batches hold very different numbers of words; dividing each
@@ -143,14 +144,14 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
     width = max(len(w.input_ids) for w in windows)
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
-    labels = torch.full((len(windows), width), IGNORE, dtype=torch.long)
+    labels = torch.full((len(windows), width, n_heads(windows)), IGNORE, dtype=torch.long)
     word_mask = torch.zeros((len(windows), width), dtype=torch.bool)
     for row, w in enumerate(windows):
         input_ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids)
         attention_mask[row, : len(w.input_ids)] = 1
         starts = torch.tensor(w.word_starts, dtype=torch.long)
         word_mask[row, starts] = True
-        labels[row, starts] = torch.tensor(w.labels, dtype=torch.long)
+        labels[row, starts] = word_labels(w)
     batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -162,3 +163,13 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
     if loss_norm is not None:
         batch["loss_norm"] = torch.tensor(loss_norm)
     return batch
+
+
+def n_heads(windows: list[Window]) -> int:
+    """How many label ids each word of these windows has (one per head)."""
+    return word_labels(windows[0]).shape[1]
+
+
+def word_labels(window: Window) -> torch.Tensor:
+    """The window's label ids as a (words, heads) tensor."""
+    return torch.tensor(window.labels, dtype=torch.long).reshape(len(window.word_starts), -1)

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from nasty_lightning.batching import word_labels
 from nasty_lightning.encoding import Window
 
-FORMAT = 1
+FORMAT = 2  # 2: labels are (words, heads)
 
 
 def cache_key(
-    path: str, tokenizer: PreTrainedTokenizerBase, max_length: int, labels: list[str] | None, column: str
+    path: str, tokenizer: PreTrainedTokenizerBase, max_length: int, labels: Any, column: str | list[str]
 ) -> str:
     digest = hashlib.sha256(Path(path).read_bytes())
     digest.update(tokenizer.backend_tokenizer.to_str().encode("utf-8"))
@@ -37,7 +38,7 @@ def save_windows(file: Path, windows: list[Window], info: dict[str, Any]) -> Non
         "input_ids": torch.tensor([i for w in windows for i in w.input_ids], dtype=torch.int32),
         "id_counts": torch.tensor([len(w.input_ids) for w in windows], dtype=torch.int32),
         "word_starts": torch.tensor([i for w in windows for i in w.word_starts], dtype=torch.int32),
-        "labels": torch.tensor([i for w in windows for i in w.labels], dtype=torch.int32),
+        "labels": torch.cat([word_labels(w) for w in windows]).to(torch.int32) if windows else torch.zeros(0, 1),
         "word_counts": torch.tensor([len(w.word_starts) for w in windows], dtype=torch.int32),
         "sentence": torch.tensor([w.sentence for w in windows], dtype=torch.int32),
         "first_word": torch.tensor([w.first_word for w in windows], dtype=torch.int32),

@@ -1,4 +1,4 @@
-"""``nasty-train``: one command for training (fit, validate, test, predict: a LightningCLI, in
+"""``nasty-train``: one command for training (fit, validate, test: a LightningCLI, in
 ``train_cli``) and for working with exported models (eval, tag, export: jsonargparse on their functions).
 
 This module stays light: ``nasty-train --help`` and a mistyped command answer before PyTorch, Lightning or
@@ -22,7 +22,6 @@ TRAINER_COMMANDS = {
     "fit": "fine-tune a model on a training file, validating on a validation file",
     "validate": "score a checkpoint on --data.val_file",
     "test": "score a checkpoint on --data.test_file",
-    "predict": "tag --data.predict_file with a checkpoint (results are returned, not written)",
 }
 MODEL_COMMANDS = {
     "eval": "score an exported model on a labelled file: accuracy and a per-tag table",
@@ -87,6 +86,13 @@ def main(args: list[str] | None = None) -> None:
     if command in (None, "-h", "--help"):
         print(USAGE, file=sys.stdout if command else sys.stderr)
         sys.exit(0 if command else 2)
+    if command == "predict":
+        print(
+            "nasty-train: error: there is no predict command: tag a file with nasty-train tag --model_dir RUN/model "
+            "--input FILE --output TAGGED (export a checkpoint first with nasty-train export)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if command not in TRAINER_COMMANDS and command not in MODEL_COMMANDS and not command.startswith("-"):
         close = difflib.get_close_matches(command, [*TRAINER_COMMANDS, *MODEL_COMMANDS], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -18,6 +18,7 @@ from nasty_lightning.cache import cache_key, load_windows, save_windows
 from nasty_lightning.encoding import IGNORE, Window, WordTooLong, encode, load_tokenizer
 from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.fetch import fetch_treebank_file
+from nasty_lightning.heads import LEMMA, Head, LabelVocab, label_columns, labels_by_column
 from nasty_lightning.packing import collate_packed
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
@@ -30,8 +31,7 @@ class TaggingDataModule(L.LightningDataModule):
         train_file: str | None = None,
         val_file: str | None = None,
         test_file: str | None = None,
-        predict_file: str | None = None,
-        label_column: str = "upos",
+        label_column: str | list[str] = "upos",
         batch_size: int = 16,
         max_tokens: int | None = None,
         max_length: int = 512,
@@ -40,7 +40,7 @@ class TaggingDataModule(L.LightningDataModule):
         num_workers: int = 0,
         treebank: str | None = None,
         cache_dir: str | None = "~/.cache/nasty_lightning",
-        labels: list[str] | None = None,
+        labels: list[str] | dict[str, list[str]] | None = None,
         model_name: str = "minilm",
         trust_remote_code: bool = False,
         seed: int = 42,
@@ -50,8 +50,11 @@ class TaggingDataModule(L.LightningDataModule):
             train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``.
             val_file: Validation file, scored after every epoch; the guide's ``--validation``.
             test_file: Test file, used by ``nasty-train test``.
-            predict_file: File to tag with ``nasty-train predict``.
-            label_column: Column to predict: upos, xpos, deprel, feats, ... (``ner`` for IOB2 files).
+            label_column: Column to predict: upos, xpos, deprel, feats, lemma, ... (``ner`` for IOB2 files), or a
+                list of them, ``[upos, xpos, feats, lemma]``: one model, one encoder pass, one head per column
+                (lemmas as edit scripts from the form). Validation's ``validation_accuracy`` (``val_acc``) is
+                the first column's; the others are logged as ``val_<column>``, with ``val_alltags`` (UPOS, XPOS
+                and FEATS all right) when two of those are predicted.
             batch_size: Sentences (windows of long sentences) per batch; per device under DDP.
             max_tokens: Instead of ``batch_size`` sentences, as many as fit in this many subword positions,
                 padding included (batches of long sentences hold fewer); implies sorting by length.
@@ -68,8 +71,8 @@ class TaggingDataModule(L.LightningDataModule):
                 downloaded; without it, missing files are an error.
             cache_dir: Where encoded files are kept, keyed by file content, tokenizer and max_length, so that
                 later runs skip tokenization; ``null`` turns the cache off.
-            labels: Label vocabulary; taken from the training file when it is not given (and from the
-                checkpoint with ``--ckpt_path``).
+            labels: Label vocabulary (by column, for several); taken from the training file when it is not
+                given (and from the checkpoint with ``--ckpt_path``).
             model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
             trust_remote_code: Run tokenizer code shipped with a hub model (linked from ``--model.trust_remote_code``).
             seed: Seed of the batch order (linked from ``--seed_everything``).
@@ -81,16 +84,20 @@ class TaggingDataModule(L.LightningDataModule):
             raise UserError(f"--data.max_tokens {max_tokens} must be at least --data.max_length ({max_length})")
         self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
         self._sentences: dict[str, list[Sentence]] = {}
+        columns = label_columns(label_column)
         if labels is not None:
-            self.label_vocab = list(labels)
+            vocabs = {c: LabelVocab(tuple(v)) for c, v in labels_by_column(labels, columns).items()}
         elif train_file is not None:
             self.ensure_file(train_file)
             sentences = self.sentences(train_file)
-            check_labels(train_file, sentences, label_column)
-            self.label_vocab = sorted({label for s in sentences for label in s.labels(label_column)})
+            vocabs = {}
+            for column in columns:
+                check_labels(train_file, sentences, column)
+                head = Head(column, LabelVocab(()))
+                vocabs[column] = LabelVocab.of(v for s in sentences for v in head.targets(s.words, s.labels(column)))
         else:
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
-        self.label_ids = {label: i for i, label in enumerate(self.label_vocab)}
+        self.heads = [Head(column, vocab) for column, vocab in vocabs.items()]
         self.datasets: dict[str, list[Window]] = {}
         self.file_stats: dict[str, dict[str, int]] = {}
         self.tokenizer = None
@@ -98,9 +105,12 @@ class TaggingDataModule(L.LightningDataModule):
         self._resume_at: dict[str, int] | None = None
 
     @property
-    def unknown_label(self) -> int:
-        """The id that stands for labels missing from the vocabulary: never predicted, always wrong."""
-        return len(self.label_vocab)
+    def label_vocab(self) -> list[str] | dict[str, list[str]]:
+        """The labels of every head by column, as the model takes them; one column's as a plain list, as
+        checkpoints of single-column models have always held them."""
+        if len(self.heads) == 1:
+            return list(self.heads[0].vocab.labels)
+        return {head.column: list(head.vocab.labels) for head in self.heads}
 
     def ensure_file(self, path: str) -> None:
         if Path(path).is_file():
@@ -120,15 +130,15 @@ class TaggingDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Download missing files and fill the encoding cache (on one process per machine)."""
         h = self.hparams
-        for path, labelled in ((h.train_file, True), (h.val_file, True), (h.test_file, True), (h.predict_file, False)):
+        for path in (h.train_file, h.val_file, h.test_file):
             if path is None:
                 continue
             self.ensure_file(path)
             if h.cache_dir is not None:
                 self._load_tokenizer()
-                cache = self._cache_file(path, labelled)
+                cache = self._cache_file(path)
                 if not cache.is_file():
-                    save_windows(cache, *self._encode(path, labelled))
+                    save_windows(cache, *self._encode(path))
 
     def _load_tokenizer(self) -> None:
         if self.tokenizer is not None:
@@ -146,7 +156,6 @@ class TaggingDataModule(L.LightningDataModule):
             "fit": {"train": h.train_file, "val": h.val_file},
             "validate": {"val": h.val_file},
             "test": {"test": h.test_file},
-            "predict": {"predict": h.predict_file},
         }[stage]
         for split, path in splits.items():
             if path is None:
@@ -154,24 +163,30 @@ class TaggingDataModule(L.LightningDataModule):
                     continue
                 raise UserError(f"--data.{split}_file is needed for {stage}")
             if split not in self.datasets:
-                self.datasets[split] = self._dataset(path, labelled=split != "predict")
+                self.datasets[split] = self._dataset(path)
 
-    def _dataset(self, path: str, labelled: bool) -> list[Window]:
+    def _dataset(self, path: str) -> list[Window]:
         """The encoded windows of a file: from the cache when it has them, else encoded (and cached)."""
-        cache = self._cache_file(path, labelled)
+        cache = self._cache_file(path)
         if cache is not None and cache.is_file():
             windows, info = load_windows(cache)
         else:
-            windows, info = self._encode(path, labelled)
+            windows, info = self._encode(path)
             if cache is not None:
                 save_windows(cache, windows, info)
         self.file_stats[path] = {"sentences": info["sentences"], "words": info["words"]}
-        unknown = info["unknown_labels"]
-        if unknown:
-            rank_zero_warn(
-                f"{path}: {sum(unknown.values())} words carry labels not seen in training "
-                f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
-            )
+        for column, unknown in info["unknown_labels"].items():
+            if column == LEMMA:
+                missed = sum(unknown.values())
+                rank_zero_warn(
+                    f"{path}: {missed} of {info['lemmas']} lemmas ({missed / info['lemmas']:.2%}) need an edit "
+                    "script not seen in training; the model cannot produce them, and they are scored as wrong"
+                )
+            else:
+                rank_zero_warn(
+                    f"{path}: {sum(unknown.values())} words carry {column} labels not seen in training "
+                    f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
+                )
         n_long = len({w.sentence for w in windows if w.first_word > 0})
         if n_long:
             rank_zero_info(
@@ -180,30 +195,26 @@ class TaggingDataModule(L.LightningDataModule):
             )
         return windows
 
-    def _cache_file(self, path: str, labelled: bool) -> Path | None:
+    def _cache_file(self, path: str) -> Path | None:
         h = self.hparams
         if h.cache_dir is None:
             return None
-        key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab if labelled else None, h.label_column)
+        key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab, h.label_column)
         return Path(h.cache_dir).expanduser() / f"{Path(path).stem}-{key}.pt"
 
-    def _encode(self, path: str, labelled: bool) -> tuple[list[Window], dict[str, Any]]:
+    def _encode(self, path: str) -> tuple[list[Window], dict[str, Any]]:
         sentences = self.sentences(path)
-        labels, unknown = None, Counter()
-        if labelled:
-            check_labels(path, sentences, self.hparams.label_column)
-            labels = []
+        unknown = {head.column: Counter() for head in self.heads}
+        columns = []  # by head, sentence and word: label ids
+        for head in self.heads:
+            check_labels(path, sentences, head.column)
+            ids = []
             for s in sentences:
-                ids = []
-                for label in s.labels(self.hparams.label_column):
-                    if label is None:
-                        ids.append(IGNORE)
-                    elif label in self.label_ids:
-                        ids.append(self.label_ids[label])
-                    else:
-                        unknown[label] += 1
-                        ids.append(self.unknown_label)
-                labels.append(ids)
+                targets = head.targets(s.words, s.labels(head.column))
+                ids.append([head.vocab.encode(t) for t in targets])
+                unknown[head.column].update(t for t in targets if t is not None and t not in head.vocab)
+            columns.append(ids)
+        labels = [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)]
         try:
             windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
         except WordTooLong as err:
@@ -211,8 +222,10 @@ class TaggingDataModule(L.LightningDataModule):
         info = {
             "sentences": len(sentences),
             "words": sum(len(s.words) for s in sentences),
-            "unknown_labels": dict(unknown),
+            "unknown_labels": {column: dict(counts) for column, counts in unknown.items() if counts},
         }
+        if any(h.is_lemma for h in self.heads):
+            info["lemmas"] = sum(1 for s in sentences for v in s.labels(LEMMA) if v is not None)
         return windows, info
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -231,7 +244,7 @@ class TaggingDataModule(L.LightningDataModule):
         loss_norm = None
         if shuffle:  # training
             # the loss divisor: the mean number of labelled words per batch, over all ranks
-            words = sum(label != IGNORE for w in windows for label in w.labels)
+            words = sum(labels[0] != IGNORE for w in windows for labels in w.labels)  # the first head's
             loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
             self._train_sampler = sampler
             if self._resume_at is not None:
@@ -269,9 +282,6 @@ class TaggingDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to encode new data (labels, column, window size), the data's size, and

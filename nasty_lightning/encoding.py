@@ -17,10 +17,11 @@ from typing import Literal
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.heads import IGNORE
 from nasty_lightning.presets import PRESETS, locate_model
 from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 
-IGNORE = -100
+__all__ = ["IGNORE", "Window", "WordTooLong", "encode", "load_tokenizer"]
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Window:
 
     input_ids: list[int]
     word_starts: list[int]
-    labels: list[int]
+    labels: list  # per word: a label id, or a sequence of them (one per head)
     sentence: int
     first_word: int
 
@@ -92,9 +93,10 @@ def encode(
 ) -> list[Window]:
     """Encode sentences of words into windows of at most ``max_length`` subwords, specials included.
 
-    ``labels`` holds one label id per word (``IGNORE`` where there is none); without it every word
-    is unlabelled. A single word with more subwords than a window holds raises ``WordTooLong`` with
-    ``long_words="error"``; with ``"truncate"`` it keeps only the subwords that fit.
+    ``labels`` holds one label id per word (``IGNORE`` where there is none), or one sequence of ids per
+    word (one per head); without it every word is unlabelled. A single word with more subwords than a
+    window holds raises ``WordTooLong`` with ``long_words="error"``; with ``"truncate"`` it keeps only the
+    subwords that fit.
     """
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)

@@ -13,36 +13,33 @@ from typing import Any
 import numpy as np
 
 from nasty_lightning.entities import entity_report, entity_scores, is_iob2
-from nasty_lightning.errors import UserError
+from nasty_lightning.heads import tag_columns
 from nasty_lightning.outputs import check_output, write_atomic
-from nasty_lightning.reading import read_sentences
+from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
 
-def score(gold: list[str], predicted: list[str]) -> dict[str, Any]:
-    """Accuracy, counts and per-tag precision, recall, F1 and support."""
+def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[str, Any]:
+    """Accuracy, counts and (with ``per_tag``) per-tag precision, recall, F1 and support."""
     correct = sum(g == p for g, p in zip(gold, predicted, strict=True))
     true_pos = Counter(g for g, p in zip(gold, predicted, strict=True) if g == p)
     gold_count, pred_count = Counter(gold), Counter(predicted)
-    per_tag = {}
-    for tag in sorted(set(gold_count) | set(pred_count)):
+    tags = {}
+    for tag in sorted(set(gold_count) | set(pred_count)) if per_tag else ():
         precision = true_pos[tag] / pred_count[tag] if pred_count[tag] else 0.0
         recall = true_pos[tag] / gold_count[tag] if gold_count[tag] else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_tag[tag] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[tag]}
-    return {
-        "accuracy": correct / len(gold) if gold else 0.0,
-        "total": len(gold),
-        "correct": correct,
-        "per_tag": per_tag,
-    }
+        tags[tag] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[tag]}
+    result = {"accuracy": correct / len(gold) if gold else 0.0, "total": len(gold), "correct": correct}
+    if per_tag:
+        result["per_tag"] = tags
+    return result
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [
-        f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} words correct)",
-        "",
-        f"{'tag':<12} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}",
-    ]
+    lines = [f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} words correct)"]
+    if "per_tag" not in result:
+        return lines[0]
+    lines += ["", f"{'tag':<12} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}"]
     for tag, m in result["per_tag"].items():
         lines.append(f"{tag:<12} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} {m['support']:>9,}")
     return "\n".join(lines)
@@ -58,15 +55,19 @@ def evaluate(
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
 
     Every word with a label counts once, in long sentences too; labels the model never saw count as
-    wrong. Prints accuracy and a per-tag table; for IOB2 tags (NER), also precision, recall and F1 over
-    exact entity spans (strict IOB2, as seqeval's strict mode), micro and per entity type.
+    wrong. Prints accuracy and a per-tag table for every column the model predicts (lemmas: accuracy only;
+    a word without a gold lemma, ``_``, counts as right, as the UD scorer counts it), and with UPOS, XPOS
+    and FEATS, AllTags: the share of words with all of those the model predicts right. For IOB2 tags
+    (NER), also precision, recall and F1 over exact entity spans (strict IOB2, as seqeval's strict mode),
+    micro and per entity type.
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
-        test_file: Labelled file to score, in the column the model was trained on.
-        output_json: Also write the results as JSON (``accuracy`` is a fraction; for IOB2 tags also ``f1``,
-            ``precision``, ``recall`` and ``per_type``).
-        confusion_png: Also draw the confusion matrix (gold rows, predicted columns) as a PNG.
+        test_file: Labelled file to score, with the columns the model predicts.
+        output_json: Also write the results as JSON: ``accuracy`` (a fraction) and ``per_tag`` are the first
+            column's; a model of several columns adds ``columns`` ({column: {accuracy, ...}}) and ``alltags``;
+            IOB2 tags add ``f1``, ``precision``, ``recall`` and ``per_type``.
+        confusion_png: Also draw the confusion matrix of the first column (gold rows, predicted columns) as a PNG.
         batch_size: Sentences per forward pass.
     """
     from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
@@ -77,25 +78,57 @@ def evaluate(
             check_output(path, option)
     tagger = Tagger.load(model_dir, batch_size=batch_size)
     sentences = read_sentences(test_file)
+    for column in tagger.columns:
+        check_labels(test_file, sentences, column, complete=False)
     predicted = tagger.predict([s.words for s in sentences], progress=True)
-    gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
-    for sentence, tags in zip(sentences, predicted, strict=True):
-        pairs = [(g, p) for g, p in zip(sentence.labels(tagger.label_column), tags, strict=True) if g is not None]
-        gold_sentences.append([g for g, _ in pairs])
-        pred_sentences.append([p for _, p in pairs])
-    gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
-    if not gold:
-        raise UserError(f"{test_file}: no word has a label in the column {tagger.label_column!r}")
-    result = {"model_dir": model_dir, "test_file": test_file, **score(gold, pred)}
-    print(report(result))
-    if is_iob2(gold):
-        result.update(entity_scores(gold_sentences, pred_sentences))
+    columns: dict[str, dict[str, Any]] = {}
+    first_sentences: tuple[list[list[str]], list[list[str]]] = ([], [])
+    for head in tagger.heads:
+        gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
+        for sentence, tags in zip(sentences, predicted[head.column], strict=True):
+            gold = sentence.labels(head.column)
+            if head.is_lemma:  # the UD scorer's Lemmas: a word without a gold lemma is right
+                gold = [p if g is None else g for g, p in zip(gold, tags, strict=True)]
+            pairs = [(g, p) for g, p in zip(gold, tags, strict=True) if g is not None]
+            gold_sentences.append([g for g, _ in pairs])
+            pred_sentences.append([p for _, p in pairs])
+        gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
+        columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
+        if head is tagger.heads[0]:
+            first_sentences = gold_sentences, pred_sentences
+    result = {"model_dir": model_dir, "test_file": test_file, **columns[tagger.label_column]}
+    lines = [report(columns[tagger.label_column])]
+    if len(columns) > 1:
+        for column, scores in list(columns.items())[1:]:
+            lines += ["", f"== {column} ==", report(scores)]
+        result["columns"] = columns
+    tagged = tag_columns(tagger.columns)
+    if tagged:
+        result["alltags"] = alltags(sentences, predicted, tagged)
+        lines += ["", f"alltags ({', '.join(tagged)} all right): {result['alltags']['accuracy']:.4f}"]
+    print("\n".join(lines))
+    if is_iob2(first_sentences[0] and list(chain.from_iterable(first_sentences[0]))):
+        result.update(entity_scores(*first_sentences))
         print("\n" + entity_report(result))
     if output_json:
         write_atomic(output_json, json.dumps(result, indent=2) + "\n")
     if confusion_png:
+        gold, pred = (list(chain.from_iterable(x)) for x in first_sentences)
         write_atomic(confusion_png, plot_confusion(gold, pred, model_dir, test_file))
     return result
+
+
+def alltags(sentences: list[Sentence], predicted: dict[str, list[list[str]]], columns: list[str]) -> dict[str, Any]:
+    """AllTags: the share of words whose ``columns`` (of UPOS, XPOS, FEATS) are all right, over the words
+    that have a value in all of them."""
+    correct = total = 0
+    for n, sentence in enumerate(sentences):
+        gold = [sentence.labels(c) for c in columns]
+        for w in range(len(sentence.words)):
+            if all(g[w] is not None for g in gold):
+                total += 1
+                correct += all(g[w] == predicted[c][n][w] for g, c in zip(gold, columns, strict=True))
+    return {"accuracy": correct / total if total else 0.0, "total": total, "correct": correct, "columns": columns}
 
 
 def confusion(gold: list[str], predicted: list[str]) -> tuple[list[str], np.ndarray]:

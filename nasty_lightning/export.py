@@ -14,9 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from nasty_lightning.heads import ALLTAGS, HEADS_FILE, LEMMA, META_FILE, metric_name, saved_labels, tag_columns
 from nasty_lightning.outputs import atomic_dir, check_output_dir
 
 CARD_FILE = "README.md"
@@ -42,9 +44,9 @@ def export_checkpoint(
     """Export ``ckpt_path`` to ``output_dir``; ``summary`` adds what only the end of ``fit`` knows
     (epochs run, whether early stopping ended it, test metrics); ``what`` names the folder in errors."""
     import torch  # here: --help needs no PyTorch
+    from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    from nasty_lightning.inference import META_FILE
     from nasty_lightning.untrusted import load_checkpoint, plain_file_name
 
     check_output_dir(output_dir, what, marker=META_FILE)
@@ -56,23 +58,30 @@ def export_checkpoint(
         model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True, assign=True)
+    labels = saved_labels(data_state)
+    columns = list(labels)
+    heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
     meta = {
         "format": 1,
         "task": "token-classification",
-        "label_column": data_state["label_column"],
+        "label_column": columns[0],
         "max_length": data_state["max_length"],
         "long_sentences": "split at word boundaries into windows of at most max_length subwords",
         "labelled_subword": "first",
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
+    if len(columns) > 1:  # the first column's labels are the config's id2label
+        meta["heads"] = [{"column": c, "labels": labels[c]} for c in columns[1:]]
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
     step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
-    title = f"{meta['label_column']} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
+    title = f"{', '.join(columns)} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
     curves = plot_curves(metrics_csv, step, title) if metrics_csv.is_file() else None
     card = model_card(ckpt, config.id2label, summary or {}, curves is not None)
 
     with atomic_dir(output_dir) as out:
         model.save_pretrained(out)
+        if heads:
+            save_file(heads, out / HEADS_FILE)
         for name, content in ckpt["tokenizer_files"].items():
             (out / plain_file_name(name, f"checkpoint {ckpt_path}")).write_bytes(content)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -90,14 +99,38 @@ def callback_state(ckpt: dict[str, Any], name: str, monitor: str | None = None) 
     return {}
 
 
-def _best_score(ckpt: dict[str, Any]) -> float | None:
-    score = callback_state(ckpt, "ModelCheckpoint", "val_acc").get("best_model_score")
-    return None if score is None else float(score)
+def _best_score(ckpt: dict[str, Any]) -> tuple[str, float] | None:
+    """The metric the best checkpoint was chosen by, and its best value."""
+    for key, state in ckpt.get("callbacks", {}).items():
+        monitor = re.search(r"'monitor': '([^']+)'", key)
+        if key.startswith("ModelCheckpoint") and monitor and state.get("best_model_score") is not None:
+            return monitor[1], float(state["best_model_score"])
+    return None
+
+
+def _heads_section(labels: dict[str, list[str]], scores: dict[str, float]) -> str:
+    """One row per head: its column, its labels, and its validation accuracy at this checkpoint."""
+    columns = list(labels)
+    rows = ["| column | labels | validation accuracy at this checkpoint |", "|---|---|---|"]
+    for column, values in labels.items():
+        kind = f"{len(values)} edit scripts from form to lemma" if column == LEMMA else f"{len(values)} tags"
+        value = scores.get(metric_name(columns, column))
+        rows.append(f"| {column} | {kind} | {'n/a' if value is None else f'{value:.4f}'} |")
+    if f"val_{ALLTAGS}" in scores:
+        rows.append(f"| alltags | {', '.join(tag_columns(columns))} all right | {scores[f'val_{ALLTAGS}']:.4f} |")
+    note = (
+        f"The first column's head is the model's own classifier (`config.json` names its labels); the others are "
+        f"linear layers on the same last hidden states, in `{HEADS_FILE}` (`<column>.weight`, `<column>.bias`), "
+        f"their labels in `{META_FILE}`. `Tagger` predicts every column in one encoder pass."
+    )
+    return "## Heads\n\n" + "\n".join(rows) + "\n\n" + (note + "\n" if len(columns) > 1 else "")
 
 
 def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str, Any], has_curves: bool) -> str:
     """The README.md of an exported model: what it was trained on, how, and how well."""
     hp, data_hp, data_state = ckpt["hyper_parameters"], ckpt["datamodule_hyper_parameters"], ckpt["TaggingDataModule"]
+    labels = saved_labels(data_state)
+    columns = list(labels)
     record = callback_state(ckpt, "RunRecord")
     files = data_state.get("files", {})
 
@@ -114,7 +147,8 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
     seconds = record.get("train_seconds")
     rows = [
         f"| base model | `{hp['model_name']}` |",
-        f"| task | token classification of the `{data_state['label_column']}` column, {len(id2label)} labels |",
+        f"| task | token classification of {', '.join(f'`{c}`' for c in columns)} "
+        f"({'one head' if len(columns) == 1 else f'{len(columns)} heads, one encoder'}) |",
         file_row("training data", data_hp.get("train_file")),
         file_row("validation data", data_hp.get("val_file")),
         f"| learning rate | {hp['learning_rate']} (AdamW, weight decay {hp['weight_decay']}, "
@@ -124,7 +158,7 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         f"| seed | {data_hp.get('seed')} |",
         f"| epochs run | {epochs}{stopped}; this checkpoint: epoch {ckpt.get('epoch', 0) + 1}, "
         f"step {ckpt.get('global_step')} |",
-        f"| best validation accuracy | {best:.4f} |" if best is not None else "| best validation accuracy | n/a |",
+        f"| best checkpoint chosen by | {best[0]} = {best[1]:.4f} |" if best else "| best checkpoint chosen by | n/a |",
     ]
     for name, value in sorted(summary.get("test", {}).items()):
         rows.append(f"| {name} | {value:.4f} |")
@@ -136,9 +170,9 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         rows.append(f"| training precision | {record['precision']} |")
     if record.get("versions"):
         rows.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + " |")
-    labels = ", ".join(f"`{id2label[i]}`" for i in range(len(id2label)))
+    first = ", ".join(f"`{id2label[i]}`" for i in range(len(id2label)))
     parts = [
-        f"# {data_state['label_column']} tagger fine-tuned from {hp['model_name']}\n",
+        f"# {', '.join(columns)} tagger fine-tuned from {hp['model_name']}\n",
         "Fine-tuned with nasty-lightning on CoNLL-U data.\n",
         "| | |\n|---|---|\n" + "\n".join(rows) + "\n",
     ]
@@ -152,7 +186,8 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         'model="THIS_DIRECTORY", ignore_labels=[])\nprint(tagger([["The", "cat", "sat", "."]], '
         "is_split_into_words=True))\n```\n"
     )
-    parts.append(f"## Labels\n\n{labels}\n")
+    parts.append(_heads_section(labels, ckpt.get("validation_scores", {})))
+    parts.append(f"## Labels of {columns[0]}\n\n{first}\n")
     if has_curves:
         parts.append(f"## Training curves\n\n![training loss and validation accuracy]({CURVES_FILE})\n")
     return "\n".join(parts)

@@ -10,21 +10,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from nasty_lightning.batching import collate
 from nasty_lightning.encoding import Window, encode, load_tokenizer
 from nasty_lightning.errors import UserError
+from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.untrusted import check_model_dir
 
-META_FILE = "nasty_lightning.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
 
 # Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
@@ -58,22 +59,66 @@ def _read_meta(model_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path} names no label_column")
     if isinstance(meta.get("max_length"), bool) or not isinstance(meta.get("max_length"), int):
         raise UserError(f"{path} gives no whole number as max_length")
+    heads = meta.get("heads", [])
+    if not isinstance(heads, list) or not all(
+        isinstance(h, dict)
+        and isinstance(h.get("column"), str)
+        and isinstance(h.get("labels"), list)
+        and h["labels"]
+        and all(isinstance(label, str) for label in h["labels"])
+        for h in heads
+    ):
+        raise UserError(f"{path}: 'heads' must be a list of {{column, labels}} with the labels as strings")
     return meta
+
+
+def _load_heads(model_dir: Path, heads: list[Head], hidden: int) -> torch.nn.ModuleDict:
+    """The linear layers of the heads after the first, from HEADS_FILE (safetensors: tensors only)."""
+    layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads})
+    if not heads:
+        return layers
+    path = model_dir / HEADS_FILE
+    try:
+        weights = load_file(path)
+    except (OSError, SafetensorError) as err:
+        raise UserError(f"cannot read the heads of {model_dir} from {HEADS_FILE} ({err})") from None
+    try:
+        layers.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{path} does not fit the heads {META_FILE} names ({str(err).splitlines()[0]})") from None
+    return layers.eval()
 
 
 @dataclass
 class Tagger:
-    """A fine-tuned tagger: the model, its tokenizer and its labels, as ``export`` writes them."""
+    """A fine-tuned tagger: the model, its tokenizer and its heads (one per predicted column), as ``export``
+    writes them. The first head is the model's own classifier; the others (``layers``) read the same last
+    hidden states, so every column comes from one encoder pass."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    labels: list[str]
-    label_column: str
+    heads: list[Head]
     max_length: int
     batch_size: int = 64
+    layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
+
+    @property
+    def columns(self) -> list[str]:
+        """The predicted columns, in the model's order (the first is the classifier's)."""
+        return [h.column for h in self.heads]
+
+    @property
+    def label_column(self) -> str:
+        """The first predicted column."""
+        return self.heads[0].column
+
+    @property
+    def labels(self) -> list[str]:
+        """The first column's labels."""
+        return list(self.heads[0].vocab.labels)
 
     @classmethod
     def load(cls, model_dir: str | Path, batch_size: int = 64) -> Tagger:
@@ -93,51 +138,62 @@ class Tagger:
         except (OSError, ValueError, SafetensorError) as err:
             reason = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
             raise UserError(f"cannot load the model in {model_dir} ({reason})") from None
-        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        first = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
+        heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
+        label_columns([h.column for h in heads])  # no column twice
+        layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         tokenizer = load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, labels, meta["label_column"], meta["max_length"], batch_size)
+        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers)
 
-    def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, str]]]:
+    def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
 
-        Returns one list of (word, tag) pairs per sentence, in the order given.
+        Returns one list per sentence, in the order given, of a tuple per word: the word and its value in
+        every predicted column, in the order of ``columns`` (``(word, tag)`` for a model of one column).
         """
         if isinstance(sentences, str):
             sentences = [sentences]
         words = [split_words(s) if isinstance(s, str) else list(s) for s in sentences]
-        return [list(zip(w, t, strict=True)) for w, t in zip(words, self.predict(words), strict=True)]
+        predicted = self.predict(words)
+        columns = [predicted[c] for c in self.columns]
+        return [list(zip(w, *(c[i] for c in columns), strict=True)) for i, w in enumerate(words)]
 
-    def predict(self, sentences: list[list[str]], progress: bool = False) -> list[list[str]]:
-        """The tag of every word of every sentence; long sentences are tagged window by window, and a word
-        longer than a window by its first subwords.
+    def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]:
+        """Every predicted column's value for every word of every sentence, by column; long sentences are
+        tagged window by window, and a word longer than a window by its first subwords.
 
         ``progress`` shows a progress bar on standard error (when it is a terminal).
         """
-        tags: list[list[str]] = [[""] * len(words) for words in sentences]
+        ids: list[list[list[int]]] = [[[] for _ in words] for words in sentences]  # sentence, word, head
         windows = encode(sentences, self.tokenizer, self.max_length, long_words="truncate")
         windows.sort(key=lambda w: len(w.input_ids))  # similar lengths together: little padding
         with tqdm(total=len(windows), unit="sent", disable=None if progress else True, desc="tagging") as bar:
             for chunk, predicted in self._batches(windows):
-                for window, window_tags in zip(chunk, predicted, strict=True):
+                for window, window_ids in zip(chunk, predicted, strict=True):
                     start = window.first_word
-                    tags[window.sentence][start : start + len(window_tags)] = window_tags
+                    ids[window.sentence][start : start + len(window_ids)] = window_ids
                 bar.update(len(chunk))
-        return tags
+        return {
+            head.column: [head.decode([w[h] for w in s], words) for s, words in zip(ids, sentences, strict=True)]
+            for h, head in enumerate(self.heads)
+        }
 
     @torch.inference_mode()
-    def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[str]]]]:
+    def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[list[int]]]]]:
+        """Batches of windows, with the label ids of every word for every head."""
         device = next(self.model.parameters()).device
+        extra = len(self.layers) > 0
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i : i + self.batch_size]
             batch = collate(chunk, self.tokenizer.pad_token_id)
-            logits = self.model(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits
-            ids = logits.argmax(-1).cpu()
-            yield (
-                chunk,
-                [
-                    [self.labels[j] for j in row[mask].tolist()]
-                    for row, mask in zip(ids, batch["word_mask"], strict=True)
-                ],
+            out = self.model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                output_hidden_states=extra,
             )
+            logits = [out.logits]
+            if extra:
+                logits += [layer(out.hidden_states[-1]) for layer in self.layers.values()]
+            ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
+            yield chunk, [row[mask].tolist() for row, mask in zip(ids, batch["word_mask"], strict=True)]

@@ -9,27 +9,72 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torch import nn
+from torchmetrics import MeanMetric, Metric
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, get_linear_schedule_with_warmup
 
-from nasty_lightning.encoding import IGNORE
 from nasty_lightning.errors import UserError
+from nasty_lightning.heads import ALLTAGS, IGNORE, metric_name, saved_labels, tag_columns
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
 from nasty_lightning.presets import PRESETS, locate_model
-from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
+from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
+
+
+class WordAccuracy(Metric):
+    """The share of counted words that are right: exact under DDP (sums of counts, added over processes)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, right: torch.Tensor, counted: torch.Tensor) -> None:
+        self.correct += (right & counted).sum()
+        self.total += counted.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.correct / self.total.clamp(min=1)
+
+
+class Scores(nn.Module):
+    """The accuracy of every head and AllTags (UPOS, XPOS and FEATS all right) for one split."""
+
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__()
+        self.columns = columns
+        self.tagged = [columns.index(c) for c in tag_columns(columns)]
+        self.accuracy = nn.ModuleList(WordAccuracy() for _ in columns)
+        self.alltags = WordAccuracy() if self.tagged else None
+
+    def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
+        """``preds`` and ``targets`` are (rows, width, heads); unseen labels have ids no head predicts."""
+        right, counted = preds == targets, targets != IGNORE
+        # forward, not update: a metric logged per step reports the value of its last forward call
+        for h, metric in enumerate(self.accuracy):
+            metric(right[..., h], counted[..., h])
+        if self.alltags is not None:
+            self.alltags(right[..., self.tagged].all(-1), counted[..., self.tagged].all(-1))
+
+    def named(self, prefix: str) -> dict[str, Metric]:
+        metrics = {metric_name(self.columns, c, prefix): m for c, m in zip(self.columns, self.accuracy, strict=True)}
+        if self.alltags is not None:
+            metrics[f"{prefix}_{ALLTAGS}"] = self.alltags
+        return metrics
 
 
 class TokenTagger(L.LightningModule):
-    """Fine-tunes a pretrained encoder to give every word one label (its first subword's prediction)."""
+    """Fine-tunes a pretrained encoder to give every word one label per head (its first subword's prediction)."""
 
     def __init__(
         self,
         model_name: str = "minilm",
-        labels: list[str] | None = None,
+        labels: list[str] | dict[str, list[str]] | None = None,
         learning_rate: float = 3e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        loss_weights: dict[str, float] | None = None,
         trust_remote_code: bool = False,
         compile: bool = False,
     ) -> None:
@@ -38,12 +83,15 @@ class TokenTagger(L.LightningModule):
             model_name: Pretrained encoder: a preset (minilm, roberta_base, bert_base_cased, distilbert_base,
                 xlm_roberta_base, bert_base_multilingual_cased), a Hugging Face hub id or a local directory;
                 the guide's ``--model``. A checkpoint of an earlier run (``RUN/checkpoints/best.ckpt``) starts
-                from its fine-tuned weights (a warm start; tags matched by name, new ones start untrained).
-            labels: Tag names, in id order (linked from the data module's label vocabulary).
+                from its fine-tuned weights (a warm start; tags matched by name and column, new ones start
+                untrained).
+            labels: Tag names in id order, by column for several (linked from the data module's vocabulary).
             learning_rate: Peak AdamW learning rate; the guide's ``--learning-rate``.
             weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
             warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
                 from 0, before it decays linearly to 0.
+            loss_weights: With several columns, the weight of each column's loss in their sum, e.g.
+                ``{lemma: 0.5}``; columns not named weigh 1.
             trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
                 taken from a checkpoint or a file, only from what you type.
             compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
@@ -59,17 +107,29 @@ class TokenTagger(L.LightningModule):
         if not 0 <= warmup_ratio < 1:
             raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
         self.save_hyperparameters()
+        # One column's labels come as a list (its name is the data's business), several as {column: labels}.
+        by_column = labels if isinstance(labels, dict) else {"": labels}
+        self.columns = list(by_column)
+        self.head_labels = [list(v) for v in by_column.values()]
+        weights = dict(loss_weights or {})
+        unknown = sorted(set(weights) - set(self.columns))
+        if unknown:
+            raise UserError(f"--model.loss_weights names {', '.join(unknown)}, not a predicted column")
+        if any(not w >= 0 for w in weights.values()):
+            raise UserError(f"--model.loss_weights must be at least 0, got {weights}")
+        self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
+        first = self.head_labels[0]
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         if is_checkpoint(source):
-            self.model = encoder_from_checkpoint(source, labels)
+            self.model = encoder_from_checkpoint(source, first)
         else:
             check_model_dir(source, trust_remote_code)
             try:
                 self.model = AutoModelForTokenClassification.from_pretrained(
                     source,
-                    num_labels=len(labels),
-                    id2label=dict(enumerate(labels)),
-                    label2id={label: i for i, label in enumerate(labels)},
+                    num_labels=len(first),
+                    id2label=dict(enumerate(first)),
+                    label2id={label: i for i, label in enumerate(first)},
                     trust_remote_code=trust_remote_code,
                     use_safetensors=True,  # pickled weights (pytorch_model.bin) can run code when loaded
                 )
@@ -79,23 +139,31 @@ class TokenTagger(L.LightningModule):
                     f"a local model directory, a checkpoint, or a preset: minilm, {', '.join(PRESETS)}"
                 ) from None
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        # The first column's head is the encoder's own classifier (plain transformers loads it); every other
+        # column has a linear layer on the same last hidden states, behind the classifier's dropout.
+        hidden = self.model.config.hidden_size
+        self.heads = nn.ModuleDict(
+            {c: nn.Linear(hidden, len(v)) for c, v in zip(self.columns[1:], self.head_labels[1:], strict=True)}
+        )
+        if is_checkpoint(source):
+            warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source)
         # Whether training batches may pack several sentences into a row (the data module asks).
         self.accepts_packed_rows = accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
-        # One extra class stands for labels never seen in training: never predicted, so always wrong.
-        classes = len(labels) + 1
-        self.train_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
-        self.val_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
-        self.test_acc = MulticlassAccuracy(classes, average="micro", ignore_index=IGNORE)
+        names = self.columns if len(self.columns) > 1 else ["acc"]
+        self.train_scores = Scores(names)
+        self.val_scores = Scores(names)
+        self.test_scores = Scores(names)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._tokenizer_files: dict[str, bytes] | None = None
 
     @property
     def labels(self) -> list[str]:
-        return self.hparams.labels
+        """The first column's labels."""
+        return self.head_labels[0]
 
     @property
     def max_positions(self) -> int | None:
@@ -105,21 +173,39 @@ class TokenTagger(L.LightningModule):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    ) -> list[torch.Tensor]:
+        """The logits of every head, from one pass of the encoder."""
+        extra = len(self.heads) > 0
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=extra
+        )
+        if not extra:
+            return [out.logits]
+        hidden = getattr(self.model, "dropout", nn.Identity())(out.hidden_states[-1])
+        return [out.logits, *(head(hidden) for head in self.heads.values())]
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Summed loss over the batch's labelled words, their count, predictions and targets."""
+        """Summed (weighted) loss over the batch's labelled words, the first head's word count, and the
+        predictions and targets of every head, as (rows, width, heads)."""
         if "segments" in batch:  # packed rows (packing.py)
             positions = batch["position_ids"] + self._position_offset
             logits = self(batch["input_ids"], block_mask(batch["segments"]), positions)
         else:
             logits = self(batch["input_ids"], batch["attention_mask"])
         targets = batch["labels"]
-        loss_targets = targets.masked_fill(targets == len(self.labels), IGNORE)
-        n_words = (loss_targets != IGNORE).sum()
-        loss_sum = F.cross_entropy(logits.flatten(0, 1), loss_targets.flatten(), ignore_index=IGNORE, reduction="sum")
-        return loss_sum, n_words, logits.argmax(-1), targets
+        loss_sum = logits[0].new_zeros((), dtype=torch.float32)
+        for h, (head_logits, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
+            # the unseen id (one past the last label) is no class: left out of the loss
+            head_targets = targets[..., h].masked_fill(targets[..., h] == head_logits.shape[-1], IGNORE)
+            if h == 0:
+                n_words = (head_targets != IGNORE).sum()
+            if weight:
+                loss = F.cross_entropy(
+                    head_logits.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                )
+                loss_sum = loss_sum + weight * loss
+        preds = torch.stack([head_logits.argmax(-1) for head_logits in logits], dim=-1)
+        return loss_sum, n_words, preds, targets
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_sum, n_words, preds, targets = self._step(batch)
@@ -129,37 +215,30 @@ class TokenTagger(L.LightningModule):
                 f"{self.current_epoch + 1}); the checkpoints saved so far are intact. "
                 "Try a lower --model.learning_rate."
             )
-        self.train_acc(preds, targets)
+        self.train_scores.update(preds, targets)
         self.log("train_loss", loss_sum / n_words.clamp(min=1), prog_bar=True)  # the mean, to read
         # Per step only: an epoch-level value logged at the end of an epoch would be lost by a run resumed there.
-        self.log("train_acc", self.train_acc, prog_bar=True)
+        self.log("train_acc", self.train_scores.accuracy[0], prog_bar=True)
         # what is optimised: every word weighs the same, however many words the batch holds
         return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_acc, "val")
+        self._evaluate(batch, self.val_loss, self.val_scores, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_acc, "test")
+        self._evaluate(batch, self.test_loss, self.test_scores, "test")
 
-    def _evaluate(self, batch, loss_metric: MeanMetric, acc_metric: MulticlassAccuracy, prefix: str) -> None:
+    def _evaluate(self, batch, loss_metric: MeanMetric, scores: Scores, prefix: str) -> None:
         # In full precision even when training is mixed: scores, and the choice of the best checkpoint, are
         # those of the exported model, which tags in float32.
         with torch.autocast(self.device.type, enabled=False):
             loss_sum, n_words, preds, targets = self._step(batch)
         # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
         loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
-        acc_metric.update(preds, targets)
+        scores.update(preds, targets)
         self.log(f"{prefix}_loss", loss_metric, prog_bar=True)
-        self.log(f"{prefix}_acc", acc_metric, prog_bar=True)
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list[dict[str, Any]]:
-        """Tags of each window's words, with the sentence and the first word they belong to."""
-        preds = self(batch["input_ids"], batch["attention_mask"]).argmax(-1)
-        return [
-            {"sentence": int(s), "first_word": int(f), "tags": [self.labels[i] for i in row[mask].tolist()]}
-            for s, f, row, mask in zip(batch["sentence"], batch["first_word"], preds, batch["word_mask"], strict=True)
-        ]
+        for name, metric in scores.named(prefix).items():
+            self.log(name, metric, prog_bar=name == f"{prefix}_acc")
 
     def configure_optimizers(self) -> dict[str, Any]:
         no_decay = [p for p in self.parameters() if p.ndim < 2]  # biases and LayerNorm weights
@@ -174,7 +253,8 @@ class TokenTagger(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the encoder's config and tokenizer files in the checkpoint, so it loads without the hub."""
+        """Keep the encoder's config and tokenizer files in the checkpoint, so it loads without the hub, and
+        the latest validation scores, which the model card of the checkpoint shows."""
         checkpoint["hf_config"] = self.model.config.to_dict()
         if self._tokenizer_files is None:
             tokenizer = self.trainer.datamodule.tokenizer
@@ -182,6 +262,30 @@ class TokenTagger(L.LightningModule):
                 tokenizer.save_pretrained(tmp)
                 self._tokenizer_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
         checkpoint["tokenizer_files"] = self._tokenizer_files
+        scores = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val_")}
+        if scores:
+            checkpoint["validation_scores"] = scores
+
+
+def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: list[str], new: list[str]) -> None:
+    """Set the rows of ``layer`` (labels ``new``) from those of the same labels in ``weight`` and ``bias``."""
+    row = {label: i for i, label in enumerate(old)}
+    kept = [i for i, label in enumerate(new) if label in row]
+    source = [row[new[i]] for i in kept]
+    with torch.no_grad():
+        layer.weight[kept] = weight[source].to(layer.weight.dtype)
+        layer.bias[kept] = bias[source].to(layer.bias.dtype)
+
+
+def warm_start_heads(heads: nn.ModuleDict, labels: dict[str, list[str]], ckpt_path: str) -> None:
+    """Start the extra heads from the checkpoint's heads of the same columns, row by row by label name."""
+    ckpt = load_checkpoint(ckpt_path)
+    old = saved_labels(ckpt["TaggingDataModule"])
+    weights, first = ckpt["state_dict"], next(iter(old))
+    for column, layer in heads.items():
+        if column in old:
+            prefix = "model.classifier." if column == first else f"heads.{column}."
+            _copy_rows(layer, weights[f"{prefix}weight"], weights[f"{prefix}bias"], old[column], labels[column])
 
 
 def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:
@@ -193,7 +297,7 @@ def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedMode
     config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    old_labels = ckpt["TaggingDataModule"]["labels"]
+    old_labels = next(iter(saved_labels(ckpt["TaggingDataModule"]).values()))
     if old_labels != labels:
         if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
             raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nasty_lightning.batching import n_heads, word_labels
 from nasty_lightning.encoding import IGNORE, Window
 
 
@@ -39,7 +40,7 @@ def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None =
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    labels = torch.full((len(rows), width, n_heads(windows)), IGNORE, dtype=torch.long)
     for r, members in enumerate(rows):
         start = 0
         for segment, i in enumerate(members):
@@ -47,7 +48,7 @@ def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None =
             input_ids[r, start : start + n] = torch.tensor(w.input_ids)
             position_ids[r, start : start + n] = torch.arange(n)
             segments[r, start : start + n] = segment
-            labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = torch.tensor(w.labels, dtype=torch.long)
+            labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
             start += n
     batch = {"input_ids": input_ids, "position_ids": position_ids, "segments": segments, "labels": labels}
     if loss_norm is not None:

@@ -131,8 +131,9 @@ def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> l
     return sentences
 
 
-def check_labels(path: str | Path, sentences: list[Sentence], column: str) -> None:
-    """Raise ``DataError`` unless ``column`` is a column of the file with a value on every word."""
+def check_labels(path: str | Path, sentences: list[Sentence], column: str, complete: bool = True) -> None:
+    """Raise ``DataError`` unless ``column`` is a column of the file with a value on every word (on some word,
+    without ``complete``: a file to score)."""
     fields = sentences[0].tokens.default_fields if sentences else fields_for(path)
     if column not in fields:
         raise DataError(str(path), 1, f"no column {column!r} in this file (its columns: {', '.join(fields)})")
@@ -145,7 +146,7 @@ def check_labels(path: str | Path, sentences: list[Sentence], column: str) -> No
                 first_missing = number, form
     if not labelled:
         raise DataError(str(path), 1, f"no word has a value in the column {column!r}")
-    if first_missing is not None:
+    if first_missing is not None and complete:
         number, form = first_missing
         raise DataError(str(path), number, f"word {form!r} has no value in the column {column!r}")
 

@@ -1,6 +1,6 @@
-"""``nasty-train tag``: fill the predicted column of a CoNLL-U file, or tag plain text.
+"""``nasty-train tag``: fill the predicted columns of a CoNLL-U file, or tag plain text.
 
-CoNLL-U input is rewritten line by line: only the predicted column of syntactic-word lines changes;
+CoNLL-U input is rewritten line by line: only the predicted columns of syntactic-word lines change;
 comments, multiword-token lines, empty nodes, other columns and trailing spaces (which the reader
 accepts in MISC only) are kept byte for byte (the ``conllu`` package's serializer would drop
 comments and strip spaces). Output is UTF-8 with LF line ends, without a BOM, whatever the input had.
@@ -21,9 +21,9 @@ from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, decode_lines, fi
 class Predictor(Protocol):
     """What tagging a file needs of ``inference.Tagger`` (named apart: ``--help`` should not import PyTorch)."""
 
-    label_column: str
+    columns: list[str]
 
-    def predict(self, sentences: list[list[str]], progress: bool = False) -> list[list[str]]: ...
+    def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]: ...
 
 
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -32,7 +32,7 @@ TEXT_SUFFIXES = {".txt", ".text"}
 def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 64) -> None:
     """Tag a file with an exported model.
 
-    CoNLL-U (or ``.iob2``) input comes back with the model's column filled in and every other byte kept.
+    CoNLL-U (or ``.iob2``) input comes back with the model's columns filled in and every other byte kept.
     Plain text (``.txt``, or standard input) has one sentence or paragraph per line; it is split into
     words (punctuation and English clitics such as n't and 's become words of their own, as in UD)
     and written as CoNLL-U. Blank lines are skipped, and each sentence's ``sent_id`` is the number of its
@@ -66,38 +66,40 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
 
 
 def tag_conllu(tagger: Predictor, path: str) -> str:
-    """The file's text with the predicted column of every syntactic word replaced."""
+    """The file's text with the predicted columns of every syntactic word replaced."""
     fields = fields_for(path)
-    if tagger.label_column not in fields:
-        raise UserError(f"{path} has no {tagger.label_column!r} column for the model's tags")
-    column = fields.index(tagger.label_column)
+    missing = [c for c in tagger.columns if c not in fields]
+    if missing:
+        raise UserError(f"{path} has no {' or '.join(map(repr, missing))} column for the model's tags")
     sentences = read_sentences(path)
     lines = [line for _, line in read_lines(path)]
     predicted = tagger.predict([s.words for s in sentences], progress=True)
-    for sentence, tags in zip(sentences, predicted, strict=True):
-        for number, tag_ in zip(sentence.word_lines, tags, strict=True):
-            columns = lines[number - 1].split("\t")
-            columns[column] = tag_
-            lines[number - 1] = "\t".join(columns)
+    for name, by_sentence in predicted.items():
+        column = fields.index(name)
+        for sentence, values in zip(sentences, by_sentence, strict=True):
+            for number, value in zip(sentence.word_lines, values, strict=True):
+                columns = lines[number - 1].split("\t")
+                columns[column] = value
+                lines[number - 1] = "\t".join(columns)
     return "\n".join(lines)
 
 
 def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
     """CoNLL-U for plain text, one sentence per non-empty line, with the line's number as its ``sent_id``
     and ``SpaceAfter=No`` where it applies."""
-    fields = CONLLU_FIELDS if tagger.label_column in CONLLU_FIELDS else IOB2_FIELDS
+    fields = CONLLU_FIELDS if all(c in CONLLU_FIELDS for c in tagger.columns) else IOB2_FIELDS
     units = [(number, line.strip()) for number, line in enumerate(text_lines, start=1) if line.strip()]
     from nasty_lightning.inference import word_spans
 
     spans = [word_spans(unit) for _, unit in units]
     predicted = tagger.predict([[w for w, _, _ in s] for s in spans], progress=True)
     out = []
-    for (number, unit), unit_spans, tags in zip(units, spans, predicted, strict=True):
+    for n, ((number, unit), unit_spans) in enumerate(zip(units, spans, strict=True)):
         out += [f"# sent_id = {number}", f"# text = {unit}"]
-        for i, ((word, _, end), tag_) in enumerate(zip(unit_spans, tags, strict=True), start=1):
+        for i, (word, _, end) in enumerate(unit_spans):
             row = dict.fromkeys(fields, "_")
-            row.update(id=str(i), form=word)
-            row[tagger.label_column] = tag_
+            row.update(id=str(i + 1), form=word)
+            row.update({column: values[n][i] for column, values in predicted.items()})
             if "misc" in row and end < len(unit) and not unit[end].isspace():
                 row["misc"] = "SpaceAfter=No"
             out.append("\t".join(row[f] for f in fields))

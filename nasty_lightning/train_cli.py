@@ -1,4 +1,4 @@
-"""The trainer commands of ``nasty-train`` (fit, validate, test, predict): a LightningCLI.
+"""The trainer commands of ``nasty-train`` (fit, validate, test): a LightningCLI.
 
 Every option comes from a typed signature (``TokenTagger``, ``TaggingDataModule``, the Trainer, the
 callbacks), so YAML configs and command-line overrides share one schema and ``--help`` shows each option
@@ -35,6 +35,7 @@ from nasty_lightning.cli import TRAINER_COMMANDS, SuggestOptions
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
 from nasty_lightning.export import export_checkpoint
+from nasty_lightning.heads import ALLTAGS, label_columns, metric_name
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
 from nasty_lightning.progress import EpochBar, ProgressLines
@@ -69,6 +70,11 @@ class NastyCLI(LightningCLI):
         self._exit_stack = exit_stack  # holds the run folder's claim until the command ends
         super().__init__(*args, **kwargs)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's, less ``predict``: ``nasty-train tag`` writes what a model predicts."""
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--overwrite",
@@ -77,11 +83,20 @@ class NastyCLI(LightningCLI):
             help="fit: start afresh in a --trainer.default_root_dir that already holds a run, deleting its "
             "checkpoints and logs (without it, such a folder is refused unless resuming with --ckpt_path).",
         )
+        parser.add_argument(
+            "--monitor",
+            type=str | None,
+            default=None,
+            help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
+            "'alltags' (UPOS, XPOS and FEATS all right), or a logged metric (val_loss, val_acc, val_xpos, ...). "
+            "Default: the first column (val_acc), unless --checkpoint.monitor and --early_stopping.monitor say "
+            "otherwise.",
+        )
         precision = next(a for a in parser._actions if a.dest == "trainer.precision")
         precision.help = (
             "Numeric precision: 32-true, bf16-mixed, 16-mixed, 64-true, ... Default for fit: bf16-mixed where the "
             "device computes in bfloat16 natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16, AMX or "
-            "Arm BF16), else 32-true; for validate, test and predict: 32-true. Validation and test always compute "
+            "Arm BF16), else 32-true; for validate and test: 32-true. Validation and test always compute "
             "in full precision, as the exported model does."
         )
         parser.link_arguments("model.model_name", "data.model_name")
@@ -132,7 +147,7 @@ class NastyCLI(LightningCLI):
         super().parse_arguments(parser, args)
 
     def _parse_ckpt_path(self) -> None:
-        """Take the model's settings and the label vocabulary from ``--ckpt_path`` (validate, test, predict).
+        """Take the model's settings and the label vocabulary from ``--ckpt_path`` (validate, test).
 
         The checkpoint's values become defaults, and the command line and config files are parsed again over
         them: what the user types wins over what a file says. ``trust_remote_code`` is never taken from a
@@ -169,6 +184,10 @@ class NastyCLI(LightningCLI):
             return
         if cfg.trainer.precision is None:
             cfg.trainer.precision = fastest_precision(cfg.trainer.accelerator)
+        if cfg.monitor is not None:
+            metric = monitored_metric(cfg.monitor, label_columns(cfg.data.label_column))
+            for key in ("checkpoint", "early_stopping"):
+                cfg[key].monitor, cfg[key].mode = metric, "min" if metric.endswith("_loss") else "max"
         if cfg.data.val_file is None:
             raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
         if cfg.trainer.logger in (None, True):
@@ -191,6 +210,13 @@ class NastyCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
+        logged = {"val_loss", *self.model.val_scores.named("val")}
+        for key in ("checkpoint", "early_stopping"):
+            monitor = self._get(self.config_init, key).monitor
+            if self.subcommand == "fit" and monitor not in logged:
+                raise UserError(
+                    f"--{key}.monitor {monitor} is not a validation metric of this model ({', '.join(sorted(logged))})"
+                )
         limit, wanted = self.model.max_positions, self.datamodule.hparams.max_length
         if limit is not None and wanted > limit:
             raise UserError(
@@ -233,6 +259,15 @@ class NastyCLI(LightningCLI):
         if self.trainer.is_global_zero:
             out = export_checkpoint(best, Path(self.trainer.default_root_dir) / "model", summary)
             print(f"Exported the best checkpoint to {out}", flush=True)
+
+
+def monitored_metric(monitor: str, columns: list[str]) -> str:
+    """The logged metric that ``--monitor`` names: a column's accuracy, AllTags, or a metric by its name."""
+    if monitor in columns:
+        return metric_name(columns, monitor) if len(columns) > 1 else "val_acc"
+    if monitor == ALLTAGS:
+        return f"val_{ALLTAGS}"
+    return monitor
 
 
 def _seed_or_zero(seed: int | bool | None) -> int:

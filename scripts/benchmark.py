@@ -207,7 +207,7 @@ def ours_tag(model_dir: str, dev_file: str) -> None:
     sentences = read_sentences(dev_file)
     tagger = Tagger.load(model_dir)
     start = time.perf_counter()
-    predicted = tagger.predict([s.words for s in sentences])
+    predicted = tagger.predict([s.words for s in sentences])[tagger.label_column]
     seconds = time.perf_counter() - start
     pairs = [
         (g, t)

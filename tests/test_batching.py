@@ -90,7 +90,10 @@ def test_collate_places_labels_on_word_starts():
     batch = collate([Window([2, 7, 8, 9, 3], [1, 3], [4, IGNORE], 0, 0), Window([2, 5, 3], [1], [1], 1, 0)], pad_id=0)
     assert batch["input_ids"].tolist() == [[2, 7, 8, 9, 3], [2, 5, 3, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
-    assert batch["labels"].tolist() == [[IGNORE, 4, IGNORE, IGNORE, IGNORE], [IGNORE, 1, IGNORE, IGNORE, IGNORE]]
+    assert batch["labels"][..., 0].tolist() == [
+        [IGNORE, 4, IGNORE, IGNORE, IGNORE],
+        [IGNORE, 1, IGNORE, IGNORE, IGNORE],
+    ]
     assert batch["word_mask"].tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
     assert torch.equal(batch["sentence"], torch.tensor([0, 1]))
     assert "loss_norm" not in batch

@@ -24,9 +24,9 @@ def test_unseen_labels_warn_once_and_score_as_wrong(tiny_bert, toy_treebank, tmp
     unseen = [[(w, "INTJ" if t == "NOUN" else "SYM") for w, t in s] for s in toy_sentences(5, seed=3)]
     dev = write_conllu(tmp_path / "dev.conllu", unseen)
     data = TaggingDataModule(str(toy_treebank["train"]), str(dev), model_name=str(tiny_bert), batch_size=2)
-    with pytest.warns(UserWarning, match=r"dev.conllu: \d+ words carry labels not seen in training \(INTJ, SYM\)"):
+    with pytest.warns(UserWarning, match=r"dev.conllu: \d+ words carry upos labels not seen in training \(INTJ, SYM\)"):
         data.setup("validate")
-    assert all(label == len(data.label_vocab) for w in data.datasets["val"] for label in w.labels)
+    assert all(labels == (len(data.label_vocab),) for w in data.datasets["val"] for labels in w.labels)
     model = TokenTagger(str(tiny_bert), data.label_vocab)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     [result] = trainer.validate(model, datamodule=data)
@@ -68,10 +68,10 @@ def test_feats_column_learns_underscore_as_a_label(tiny_bert, tmp_path):
     assert data.label_vocab == ["Definite=Def|PronType=Art", "Number=Sing", "Tense=Past", "_"]
     data.setup("fit")
     for split, path in (("train", train), ("val", dev)):
-        labels = [label for w in data.datasets[split] for label in w.labels]
+        labels = [label for w in data.datasets[split] for (label,) in w.labels]
         assert len(labels) == data.file_stats[str(path)]["words"]
-        assert IGNORE not in labels and data.unknown_label not in labels  # every word has a label: _ too
-        assert labels.count(data.label_ids["_"]) > len(labels) / 3  # ADJ, ADP, PUNCT and a/every/this
+        assert IGNORE not in labels and len(data.label_vocab) not in labels  # every word has a label: _ too
+        assert labels.count(data.heads[0].vocab.encode("_")) > len(labels) / 3  # ADJ, ADP, PUNCT and a/every/this
     # and in batches: every word's first subword carries its label, into the loss and the accuracy
     batches = list(data.val_dataloader())
     assert sum(int((b["labels"] != IGNORE).sum()) for b in batches) == sum(int(b["word_mask"].sum()) for b in batches)

@@ -94,7 +94,7 @@ def test_export_is_a_plain_transformers_model(run):
 def test_pipeline_gives_our_tags_on_first_subwords(run):
     model_dir = run / "model"
     sentences = [s.split() for s in ["the big dog barked .", "a Zürich postman ran near the mat ."]]
-    ours = Tagger.load(model_dir).predict(sentences)
+    ours = Tagger.load(model_dir).predict(sentences)["upos"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     hf = pipeline("token-classification", model=str(model_dir), ignore_labels=[])
     for words, our_tags in zip(sentences, ours, strict=True):
@@ -115,7 +115,8 @@ def test_model_card_names_the_real_numbers(run):
     card = (run / "model" / "README.md").read_text()
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     best = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and "'val_acc'" in k)
-    assert f"| best validation accuracy | {float(best['best_model_score']):.4f} |" in card
+    assert f"| best checkpoint chosen by | val_acc = {float(best['best_model_score']):.4f} |" in card
+    assert f"| upos | 6 tags | {float(best['best_model_score']):.4f} |" in card  # the heads table
     assert "train.conllu`: 64 sentences, " in card and "dev.conllu`: 17 sentences, " in card
     assert "| epochs run | 3;" in card and "| test_acc | " in card and "| training time | " in card
     assert "nasty-train fit --model.model_name" in card and "| learning rate | 0.001 " in card

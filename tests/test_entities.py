@@ -11,6 +11,7 @@ from conftest import SHARED_DATA
 from nasty_lightning import inference
 from nasty_lightning.cli import main
 from nasty_lightning.entities import entity_scores, is_iob2, spans
+from nasty_lightning.heads import Head, LabelVocab
 from nasty_lightning.reading import read_sentences
 
 UNER = SHARED_DATA / "uner" / "en_ewt" / "en_ewt-ud-dev.iob2"
@@ -72,9 +73,11 @@ def test_eval_reports_entity_scores_for_iob2_files(tmp_path, monkeypatch, capsys
 
     class Model:
         label_column = "ner"
+        columns = ["ner"]
+        heads = [Head("ner", LabelVocab.of(gold.values()))]
 
         def predict(self, sentences, progress=False):
-            return [[gold[w] for w in words] for words in sentences]
+            return {"ner": [[gold[w] for w in words] for words in sentences]}
 
     monkeypatch.setattr(inference.Tagger, "load", classmethod(lambda cls, model_dir, batch_size=64: Model()))
     out_json = tmp_path / "scores.json"

@@ -44,6 +44,7 @@ def test_every_window_once_with_its_own_positions():
     assert sorted(found) == sorted(w.input_ids for w in windows(100))
     labels = batch["labels"][batch["labels"] != IGNORE]
     assert sorted(labels.tolist()) == sorted(label for w in windows(100) for label in w.labels)
+    assert batch["labels"].shape == (4, 12, 1)  # one head
 
 
 def test_padding_attends_only_to_padding():
@@ -71,7 +72,7 @@ def test_packed_rows_give_the_outputs_of_separate_rows(model_fixture, request):
             position_ids=packed["position_ids"] + position_offset(model),
         ).logits
     for k in range(len(LENGTHS)):
-        expected, got = separate[padded["labels"] == k], together[packed["labels"] == k]
+        expected, got = separate[padded["labels"][..., 0] == k], together[packed["labels"][..., 0] == k]
         assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
     assert accepts_packed_rows(model)
 

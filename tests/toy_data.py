@@ -25,15 +25,30 @@ def toy_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
     return sentences
 
 
-def write_conllu(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+# For ``morphology=True``: XPOS, FEATS and LEMMA that follow from the word too (irregular lemmas included).
+XPOS = {"DET": "DT", "NOUN": "NN", "VERB": "VBD", "ADP": "IN", "ADJ": "JJ", "PUNCT": "."}
+FEATS = {"the": "Definite=Def|PronType=Art", "a": "Definite=Ind|PronType=Art", "NOUN": "Number=Sing"}
+LEMMAS = {"sat": "sit", "ran": "run", "studies": "study", "believes": "believe", "barked": "bark"}
+
+
+def morphology(word: str, tag: str) -> tuple[str, str, str]:
+    """The lemma, XPOS and FEATS of a toy word."""
+    feats = FEATS.get(word, FEATS.get(tag, "Tense=Past" if tag == "VERB" else "_"))
+    lemma = LEMMAS.get(word, word if tag == "NOUN" and word[0].isupper() else word.lower())
+    return lemma, XPOS[tag], feats
+
+
+def write_conllu(path: Path, sentences: list[list[tuple[str, str]]], morphology_columns: bool = False) -> Path:
+    """A CoNLL-U file of the toy sentences: UPOS, and with ``morphology_columns`` LEMMA, XPOS and FEATS (else
+    the lower-cased word, ``_`` and ``_``)."""
     lines = []
     for i, sentence in enumerate(sentences, start=1):
         lines.append(f"# sent_id = s{i}")
         lines.append("# text = " + " ".join(w for w, _ in sentence))
         for j, (word, tag) in enumerate(sentence, start=1):
-            lines.append(
-                f"{j}\t{word}\t{word.lower()}\t{tag}\t_\t_\t{0 if j == 1 else 1}\t{'root' if j == 1 else 'dep'}\t_\t_"
-            )
+            lemma, xpos, feats = morphology(word, tag) if morphology_columns else (word.lower(), "_", "_")
+            head, deprel = (0, "root") if j == 1 else (1, "dep")
+            lines.append(f"{j}\t{word}\t{lemma}\t{tag}\t{xpos}\t{feats}\t{head}\t{deprel}\t_\t_")
         lines.append("")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -1,0 +1,62 @@
+"""Lemmas as edit scripts: a lemma is predicted as one of the rewrites from word form to lemma seen in training.
+
+A script is a casing and a rewrite, as UDPipe 2 does it. The casing says whether the rewrite applies to the
+form as written (``keep``: proper nouns, ``I``) or to its lower-case version (``lower``: everything else).
+The rewrite keeps the longest substring that the form and the lemma share and replaces what is before and
+after it: ``studies -> study`` cuts 3 characters at the end and adds ``y``, a rule that serves every
+``-ies`` plural. Where form and lemma share nothing (``went -> go``, ``was -> be``) the script is the
+lemma itself. Every pair of form and lemma has a script that turns the one into the other exactly; a
+lemma whose script training never saw cannot be predicted (``coverage`` counts them).
+
+Scripts are class labels, written as compact JSON (``["lower",0,"",3,"y"]``, ``["=","be"]``) so any form
+and lemma round-trip whatever characters they hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from difflib import SequenceMatcher
+
+LOWER, KEEP, WHOLE = "lower", "keep", "="
+
+
+def _rule(source: str, lemma: str) -> tuple[int, list]:
+    """The length of the longest substring ``source`` and ``lemma`` share, and the rewrite around it."""
+    match = SequenceMatcher(None, source, lemma, autojunk=False).find_longest_match(0, len(source), 0, len(lemma))
+    i, j, n = match.a, match.b, match.size
+    return n, [i, lemma[:j], len(source) - i - n, lemma[j + n :]]
+
+
+def edit_script(form: str, lemma: str) -> str:
+    """The script that turns ``form`` into ``lemma``; ``apply_script(edit_script(f, l), f) == l`` always."""
+    lower_shared, lower_rule = _rule(form.lower(), lemma)
+    keep_shared, keep_rule = _rule(form, lemma)
+    if lower_shared == keep_shared == 0:
+        return json.dumps([WHOLE, lemma], ensure_ascii=False, separators=(",", ":"))
+    # the rewrite that keeps more of the form; on a tie (a lower-case form) the one that ignores casing
+    casing, rule = (LOWER, lower_rule) if lower_shared >= keep_shared else (KEEP, keep_rule)
+    return json.dumps([casing, *rule], ensure_ascii=False, separators=(",", ":"))
+
+
+def apply_script(script: str, form: str) -> str:
+    """The lemma ``script`` makes of ``form``; the (cased) form itself where the script cuts more than it has."""
+    parts = json.loads(script)
+    if parts[0] == WHOLE:
+        return parts[1]
+    casing, cut_front, add_front, cut_back, add_back = parts
+    source = form.lower() if casing == LOWER else form
+    if cut_front + cut_back > len(source):
+        return source
+    return add_front + source[cut_front : len(source) - cut_back] + add_back
+
+
+def coverage(pairs: Iterable[tuple[str, str]], scripts: Iterable[str]) -> tuple[int, int]:
+    """How many (form, lemma) pairs have their script among ``scripts`` (the lemmas a model that knows those
+    scripts can get right), of how many."""
+    known = set(scripts)
+    reached = total = 0
+    for form, lemma in pairs:
+        total += 1
+        reached += edit_script(form, lemma) in known
+    return reached, total
