@@ -92,8 +92,8 @@ class TaggingDataModule(L.LightningDataModule):
             sentences = self.sentences(train_file)
             vocabs = {}
             for column in columns:
-                check_labels(train_file, sentences, column)
                 head = Head(column, LabelVocab(()))
+                check_labels(train_file, sentences, column, complete=head.needs_every_value)
                 vocabs[column] = LabelVocab.of(v for s in sentences for v in head.targets(s.words, s.labels(column)))
         else:
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
@@ -187,6 +187,11 @@ class TaggingDataModule(L.LightningDataModule):
                     f"{path}: {sum(unknown.values())} words carry {column} labels not seen in training "
                     f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
                 )
+        if info.get("lemmas", info["words"]) < info["words"]:
+            rank_zero_info(
+                f"{path}: words without a lemma (_): {info['words'] - info['lemmas']}; they are left out of the lemma "
+                "loss and of val_lemma (eval and the UD scorer count them as right)"
+            )
         n_long = len({w.sentence for w in windows if w.first_word > 0})
         if n_long:
             rank_zero_info(
@@ -207,7 +212,7 @@ class TaggingDataModule(L.LightningDataModule):
         unknown = {head.column: Counter() for head in self.heads}
         columns = []  # by head, sentence and word: label ids
         for head in self.heads:
-            check_labels(path, sentences, head.column)
+            check_labels(path, sentences, head.column, complete=head.needs_every_value)
             ids = []
             for s in sentences:
                 targets = head.targets(s.words, s.labels(head.column))

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from nasty_lightning.entities import entity_report, entity_scores, is_iob2
-from nasty_lightning.heads import tag_columns
+from nasty_lightning.heads import FEATS, LEMMA, tag_columns, universal_features
+from nasty_lightning.lemmas import coverage
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
 
@@ -37,8 +38,14 @@ def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[s
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} words correct)"]
+    if "ufeats" in result:
+        u = result["ufeats"]
+        lines.append(f"UFeats (universal features only, as the UD scorer): {u['accuracy']:.4f}")
+    if "reachable" in result:
+        reached, total = result["reachable"]["lemmas"], result["reachable"]["of"]
+        lines.append(f"{reached:,} of {total:,} gold lemmas ({reached / total:.2%}) have an edit script it knows")
     if "per_tag" not in result:
-        return lines[0]
+        return "\n".join(lines)
     lines += ["", f"{'tag':<12} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}"]
     for tag, m in result["per_tag"].items():
         lines.append(f"{tag:<12} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} {m['support']:>9,}")
@@ -94,6 +101,13 @@ def evaluate(
             pred_sentences.append([p for _, p in pairs])
         gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
         columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
+        if head.column == FEATS:  # the UD scorer's UFeats: universal features only
+            ufeats = score([universal_features(g) for g in gold], [universal_features(p) for p in pred], False)
+            columns[head.column]["ufeats"] = ufeats
+        if head.is_lemma:  # how many gold lemmas the model's edit scripts can produce at all
+            pairs = [(w, g) for s in sentences for w, g in zip(s.words, s.labels(LEMMA), strict=True) if g is not None]
+            reached, total = coverage(pairs, head.vocab.labels)
+            columns[head.column]["reachable"] = {"lemmas": reached, "of": total}
         if head is tagger.heads[0]:
             first_sentences = gold_sentences, pred_sentences
     result = {"model_dir": model_dir, "test_file": test_file, **columns[tagger.label_column]}
@@ -105,9 +119,9 @@ def evaluate(
     tagged = tag_columns(tagger.columns)
     if tagged:
         result["alltags"] = alltags(sentences, predicted, tagged)
-        lines += ["", f"alltags ({', '.join(tagged)} all right): {result['alltags']['accuracy']:.4f}"]
+        lines += ["", f"alltags ({', '.join(tagged)} all right, as the UD scorer): {result['alltags']['accuracy']:.4f}"]
     print("\n".join(lines))
-    if is_iob2(first_sentences[0] and list(chain.from_iterable(first_sentences[0]))):
+    if is_iob2(list(chain.from_iterable(first_sentences[0]))):
         result.update(entity_scores(*first_sentences))
         print("\n" + entity_report(result))
     if output_json:
@@ -119,15 +133,21 @@ def evaluate(
 
 
 def alltags(sentences: list[Sentence], predicted: dict[str, list[list[str]]], columns: list[str]) -> dict[str, Any]:
-    """AllTags: the share of words whose ``columns`` (of UPOS, XPOS, FEATS) are all right, over the words
-    that have a value in all of them."""
+    """AllTags as the UD scorer has it: the share of words whose ``columns`` (of UPOS, XPOS, FEATS) are all
+    right, FEATS compared on universal features only, over the words that have a value in all of them."""
+
+    def value(column: str, v: str) -> str:
+        return universal_features(v) if column == FEATS else v
+
     correct = total = 0
     for n, sentence in enumerate(sentences):
         gold = [sentence.labels(c) for c in columns]
         for w in range(len(sentence.words)):
             if all(g[w] is not None for g in gold):
                 total += 1
-                correct += all(g[w] == predicted[c][n][w] for g, c in zip(gold, columns, strict=True))
+                correct += all(
+                    value(c, g[w]) == value(c, predicted[c][n][w]) for g, c in zip(gold, columns, strict=True)
+                )
     return {"accuracy": correct / total if total else 0.0, "total": total, "correct": correct, "columns": columns}
 
 

@@ -25,6 +25,13 @@ IGNORE = -100  # a word without a label: no loss, no score
 TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
 LEMMA = "lemma"
 ALLTAGS = "alltags"
+FEATS = "feats"
+# The features the UD scorer (CoNLL 2018 shared task, udtools' udeval) compares in UFeats and AllTags;
+# the others (Typo, Style, ExtPos, NumForm, language-specific ones) it ignores.
+UNIVERSAL_FEATURES = frozenset(
+    "PronType NumType Poss Reflex Foreign Abbr Gender Animacy Number Case Definite Degree VerbForm Mood Tense "
+    "Aspect Voice Evident Polarity Person Polite".split()
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,12 @@ class Head:
     def is_lemma(self) -> bool:
         return self.column == LEMMA
 
+    @property
+    def needs_every_value(self) -> bool:
+        """Whether a training file must give every word a value. Not lemmas: UD writes ``_`` for a word
+        without one (the parts of a word split by a typo, ``goeswith``), which training leaves out."""
+        return not self.is_lemma
+
     def targets(self, words: Sequence[str], values: Sequence[str | None]) -> list[str | None]:
         """What the head learns for each word, given the column's values (``None``: no value): the value
         itself, or for lemmas the edit script from the word to its lemma."""
@@ -89,6 +102,11 @@ class Head:
         if self.is_lemma:
             return [apply_script(self.vocab.decode(i), w) for i, w in zip(ids, words, strict=True)]
         return [self.vocab.decode(i) for i in ids]
+
+
+def universal_features(feats: str) -> str:
+    """A FEATS value reduced to the universal features, as the UD scorer compares it (``_`` becomes empty)."""
+    return "|".join(sorted(f for f in feats.split("|") if f.split("=", 1)[0] in UNIVERSAL_FEATURES))
 
 
 def label_columns(label_column: str | Sequence[str]) -> list[str]:

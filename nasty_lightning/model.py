@@ -75,6 +75,7 @@ class TokenTagger(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         loss_weights: dict[str, float] | None = None,
+        head_learning_rate: float | None = None,
         trust_remote_code: bool = False,
         compile: bool = False,
     ) -> None:
@@ -92,6 +93,8 @@ class TokenTagger(L.LightningModule):
                 from 0, before it decays linearly to 0.
             loss_weights: With several columns, the weight of each column's loss in their sum, e.g.
                 ``{lemma: 0.5}``; columns not named weigh 1.
+            head_learning_rate: Peak learning rate of the heads (the linear layers on the encoder, which start
+                untrained); default: ``learning_rate``, as the encoder's.
             trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
                 taken from a checkpoint or a file, only from what you type.
             compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
@@ -241,16 +244,30 @@ class TokenTagger(L.LightningModule):
             self.log(name, metric, prog_bar=name == f"{prefix}_acc")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        no_decay = [p for p in self.parameters() if p.ndim < 2]  # biases and LayerNorm weights
-        decay = [p for p in self.parameters() if p.ndim >= 2]
+        h = self.hparams
+        head_params = [*self.heads.parameters(), *self._classifier_parameters()]
+        heads = {id(p) for p in head_params}
+        groups = []
+        for params, lr in (
+            ([p for p in self.parameters() if id(p) not in heads], h.learning_rate),
+            (head_params, h.get("head_learning_rate") or h.learning_rate),
+        ):
+            # no weight decay on biases and LayerNorm weights
+            groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": h.weight_decay, "lr": lr})
+            groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.learning_rate,
+            [g for g in groups if g["params"]],
+            lr=h.learning_rate,
             fused=True,  # one kernel for all parameters: several times faster than the default on CPU too
         )
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _classifier_parameters(self) -> list[nn.Parameter]:
+        """The first column's head: the encoder model's own classifier layer."""
+        classifier = getattr(self.model, "classifier", None)
+        return list(classifier.parameters()) if isinstance(classifier, nn.Linear) else []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the encoder's config and tokenizer files in the checkpoint, so it loads without the hub, and

@@ -18,7 +18,7 @@ from nasty_lightning.evaluate import alltags
 from nasty_lightning.heads import IGNORE, Head, LabelVocab, label_columns
 from nasty_lightning.inference import Tagger
 from nasty_lightning.lemmas import apply_script, coverage, edit_script
-from nasty_lightning.model import Scores
+from nasty_lightning.model import Scores, TokenTagger
 from nasty_lightning.reading import read_sentences
 
 COLUMNS = ["upos", "xpos", "feats", "lemma"]
@@ -172,9 +172,14 @@ def test_tag_fills_exactly_the_four_columns_and_udeval_agrees_with_eval(four_hea
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "e.json").read_text())
     assert scores["accuracy"] == scores["columns"]["upos"]["accuracy"] and set(scores["columns"]) == set(COLUMNS)
+    reachable = scores["columns"]["lemma"]["reachable"]
+    assert reachable["of"] == 127 and reachable["lemmas"] == 127  # the dev file's scripts all occur in training
+    assert "127 of 127 gold lemmas (100.00%) have an edit script it knows" in result.stdout
     official = udeval(gold, tagged)
+    assert scores["columns"]["feats"]["ufeats"]["total"] == 127
     for column, name in UDEVAL.items():
-        assert official[name] == pytest.approx(100 * scores["columns"][column]["accuracy"], abs=0.006), column
+        ours = (scores["columns"][column]["ufeats"] if column == "feats" else scores["columns"][column])["accuracy"]
+        assert official[name] == pytest.approx(100 * ours, abs=0.006), column
     assert official["AllTags"] == pytest.approx(100 * scores["alltags"]["accuracy"], abs=0.006)
     # and Tagger returns every column, in the model's order
     tagger = Tagger.load(model)
@@ -240,3 +245,32 @@ def test_single_column_checkpoints_and_models_from_before_still_work(toy_treeban
     assert nasty_train("tag", "--model_dir", tmp_path / "exp", "--input", dev, "--output", out).returncode == 0
     assert out.read_text() == expected
     assert Tagger.load(tmp_path / "exp").columns == ["upos"]
+
+
+@pytest.mark.integration
+def test_a_checkpoint_of_four_heads_scores_every_column(four_heads, morphology, tmp_path):
+    root, _ = four_heads
+    best = root / "checkpoints" / "best.ckpt"
+    result = nasty_train(
+        "test", "--ckpt_path", best, "--data.test_file", morphology["dev"], "--trainer.default_root_dir", tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((root / "model" / "nasty_lightning.json").read_text())
+    assert [h["column"] for h in scores["heads"]] == ["xpos", "feats", "lemma"]
+    for name in ("test_acc", "test_xpos", "test_feats", "test_lemma", "test_alltags"):
+        assert name in result.stdout, name
+
+
+@pytest.mark.integration
+def test_a_warm_start_keeps_every_head_row_by_label_name(four_heads):
+    best = four_heads[0] / "checkpoints" / "best.ckpt"
+    saved = torch.load(best, weights_only=True)
+    old_xpos = saved["TaggingDataModule"]["labels"]["xpos"]
+    new_xpos = ["NEW", *reversed(old_xpos)]  # a new tag, and the old ones in another order
+    labels = {**saved["TaggingDataModule"]["labels"], "xpos": new_xpos}
+    model = TokenTagger(str(best), labels)
+    weight = saved["state_dict"]["heads.xpos.weight"]
+    for i, tag in enumerate(new_xpos[1:], start=1):
+        assert torch.equal(model.heads["xpos"].weight[i], weight[old_xpos.index(tag)]), tag
+    assert not torch.equal(model.heads["xpos"].weight[0], weight[0])  # NEW starts untrained
+    assert torch.equal(model.heads["lemma"].weight, saved["state_dict"]["heads.lemma.weight"])
