@@ -58,6 +58,7 @@ def evaluate(
     output_json: str | None = None,
     confusion_png: str | None = None,
     batch_size: int = 64,
+    constrained: bool = True,
 ) -> dict[str, Any]:
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
 
@@ -76,6 +77,8 @@ def evaluate(
             IOB2 tags add ``f1``, ``precision``, ``recall`` and ``per_type``.
         confusion_png: Also draw the confusion matrix of the first column (gold rows, predicted columns) as a PNG.
         batch_size: Sentences per forward pass.
+        constrained: For IOB2 tags, each sentence's best valid tag sequence (Viterbi: no I-X after O or after
+            another type), as tag and Tagger give; false scores each word's own best tag instead.
     """
     from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
 
@@ -84,6 +87,7 @@ def evaluate(
         if path:
             check_output(path, option)
     tagger = Tagger.load(model_dir, batch_size=batch_size)
+    tagger.constrained = constrained
     sentences = read_sentences(test_file)
     for column in tagger.columns:
         check_labels(test_file, sentences, column, complete=False)

@@ -116,6 +116,13 @@ def _heads_section(labels: dict[str, list[str]], scores: dict[str, float]) -> st
         kind = f"{len(values)} edit scripts from form to lemma" if column == LEMMA else f"{len(values)} tags"
         value = scores.get(metric_name(columns, column))
         rows.append(f"| {column} | {kind} | {'n/a' if value is None else f'{value:.4f}'} |")
+    for column in columns:  # heads of IOB2 tags: entity F1, micro and per type
+        name = "val_f1" if column == columns[0] else f"val_f1_{column}"
+        if name in scores:
+            kinds = ", ".join(
+                f"{k.removeprefix(name + '_')} {v:.4f}" for k, v in scores.items() if k.startswith(name + "_")
+            )
+            rows.append(f"| {column} entities | F1 over exact spans; per type: {kinds} | {scores[name]:.4f} |")
     if f"val_{ALLTAGS}" in scores:
         rows.append(f"| alltags | {', '.join(tag_columns(columns))} all right | {scores[f'val_{ALLTAGS}']:.4f} |")
     note = (

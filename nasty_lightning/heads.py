@@ -24,6 +24,7 @@ HEADS_FILE = "heads.safetensors"  # an exported model's heads after the first: {
 IGNORE = -100  # a word without a label: no loss, no score
 TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
 LEMMA = "lemma"
+NER = "ner"
 ALLTAGS = "alltags"
 FEATS = "feats"
 # The features the UD scorer (CoNLL 2018 shared task, udtools' udeval) compares in UFeats and AllTags;

@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from nasty_lightning.batching import collate
+from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, encode, load_tokenizer
+from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.untrusted import check_model_dir
@@ -101,9 +103,15 @@ class Tagger:
     max_length: int
     batch_size: int = 64
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
+    constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
+        self._decoders = {
+            h: IOB2Decoder(list(head.vocab.labels))
+            for h, head in enumerate(self.heads)
+            if is_iob2_vocabulary(list(head.vocab.labels))
+        }
 
     @property
     def columns(self) -> list[str]:
@@ -159,6 +167,20 @@ class Tagger:
         columns = [predicted[c] for c in self.columns]
         return [list(zip(w, *(c[i] for c in columns), strict=True)) for i, w in enumerate(words)]
 
+    def entities(self, text: str) -> list[tuple[str, str, int, int]]:
+        """The named entities of raw text, as (text, type, start, end) with character offsets into ``text``,
+        from the model's column of IOB2 tags (its first, if several)."""
+        heads = [h for h in self.heads if is_iob2_vocabulary(list(h.vocab.labels))]
+        if not heads:
+            raise UserError(f"the model tags {', '.join(self.columns)}, not IOB2 entities")
+        words = word_spans(text)
+        tags = self.predict([[w for w, _, _ in words]])[heads[0].column][0]
+        found = []
+        for kind, first, end in spans(tags):
+            start, stop = words[first][1], words[end - 1][2]
+            found.append((text[start:stop], kind, start, stop))
+        return found
+
     def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]:
         """Every predicted column's value for every word of every sentence, by column; long sentences are
         tagged window by window, and a word longer than a window by its first subwords.
@@ -196,4 +218,10 @@ class Tagger:
             if extra:
                 logits += [layer(out.hidden_states[-1]) for layer in self.layers.values()]
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
-            yield chunk, [row[mask].tolist() for row, mask in zip(ids, batch["word_mask"], strict=True)]
+            rows = []
+            for r, mask in enumerate(batch["word_mask"]):
+                words = ids[r][mask]  # (words, heads)
+                for h, decode in self._decoders.items() if self.constrained else ():
+                    words[:, h] = torch.tensor(decode(logits[h][r][mask.to(device)]))
+                rows.append(words.tolist())
+            yield chunk, rows

@@ -10,58 +10,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, get_linear_schedule_with_warmup
 
+from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.errors import UserError
-from nasty_lightning.heads import ALLTAGS, IGNORE, metric_name, saved_labels, tag_columns
+from nasty_lightning.heads import IGNORE, saved_labels
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
 from nasty_lightning.presets import PRESETS, locate_model
+from nasty_lightning.scores import Scores
 from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
-
-
-class WordAccuracy(Metric):
-    """The share of counted words that are right: exact under DDP (sums of counts, added over processes)."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("correct", default=torch.tensor(0), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
-
-    def update(self, right: torch.Tensor, counted: torch.Tensor) -> None:
-        self.correct += (right & counted).sum()
-        self.total += counted.sum()
-
-    def compute(self) -> torch.Tensor:
-        return self.correct / self.total.clamp(min=1)
-
-
-class Scores(nn.Module):
-    """The accuracy of every head and AllTags (UPOS, XPOS and FEATS all right) for one split."""
-
-    def __init__(self, columns: list[str]) -> None:
-        super().__init__()
-        self.columns = columns
-        self.tagged = [columns.index(c) for c in tag_columns(columns)]
-        self.accuracy = nn.ModuleList(WordAccuracy() for _ in columns)
-        self.alltags = WordAccuracy() if self.tagged else None
-
-    def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        """``preds`` and ``targets`` are (rows, width, heads); unseen labels have ids no head predicts."""
-        right, counted = preds == targets, targets != IGNORE
-        # forward, not update: a metric logged per step reports the value of its last forward call
-        for h, metric in enumerate(self.accuracy):
-            metric(right[..., h], counted[..., h])
-        if self.alltags is not None:
-            self.alltags(right[..., self.tagged].all(-1), counted[..., self.tagged].all(-1))
-
-    def named(self, prefix: str) -> dict[str, Metric]:
-        metrics = {metric_name(self.columns, c, prefix): m for c, m in zip(self.columns, self.accuracy, strict=True)}
-        if self.alltags is not None:
-            metrics[f"{prefix}_{ALLTAGS}"] = self.alltags
-        return metrics
 
 
 class TokenTagger(L.LightningModule):
@@ -156,9 +114,12 @@ class TokenTagger(L.LightningModule):
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
         names = self.columns if len(self.columns) > 1 else ["acc"]
+        # Heads of IOB2 tags (NER) decode the best valid tag sequence, and are scored by entity F1 too.
+        self.decoders = {h: IOB2Decoder(v) for h, v in enumerate(self.head_labels) if is_iob2_vocabulary(v)}
+        entities = {names[h]: self.head_labels[h] for h in self.decoders}
         self.train_scores = Scores(names)
-        self.val_scores = Scores(names)
-        self.test_scores = Scores(names)
+        self.val_scores = Scores(names, entities)
+        self.test_scores = Scores(names, entities)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._tokenizer_files: dict[str, bytes] | None = None
@@ -187,9 +148,12 @@ class TokenTagger(L.LightningModule):
         hidden = getattr(self.model, "dropout", nn.Identity())(out.hidden_states[-1])
         return [out.logits, *(head(hidden) for head in self.heads.values())]
 
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(
+        self, batch: dict[str, torch.Tensor], constrained: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Summed (weighted) loss over the batch's labelled words, the first head's word count, and the
-        predictions and targets of every head, as (rows, width, heads)."""
+        predictions and targets of every head, as (rows, width, heads); with ``constrained``, heads of
+        IOB2 tags predict each row's best valid tag sequence."""
         if "segments" in batch:  # packed rows (packing.py)
             positions = batch["position_ids"] + self._position_offset
             logits = self(batch["input_ids"], block_mask(batch["segments"]), positions)
@@ -208,6 +172,11 @@ class TokenTagger(L.LightningModule):
                 )
                 loss_sum = loss_sum + weight * loss
         preds = torch.stack([head_logits.argmax(-1) for head_logits in logits], dim=-1)
+        for h, decode in self.decoders.items() if constrained else ():
+            words = batch["word_mask"] if "word_mask" in batch else targets[..., h] != IGNORE
+            for row, at in enumerate(words):
+                positions = at.nonzero().squeeze(-1)
+                preds[row, positions, h] = torch.tensor(decode(logits[h][row, positions]), device=preds.device)
         return loss_sum, n_words, preds, targets
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -235,7 +204,7 @@ class TokenTagger(L.LightningModule):
         # In full precision even when training is mixed: scores, and the choice of the best checkpoint, are
         # those of the exported model, which tags in float32.
         with torch.autocast(self.device.type, enabled=False):
-            loss_sum, n_words, preds, targets = self._step(batch)
+            loss_sum, n_words, preds, targets = self._step(batch, constrained=True)
         # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
         loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
         scores.update(preds, targets)

@@ -117,9 +117,12 @@ def _scores(trainer: L.Trainer) -> str:
     line of the others: ``other columns: xpos: 0.951, feats: 0.962, lemma: 0.975, alltags: 0.930``."""
     metrics = trainer.callback_metrics
     line = f"validation_loss: {float(metrics['val_loss']):.4f}, validation_accuracy: {float(metrics['val_acc']):.3f}"
+    if "val_f1" in metrics:  # entity F1 of a first column of NER tags, and of each entity type
+        kinds = [f"{k.removeprefix('val_f1_')} {float(v):.3f}" for k, v in metrics.items() if k.startswith("val_f1_")]
+        line += f", validation_f1: {float(metrics['val_f1']):.3f} ({', '.join(kinds)})"
     others = [
         f"{k.removeprefix('val_')}: {float(v):.3f}"
         for k, v in metrics.items()
-        if k.startswith("val_") and k not in ("val_loss", "val_acc")
+        if k.startswith("val_") and k not in ("val_loss", "val_acc") and not k.startswith("val_f1")
     ]
     return line + ("\nother columns: " + ", ".join(others) if others else "")

@@ -66,6 +66,7 @@ from conllu.models import Metadata, Token, TokenList
 from conllu.parser import parse_comment_line
 
 from nasty_lightning.errors import DataError
+from nasty_lightning.ner_files import CONLL2003_FIELDS, as_iob2, conll2003_rows, conll2003_tokens, is_conll2003
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 IOB2_FIELDS = ("id", "form", "ner", "annotator1", "annotator2")
@@ -83,8 +84,19 @@ Row = tuple[int, list[str], TokenId]  # a token line: its number, columns and pa
 
 
 def fields_for(path: str | Path) -> tuple[str, ...]:
-    """Column names of a file: IOB2 (``.iob2``/``.bio``) or CoNLL-U (anything else)."""
-    return IOB2_FIELDS if Path(path).suffix.lower() in {".iob2", ".bio"} else CONLLU_FIELDS
+    """Column names of a file: IOB2 (``.iob2``/``.bio``), CoNLL-2003 (``nasty_lightning.ner_files``), or
+    CoNLL-U (anything else)."""
+    if Path(path).suffix.lower() in {".iob2", ".bio"}:
+        return IOB2_FIELDS
+    return CONLL2003_FIELDS if is_conll2003(path, _first_line(path)) else CONLLU_FIELDS
+
+
+def _first_line(path: str | Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.readline(200).decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+    except OSError:
+        return None
 
 
 @dataclass
@@ -109,8 +121,29 @@ class Sentence:
 
 
 def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> list[Sentence]:
-    """Read every sentence of a CoNLL-U or IOB2 file, raising ``DataError`` at the first bad line."""
+    """Read every sentence of a CoNLL-U, IOB2 or CoNLL-2003 file, raising ``DataError`` at the first bad line;
+    NER tags in IOB1 or BIOES are converted to IOB2 (``nasty_lightning.ner_files``)."""
     path, fields = str(path), fields or fields_for(path)
+    if fields == CONLL2003_FIELDS:
+        blocks = conll2003_rows(path, list(read_lines(path)))
+        sentences = [Sentence(conll2003_tokens(rows), rows[0][0], [n for n, _ in rows]) for rows in blocks]
+    else:
+        sentences = _read_conllu(path, fields)
+    if "ner" in fields:
+        _ner_as_iob2(path, sentences)
+    return sentences
+
+
+def _ner_as_iob2(path: str, sentences: list[Sentence]) -> None:
+    """Rewrite the NER tags of IOB1 or BIOES files as IOB2, in place."""
+    words = [[t for t in s.tokens if isinstance(t["id"], int)] for s in sentences]
+    converted = as_iob2(path, [[t["ner"] for t in tokens] for tokens in words])
+    for tokens, tags in zip(words, converted or [], strict=False):
+        for token, tag in zip(tokens, tags, strict=True):
+            token["ner"] = tag
+
+
+def _read_conllu(path: str, fields: tuple[str, ...]) -> list[Sentence]:
     notes = _Notes(path)
     sentences = []
     for comments, rows in _blocks(path, fields, notes):

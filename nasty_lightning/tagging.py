@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.ner_files import CONLL2003_FIELDS
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, decode_lines, fields_for, read_lines, read_sentences
 
@@ -74,13 +75,15 @@ def tag_conllu(tagger: Predictor, path: str) -> str:
     sentences = read_sentences(path)
     lines = [line for _, line in read_lines(path)]
     predicted = tagger.predict([s.words for s in sentences], progress=True)
+    # CoNLL-2003 lines are space-separated, without the ID the reader numbers words with
+    separator, skipped = (" ", 1) if fields == CONLL2003_FIELDS else ("\t", 0)
     for name, by_sentence in predicted.items():
-        column = fields.index(name)
+        column = fields.index(name) - skipped
         for sentence, values in zip(sentences, by_sentence, strict=True):
             for number, value in zip(sentence.word_lines, values, strict=True):
-                columns = lines[number - 1].split("\t")
+                columns = lines[number - 1].split(separator)
                 columns[column] = value
-                lines[number - 1] = "\t".join(columns)
+                lines[number - 1] = separator.join(columns)
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ from nasty_lightning.cli import TRAINER_COMMANDS, SuggestOptions
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.errors import UserError
 from nasty_lightning.export import export_checkpoint
-from nasty_lightning.heads import ALLTAGS, label_columns, metric_name
+from nasty_lightning.heads import ALLTAGS, NER, label_columns, metric_name
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
 from nasty_lightning.progress import EpochBar, ProgressLines
@@ -88,9 +88,9 @@ class NastyCLI(LightningCLI):
             type=str | None,
             default=None,
             help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
-            "'alltags' (UPOS, XPOS and FEATS all right), or a logged metric (val_loss, val_acc, val_xpos, ...). "
-            "Default: the first column (val_acc), unless --checkpoint.monitor and --early_stopping.monitor say "
-            "otherwise.",
+            "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), or a logged metric "
+            "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner, else the first column's "
+            "accuracy (val_acc), unless --checkpoint.monitor and --early_stopping.monitor say otherwise.",
         )
         precision = next(a for a in parser._actions if a.dest == "trainer.precision")
         precision.help = (
@@ -184,8 +184,11 @@ class NastyCLI(LightningCLI):
             return
         if cfg.trainer.precision is None:
             cfg.trainer.precision = fastest_precision(cfg.trainer.accelerator)
+        columns = label_columns(cfg.data.label_column)
+        if cfg.monitor is None and columns[0] == NER:
+            cfg.monitor = "f1"  # entity F1, not the accuracy of mostly-O tags
         if cfg.monitor is not None:
-            metric = monitored_metric(cfg.monitor, label_columns(cfg.data.label_column))
+            metric = monitored_metric(cfg.monitor, columns)
             for key in ("checkpoint", "early_stopping"):
                 cfg[key].monitor, cfg[key].mode = metric, "min" if metric.endswith("_loss") else "max"
         if cfg.data.val_file is None:
@@ -265,8 +268,8 @@ def monitored_metric(monitor: str, columns: list[str]) -> str:
     """The logged metric that ``--monitor`` names: a column's accuracy, AllTags, or a metric by its name."""
     if monitor in columns:
         return metric_name(columns, monitor) if len(columns) > 1 else "val_acc"
-    if monitor == ALLTAGS:
-        return f"val_{ALLTAGS}"
+    if monitor in (ALLTAGS, "f1"):
+        return f"val_{monitor}"
     return monitor
 
 

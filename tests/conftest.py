@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# Imported here, before any test captures output: Lightning's log handler keeps the stderr of its import,
+# and a test that imported it first would find "Seed set to 42" in its captured errors.
+import lightning.pytorch  # noqa: F401
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))

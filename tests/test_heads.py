@@ -18,8 +18,9 @@ from nasty_lightning.evaluate import alltags
 from nasty_lightning.heads import IGNORE, Head, LabelVocab, label_columns
 from nasty_lightning.inference import Tagger
 from nasty_lightning.lemmas import apply_script, coverage, edit_script
-from nasty_lightning.model import Scores, TokenTagger
+from nasty_lightning.model import TokenTagger
 from nasty_lightning.reading import read_sentences
+from nasty_lightning.scores import Scores
 
 COLUMNS = ["upos", "xpos", "feats", "lemma"]
 UDEVAL = {"upos": "UPOS", "xpos": "XPOS", "feats": "UFeats", "lemma": "Lemmas"}
