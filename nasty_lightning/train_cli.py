@@ -89,8 +89,8 @@ class NastyCLI(LightningCLI):
             default=None,
             help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
             "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), or a logged metric "
-            "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner, else the first column's "
-            "accuracy (val_acc), unless --checkpoint.monitor and --early_stopping.monitor say otherwise.",
+            "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner; else what "
+            "--checkpoint.monitor and --early_stopping.monitor say, the first column's accuracy (val_acc) unless set.",
         )
         precision = next(a for a in parser._actions if a.dest == "trainer.precision")
         precision.help = (
