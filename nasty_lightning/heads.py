@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from nasty_lightning.errors import UserError
 from nasty_lightning.lemmas import apply_script, edit_script
@@ -65,13 +66,9 @@ class LabelVocab:
     def decode(self, label_id: int) -> str:
         return self.labels[label_id]
 
-    @property
+    @cached_property
     def _ids(self) -> dict[str, int]:
-        ids = self.__dict__.get("_cached_ids")
-        if ids is None:
-            ids = {label: i for i, label in enumerate(self.labels)}
-            object.__setattr__(self, "_cached_ids", ids)
-        return ids
+        return {label: i for i, label in enumerate(self.labels)}
 
 
 @dataclass(frozen=True)
