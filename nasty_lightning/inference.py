@@ -204,8 +204,9 @@ class Tagger:
     @torch.inference_mode()
     def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[list[int]]]]]:
         """Batches of windows, with the label ids of every word for every head."""
-        device = next(self.model.parameters()).device
-        extra = len(self.layers) > 0
+        weight = next(self.model.parameters())
+        device, extra = weight.device, len(self.layers) > 0
+        self.layers.to(device=device, dtype=weight.dtype)  # wherever the model was moved
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i : i + self.batch_size]
             batch = collate(chunk, self.tokenizer.pad_token_id)

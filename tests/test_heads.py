@@ -275,3 +275,13 @@ def test_a_warm_start_keeps_every_head_row_by_label_name(four_heads):
         assert torch.equal(model.heads["xpos"].weight[i], weight[old_xpos.index(tag)]), tag
     assert not torch.equal(model.heads["xpos"].weight[0], weight[0])  # NEW starts untrained
     assert torch.equal(model.heads["lemma"].weight, saved["state_dict"]["heads.lemma.weight"])
+
+
+@pytest.mark.integration
+def test_the_heads_follow_the_model_to_another_dtype(four_heads):
+    tagger = Tagger.load(four_heads[0] / "model")
+    words = [["the", "cat", "sat", "."]]
+    before = tagger.predict(words)
+    tagger.model.to(torch.bfloat16)
+    after = tagger.predict(words)  # the heads were float32: they now compute in bfloat16 with the encoder
+    assert set(after) == set(before) == set(COLUMNS) and all(len(after[c][0]) == 4 for c in COLUMNS)
