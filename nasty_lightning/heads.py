@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.lemmas import apply_script, edit_script
+from nasty_lightning.lemmas import apply_script, check_script, edit_script
 
 META_FILE = "nasty_lightning.json"  # an exported model's columns, labels of the heads after the first, window size
 HEADS_FILE = "heads.safetensors"  # an exported model's heads after the first: {column}.weight and {column}.bias
@@ -94,6 +94,12 @@ class Head:
         if self.is_lemma:
             return [None if v is None else edit_script(w, v) for w, v in zip(words, values, strict=True)]
         return list(values)
+
+    def check(self, source: str) -> None:
+        """Raise ``UserError`` at a label this head cannot use (a lemma head's labels must be edit scripts)."""
+        if self.is_lemma:
+            for script in self.vocab.labels:
+                check_script(script, source)
 
     def decode(self, ids: Sequence[int], words: Sequence[str]) -> list[str]:
         """The column's values for ``words`` from the predicted ids."""

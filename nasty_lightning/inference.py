@@ -150,6 +150,8 @@ class Tagger:
         heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
         heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
         label_columns([h.column for h in heads])  # no column twice
+        for head in heads:
+            head.check(str(model_dir / META_FILE))
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         tokenizer = load_tokenizer(str(model_dir))
         return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers)

@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from difflib import SequenceMatcher
+from functools import lru_cache
+
+from nasty_lightning.errors import UserError
 
 LOWER, KEEP, WHOLE = "lower", "keep", "="
 
@@ -28,6 +31,7 @@ def _rule(source: str, lemma: str) -> tuple[int, list]:
     return n, [i, lemma[:j], len(source) - i - n, lemma[j + n :]]
 
 
+@lru_cache(maxsize=1 << 16)  # words repeat: a treebank's vocabulary and scoring ask for the same pairs again
 def edit_script(form: str, lemma: str) -> str:
     """The script that turns ``form`` into ``lemma``; ``apply_script(edit_script(f, l), f) == l`` always."""
     lower_shared, lower_rule = _rule(form.lower(), lemma)
@@ -37,6 +41,22 @@ def edit_script(form: str, lemma: str) -> str:
     # the rewrite that keeps more of the form; on a tie (a lower-case form) the one that ignores casing
     casing, rule = (LOWER, lower_rule) if lower_shared >= keep_shared else (KEEP, keep_rule)
     return json.dumps([casing, *rule], ensure_ascii=False, separators=(",", ":"))
+
+
+def check_script(script: str, source: str) -> None:
+    """Raise ``UserError`` unless ``script`` is an edit script (a model directory is untrusted input)."""
+    try:
+        parts = json.loads(script)
+    except json.JSONDecodeError:
+        parts = None
+    whole = isinstance(parts, list) and len(parts) == 2 and parts[0] == WHOLE and isinstance(parts[1], str)
+    rule = isinstance(parts, list) and len(parts) == 5 and parts[0] in (LOWER, KEEP)
+    if rule:
+        _, cut_front, add_front, cut_back, add_back = parts
+        cuts_ok = all(type(n) is int and n >= 0 for n in (cut_front, cut_back))
+        rule = cuts_ok and isinstance(add_front, str) and isinstance(add_back, str)
+    if not (whole or rule):
+        raise UserError(f"{source}: {script!r} is not a lemma edit script")
 
 
 def apply_script(script: str, form: str) -> str:

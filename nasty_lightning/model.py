@@ -287,12 +287,8 @@ def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedMode
     if old_labels != labels:
         if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
             raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")
-        row = {label: i for i, label in enumerate(old_labels)}
-        kept = [i for i, label in enumerate(labels) if label in row]
-        for name in ("classifier.weight", "classifier.bias"):
-            rows = model.state_dict()[name].clone()
-            rows[kept] = weights[name][[row[labels[i]] for i in kept]].to(rows.dtype)
-            weights[name] = rows
+        _copy_rows(model.classifier, weights["classifier.weight"], weights["classifier.bias"], old_labels, labels)
+        weights["classifier.weight"], weights["classifier.bias"] = model.classifier.weight, model.classifier.bias
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:

@@ -285,3 +285,17 @@ def test_the_heads_follow_the_model_to_another_dtype(four_heads):
     tagger.model.to(torch.bfloat16)
     after = tagger.predict(words)  # the heads were float32: they now compute in bfloat16 with the encoder
     assert set(after) == set(before) == set(COLUMNS) and all(len(after[c][0]) == 4 for c in COLUMNS)
+
+
+@pytest.mark.integration
+def test_a_model_directory_with_a_bad_lemma_script_is_refused(four_heads, morphology, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(four_heads[0] / "model", model)
+    meta = json.loads((model / "nasty_lightning.json").read_text())
+    lemma = next(h for h in meta["heads"] if h["column"] == "lemma")
+    lemma["labels"][0] = '["lower",0,"",-3,"y"]'
+    (model / "nasty_lightning.json").write_text(json.dumps(meta))
+    result = nasty_train("tag", "--model_dir", model, "--input", morphology["dev"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    bad = """'["lower",0,"",-3,"y"]'"""
+    assert result.stderr.strip().endswith(f"nasty_lightning.json: {bad} is not a lemma edit script")

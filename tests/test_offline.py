@@ -100,11 +100,16 @@ def cache_model(source: Path, repo_id: str, files: list[str] | None = None) -> P
     return snapshot
 
 
-def test_offline_mode_fails_at_once_without_asking_the_hub(offline, toy_treebank, tmp_path, capsys):
+def fit_roberta_error(toy_treebank, tmp_path, capsys) -> str:
+    """The one-line error of ``fit`` with the hub preset roberta_base (exit status 2)."""
     with pytest.raises(SystemExit) as exit_:
         main(fit_args("roberta_base", toy_treebank, tmp_path / "run"))
     assert exit_.value.code == 2
-    assert last_error(capsys) == (
+    return last_error(capsys)
+
+
+def test_offline_mode_fails_at_once_without_asking_the_hub(offline, toy_treebank, tmp_path, capsys):
+    assert fit_roberta_error(toy_treebank, tmp_path, capsys) == (
         "nasty-train: error: cannot load model 'roberta_base' (FacebookAI/roberta-base): not in the local Hugging "
         "Face cache and HF_HUB_OFFLINE is set, so the hub is not asked; offline, give a local model directory, "
         "a checkpoint, or the preset minilm"
@@ -113,10 +118,7 @@ def test_offline_mode_fails_at_once_without_asking_the_hub(offline, toy_treebank
 
 
 def test_unreachable_hub_fails_after_one_request(hub, toy_treebank, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(fit_args("roberta_base", toy_treebank, tmp_path / "run"))
-    assert exit_.value.code == 2
-    assert last_error(capsys) == (
+    assert fit_roberta_error(toy_treebank, tmp_path, capsys) == (
         "nasty-train: error: cannot load model 'roberta_base' (FacebookAI/roberta-base): not in the local Hugging "
         f"Face cache and the hub cannot be reached ({constants.ENDPOINT}: [Errno -2] Name or service not known); "
         "offline, give a local model directory, a checkpoint, or the preset minilm"
