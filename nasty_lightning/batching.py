@@ -134,7 +134,7 @@ class SentenceBatchSampler(Sampler[list[int]]):
 
 def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
     """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label ids (one
-    per head, in the last dimension).
+    per head, in the last dimension), ``casing`` each subword's casing class.
 
     ``loss_norm`` (the mean number of labelled words per training batch) becomes the divisor of the
     batch's summed loss. Length-bucketed batches hold very different numbers of words; dividing each
@@ -143,11 +143,13 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
     """
     width = max(len(w.input_ids) for w in windows)
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
+    casing = torch.zeros((len(windows), width), dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
     labels = torch.full((len(windows), width, n_heads(windows)), IGNORE, dtype=torch.long)
     word_mask = torch.zeros((len(windows), width), dtype=torch.bool)
     for row, w in enumerate(windows):
         input_ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids)
+        casing[row, : len(w.casing)] = torch.tensor(w.casing)
         attention_mask[row, : len(w.input_ids)] = 1
         starts = torch.tensor(w.word_starts, dtype=torch.long)
         word_mask[row, starts] = True
@@ -157,6 +159,7 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
         "attention_mask": attention_mask,
         "labels": labels,
         "word_mask": word_mask,
+        "casing": casing,
         "sentence": torch.tensor([w.sentence for w in windows]),
         "first_word": torch.tensor([w.first_word for w in windows]),
     }

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from nasty_lightning.batching import word_labels
 from nasty_lightning.encoding import Window
 
-FORMAT = 2  # 2: labels are (words, heads)
+FORMAT = 3  # 2: labels are (words, heads); 3: casing classes
 
 
 def cache_key(
@@ -37,6 +37,7 @@ def save_windows(file: Path, windows: list[Window], info: dict[str, Any]) -> Non
         "info": info,
         "input_ids": torch.tensor([i for w in windows for i in w.input_ids], dtype=torch.int32),
         "id_counts": torch.tensor([len(w.input_ids) for w in windows], dtype=torch.int32),
+        "casing": torch.tensor([c for w in windows for c in w.casing], dtype=torch.int8),
         "word_starts": torch.tensor([i for w in windows for i in w.word_starts], dtype=torch.int32),
         "labels": torch.cat([word_labels(w) for w in windows]).to(torch.int32) if windows else torch.zeros(0, 1),
         "word_counts": torch.tensor([len(w.word_starts) for w in windows], dtype=torch.int32),
@@ -51,7 +52,7 @@ def save_windows(file: Path, windows: list[Window], info: dict[str, Any]) -> Non
 
 def load_windows(file: Path) -> tuple[list[Window], dict[str, Any]]:
     flat = torch.load(file, weights_only=True)
-    ids = flat["input_ids"].tolist()
+    ids, casing = flat["input_ids"].tolist(), flat["casing"].tolist()
     starts, labels = flat["word_starts"].tolist(), flat["labels"].tolist()
     windows, at, word_at = [], 0, 0
     for n_ids, n_words, sentence, first in zip(
@@ -68,6 +69,7 @@ def load_windows(file: Path) -> tuple[list[Window], dict[str, Any]]:
                 labels[word_at : word_at + n_words],
                 sentence,
                 first,
+                casing[at : at + n_ids],
             )
         )
         at, word_at = at + n_ids, word_at + n_words

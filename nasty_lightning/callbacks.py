@@ -290,6 +290,7 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
         "--model.warmup_ratio": model.hparams.warmup_ratio,
         "--model.loss_weights": model.hparams.get("loss_weights"),
         "--model.head_learning_rate": model.hparams.get("head_learning_rate"),
+        "--model.casing": model.hparams.get("casing", False),
     }
 
 

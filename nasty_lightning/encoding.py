@@ -16,6 +16,7 @@ from typing import Literal
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from nasty_lightning.casing import casing_class
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import IGNORE
 from nasty_lightning.presets import PRESETS, locate_model
@@ -33,6 +34,7 @@ class Window:
     labels: list  # per word: a label id, or a sequence of them (one per head)
     sentence: int
     first_word: int
+    casing: list[int]  # per subword: its word's casing class (casing.py), 0 for special tokens
 
 
 class WordTooLong(UserError):
@@ -109,7 +111,7 @@ def encode(
         for token_id, w in zip(batch["input_ids"][s], batch.word_ids(s), strict=True):
             pieces[w].append(token_id)
         word_labels = labels[s] if labels is not None else [IGNORE] * len(words)
-        start, ids, starts = 0, [], []
+        start, ids, starts, casing = 0, [], [], []
         for w, word_pieces in enumerate(pieces):
             word_pieces = word_pieces or [tokenizer.unk_token_id]
             if len(word_pieces) > budget and long_words == "truncate":
@@ -122,16 +124,26 @@ def encode(
                     word=w,
                 )
             if len(ids) + len(word_pieces) > budget:
-                windows.append(Window(prefix + ids + suffix, _shift(starts, prefix), word_labels[start:w], s, start))
-                start, ids, starts = w, [], []
+                windows.append(_window(prefix, suffix, ids, starts, casing, word_labels[start:w], s, start))
+                start, ids, starts, casing = w, [], [], []
             starts.append(len(ids))
             ids.extend(word_pieces)
-        windows.append(Window(prefix + ids + suffix, _shift(starts, prefix), word_labels[start:], s, start))
+            casing.extend([casing_class(words[w])] * len(word_pieces))
+        windows.append(_window(prefix, suffix, ids, starts, casing, word_labels[start:], s, start))
     return windows
 
 
-def _shift(starts: list[int], prefix: list[int]) -> list[int]:
-    return [len(prefix) + i for i in starts]
+def _window(prefix, suffix, ids, starts, casing, labels, sentence, first_word) -> Window:
+    """A window of the subwords ``ids`` between the special tokens (word starts counted from the first)."""
+    specials = [0] * len(prefix), [0] * len(suffix)
+    return Window(
+        prefix + ids + suffix,
+        [len(prefix) + i for i in starts],
+        labels,
+        sentence,
+        first_word,
+        specials[0] + casing + specials[1],
+    )
 
 
 def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:

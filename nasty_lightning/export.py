@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from nasty_lightning.casing import CASING_FILE, CASINGS
 from nasty_lightning.heads import ALLTAGS, HEADS_FILE, LEMMA, META_FILE, metric_name, saved_labels, tag_columns
 from nasty_lightning.outputs import atomic_dir, check_output_dir
 
@@ -61,6 +62,7 @@ def export_checkpoint(
     labels = saved_labels(data_state)
     columns = list(labels)
     heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
+    casing = ckpt["state_dict"].get("casing.weight")
     meta = {
         "format": 1,
         "task": "token-classification",
@@ -72,6 +74,8 @@ def export_checkpoint(
     }
     if len(columns) > 1:  # the first column's labels are the config's id2label
         meta["heads"] = [{"column": c, "labels": labels[c]} for c in columns[1:]]
+    if casing is not None:  # the class names, in id order: a model made with other classes is refused
+        meta["casing"] = list(CASINGS)
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
     step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
     title = f"{', '.join(columns)} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
@@ -82,6 +86,8 @@ def export_checkpoint(
         model.save_pretrained(out)
         if heads:
             save_file(heads, out / HEADS_FILE)
+        if casing is not None:
+            save_file({"weight": casing.contiguous()}, out / CASING_FILE)
         for name, content in ckpt["tokenizer_files"].items():
             (out / plain_file_name(name, f"checkpoint {ckpt_path}")).write_bytes(content)
         (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from nasty_lightning.batching import collate
+from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, encode, load_tokenizer
 from nasty_lightning.entities import spans
@@ -71,6 +72,8 @@ def _read_meta(model_dir: Path) -> dict[str, Any]:
         for h in heads
     ):
         raise UserError(f"{path}: 'heads' must be a list of {{column, labels}} with the labels as strings")
+    if "casing" in meta and meta["casing"] != list(CASINGS):
+        raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
     return meta
 
 
@@ -91,6 +94,18 @@ def _load_heads(model_dir: Path, heads: list[Head], hidden: int) -> torch.nn.Mod
     return layers.eval()
 
 
+def _load_casing(model_dir: Path, hidden: int) -> torch.nn.Embedding:
+    """The casing embedding of a model trained with ``--model.casing true``, from CASING_FILE."""
+    layer = casing_embedding(hidden)
+    try:
+        layer.load_state_dict(load_file(model_dir / CASING_FILE), strict=True)
+    except (OSError, SafetensorError) as err:
+        raise UserError(f"cannot read the casing embedding of {model_dir} from {CASING_FILE} ({err})") from None
+    except RuntimeError as err:
+        raise UserError(f"{model_dir / CASING_FILE} does not fit the model ({str(err).splitlines()[0]})") from None
+    return layer.eval()
+
+
 @dataclass
 class Tagger:
     """A fine-tuned tagger: the model, its tokenizer and its heads (one per predicted column), as ``export``
@@ -104,6 +119,7 @@ class Tagger:
     batch_size: int = 64
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
+    casing: torch.nn.Embedding | None = None  # of a model trained with --model.casing true
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -153,8 +169,9 @@ class Tagger:
         for head in heads:
             head.check(str(model_dir / META_FILE))
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
+        casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
         tokenizer = load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers)
+        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
@@ -209,11 +226,14 @@ class Tagger:
         weight = next(self.model.parameters())
         device, extra = weight.device, len(self.layers) > 0
         self.layers.to(device=device, dtype=weight.dtype)  # wherever the model was moved
+        if self.casing is not None:
+            self.casing.to(device=device, dtype=weight.dtype)
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i : i + self.batch_size]
             batch = collate(chunk, self.tokenizer.pad_token_id)
+            inputs = encoder_inputs(self.model, batch["input_ids"].to(device), self.casing, batch["casing"].to(device))
             out = self.model(
-                input_ids=batch["input_ids"].to(device),
+                **inputs,
                 attention_mask=batch["attention_mask"].to(device),
                 output_hidden_states=extra,
             )

@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, get_linear_schedule_with_warmup
 
+from nasty_lightning.casing import casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import IGNORE, saved_labels
@@ -34,6 +35,7 @@ class TokenTagger(L.LightningModule):
         warmup_ratio: float = 0.1,
         loss_weights: dict[str, float] | None = None,
         head_learning_rate: float | None = None,
+        casing: bool = False,
         trust_remote_code: bool = False,
         compile: bool = False,
     ) -> None:
@@ -53,6 +55,9 @@ class TokenTagger(L.LightningModule):
                 ``{lemma: 0.5}``; columns not named weigh 1.
             head_learning_rate: Peak learning rate of the heads (the linear layers on the encoder, which start
                 untrained); default: ``learning_rate``, as the encoder's.
+            casing: Add a learned embedding of each word's casing (lower, Title, UPPER, mixed, digits, ...) to
+                its subwords' input embeddings, for uncased encoders such as MiniLM, which cannot see
+                capitals. It starts at zero and learns at the heads' rate.
             trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
                 taken from a checkpoint or a file, only from what you type.
             compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
@@ -106,8 +111,9 @@ class TokenTagger(L.LightningModule):
         self.heads = nn.ModuleDict(
             {c: nn.Linear(hidden, len(v)) for c, v in zip(self.columns[1:], self.head_labels[1:], strict=True)}
         )
+        self.casing = casing_embedding(hidden) if casing else None
         if is_checkpoint(source):
-            warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source)
+            warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source, self.casing)
         # Whether training batches may pack several sentences into a row (the data module asks).
         self.accepts_packed_rows = accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
@@ -136,12 +142,19 @@ class TokenTagger(L.LightningModule):
         return None if table is None else table - self._position_offset
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        casing: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """The logits of every head, from one pass of the encoder."""
         extra = len(self.heads) > 0
         out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=extra
+            **encoder_inputs(self.model, input_ids, self.casing, casing),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=extra,
         )
         if not extra:
             return [out.logits]
@@ -156,9 +169,9 @@ class TokenTagger(L.LightningModule):
         IOB2 tags predict each row's best valid tag sequence."""
         if "segments" in batch:  # packed rows (packing.py)
             positions = batch["position_ids"] + self._position_offset
-            logits = self(batch["input_ids"], block_mask(batch["segments"]), positions)
+            logits = self(batch["input_ids"], block_mask(batch["segments"]), positions, batch.get("casing"))
         else:
-            logits = self(batch["input_ids"], batch["attention_mask"])
+            logits = self(batch["input_ids"], batch["attention_mask"], casing=batch.get("casing"))
         targets = batch["labels"]
         loss_sum = logits[0].new_zeros((), dtype=torch.float32)
         for h, (head_logits, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
@@ -214,7 +227,8 @@ class TokenTagger(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        head_params = [*self.heads.parameters(), *self._classifier_parameters()]
+        casing = [] if self.casing is None else list(self.casing.parameters())
+        head_params = [*self.heads.parameters(), *self._classifier_parameters(), *casing]
         heads = {id(p) for p in head_params}
         groups = []
         for params, lr in (
@@ -263,8 +277,11 @@ def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: 
         layer.bias[kept] = bias[source].to(layer.bias.dtype)
 
 
-def warm_start_heads(heads: nn.ModuleDict, labels: dict[str, list[str]], ckpt_path: str) -> None:
-    """Start the extra heads from the checkpoint's heads of the same columns, row by row by label name."""
+def warm_start_heads(
+    heads: nn.ModuleDict, labels: dict[str, list[str]], ckpt_path: str, casing: nn.Embedding | None = None
+) -> None:
+    """Start the extra heads from the checkpoint's heads of the same columns, row by row by label name, and
+    the casing embedding from the checkpoint's, if both have one."""
     ckpt = load_checkpoint(ckpt_path)
     old = saved_labels(ckpt["TaggingDataModule"])
     weights, first = ckpt["state_dict"], next(iter(old))
@@ -272,6 +289,9 @@ def warm_start_heads(heads: nn.ModuleDict, labels: dict[str, list[str]], ckpt_pa
         if column in old:
             prefix = "model.classifier." if column == first else f"heads.{column}."
             _copy_rows(layer, weights[f"{prefix}weight"], weights[f"{prefix}bias"], old[column], labels[column])
+    if casing is not None and weights.get("casing.weight", torch.empty(0)).shape == casing.weight.shape:
+        with torch.no_grad():
+            casing.weight.copy_(weights["casing.weight"])
 
 
 def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:

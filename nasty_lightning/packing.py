@@ -39,6 +39,7 @@ def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None =
         free[row] -= n
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    casing = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
     labels = torch.full((len(rows), width, n_heads(windows)), IGNORE, dtype=torch.long)
     for r, members in enumerate(rows):
@@ -47,10 +48,17 @@ def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None =
             w, n = windows[i], len(windows[i].input_ids)
             input_ids[r, start : start + n] = torch.tensor(w.input_ids)
             position_ids[r, start : start + n] = torch.arange(n)
+            casing[r, start : start + n] = torch.tensor(w.casing)
             segments[r, start : start + n] = segment
             labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
             start += n
-    batch = {"input_ids": input_ids, "position_ids": position_ids, "segments": segments, "labels": labels}
+    batch = {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "segments": segments,
+        "labels": labels,
+        "casing": casing,
+    }
     if loss_norm is not None:
         batch["loss_norm"] = torch.tensor(loss_norm)
     return batch

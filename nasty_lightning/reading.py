@@ -45,6 +45,10 @@ in the columns of ``UNDERSCORE_IS_A_LABEL`` (FEATS, XPOS) it is a label of its o
 (most words of a UD treebank) and "no XPOS" (treebanks that have none), so those columns never
 miss a value.
 
+A CoNLL-U file may carry named entities in MISC, as ``NER=B-PER`` items (``MISC_NER``): they are read
+as a ``ner`` column, which a model can learn alone or beside the other columns, and ``tag`` writes
+its predictions back there.
+
 Columns are split on tabs only (``conllu.parse_line`` also splits on double spaces, which would
 break such forms); IDs are parsed here, into what ``conllu`` makes of them, by the expressions that
 check them; ``conllu`` parses comments and holds the result as a ``TokenList``.
@@ -78,6 +82,7 @@ _RANGE_VALUES = {"id", "form", "misc"}  # the only columns of a multiword range 
 # Columns where ``_`` is a value ("no features", "no XPOS"), not a missing label: a tagger learns it
 # like any other label. Everywhere else ``_`` means the word has no label.
 UNDERSCORE_IS_A_LABEL = frozenset({"feats", "xpos"})
+MISC_NER = "NER"  # the MISC attribute of a CoNLL-U word's entity tag: NER=B-PER
 
 TokenId = int | tuple[int, str, int]  # 3, (1, "-", 2) or (8, ".", 1), as ``conllu`` writes them
 Row = tuple[int, list[str], TokenId]  # a token line: its number, columns and parsed ID
@@ -129,9 +134,49 @@ def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> l
         sentences = [Sentence(conll2003_tokens(rows), rows[0][0], [n for n, _ in rows]) for rows in blocks]
     else:
         sentences = _read_conllu(path, fields)
-    if "ner" in fields:
+    if "ner" in fields or ("misc" in fields and _ner_from_misc(sentences)):
         _ner_as_iob2(path, sentences)
     return sentences
+
+
+def misc_value(misc: str, name: str) -> str | None:
+    """The value of the attribute ``name`` in a MISC column (``NER`` in ``SpaceAfter=No|NER=B-PER``)."""
+    for item in misc.strip().split("|"):
+        key, equals, value = item.partition("=")
+        if equals and key == name:
+            return value
+    return None
+
+
+def with_misc_value(misc: str, name: str, value: str) -> str:
+    """MISC with the attribute ``name`` set to ``value``: replaced where it is, else added at the end (the
+    whitespace at its ends, which the reader tolerates, is dropped)."""
+    items = [] if misc.strip() == "_" else misc.strip().split("|")
+    at = next((i for i, item in enumerate(items) if item.partition("=")[0] == name), None)
+    if at is None:
+        items.append(f"{name}={value}")
+    else:
+        items[at] = f"{name}={value}"
+    return "|".join(items)
+
+
+def _ner_from_misc(sentences: list[Sentence]) -> bool:
+    """Give the words of a CoNLL-U file a ``ner`` column from MISC's ``NER=`` items (``_`` where a word has
+    none), if any word has one; whether one had."""
+    values = [[misc_value(t["misc"], MISC_NER) for t in s.tokens if isinstance(t["id"], int)] for s in sentences]
+    if all(v is None for sentence in values for v in sentence):
+        return False
+    for sentence, tags in zip(sentences, values, strict=True):
+        for token, tag in zip((t for t in sentence.tokens if isinstance(t["id"], int)), tags, strict=True):
+            token["ner"] = "_" if tag is None else tag
+    return True
+
+
+def columns_of(sentences: list[Sentence], path: str | Path) -> tuple[str, ...]:
+    """The columns of a file's words: its fields, and ``ner`` for a CoNLL-U file with ``NER=`` in MISC."""
+    fields = sentences[0].tokens.default_fields if sentences else fields_for(path)
+    word = next((t for t in sentences[0].tokens if isinstance(t["id"], int)), {}) if sentences else {}
+    return (*fields, "ner") if "ner" not in fields and "ner" in word else fields
 
 
 def _ner_as_iob2(path: str, sentences: list[Sentence]) -> None:
@@ -167,9 +212,10 @@ def _read_conllu(path: str, fields: tuple[str, ...]) -> list[Sentence]:
 def check_labels(path: str | Path, sentences: list[Sentence], column: str, complete: bool = True) -> None:
     """Raise ``DataError`` unless ``column`` is a column of the file with a value on every word (on some word,
     without ``complete``: a file to score)."""
-    fields = sentences[0].tokens.default_fields if sentences else fields_for(path)
+    fields = columns_of(sentences, path)
     if column not in fields:
-        raise DataError(str(path), 1, f"no column {column!r} in this file (its columns: {', '.join(fields)})")
+        where = " (named entities in CoNLL-U go in MISC, as NER=B-PER)" if column == "ner" else ""
+        raise DataError(str(path), 1, f"no column {column!r} in this file (its columns: {', '.join(fields)}){where}")
     first_missing, labelled = None, False
     for sentence in sentences:
         for form, label, number in zip(sentence.words, sentence.labels(column), sentence.word_lines, strict=True):

@@ -16,7 +16,16 @@ from typing import Protocol
 from nasty_lightning.errors import UserError
 from nasty_lightning.ner_files import CONLL2003_FIELDS
 from nasty_lightning.outputs import check_output, write_atomic
-from nasty_lightning.reading import CONLLU_FIELDS, IOB2_FIELDS, decode_lines, fields_for, read_lines, read_sentences
+from nasty_lightning.reading import (
+    CONLLU_FIELDS,
+    IOB2_FIELDS,
+    MISC_NER,
+    decode_lines,
+    fields_for,
+    read_lines,
+    read_sentences,
+    with_misc_value,
+)
 
 
 class Predictor(Protocol):
@@ -67,9 +76,11 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
 
 
 def tag_conllu(tagger: Predictor, path: str) -> str:
-    """The file's text with the predicted columns of every syntactic word replaced."""
+    """The file's text with the predicted columns of every syntactic word replaced (entity tags of a CoNLL-U
+    file in MISC, as ``NER=`` items)."""
     fields = fields_for(path)
-    missing = [c for c in tagger.columns if c not in fields]
+    in_misc = "ner" not in fields and "misc" in fields
+    missing = [c for c in tagger.columns if c not in fields and not (c == "ner" and in_misc)]
     if missing:
         raise UserError(f"{path} has no {' or '.join(map(repr, missing))} column for the model's tags")
     sentences = read_sentences(path)
@@ -78,19 +89,21 @@ def tag_conllu(tagger: Predictor, path: str) -> str:
     # CoNLL-2003 lines are space-separated, without the ID the reader numbers words with
     separator, skipped = (" ", 1) if fields == CONLL2003_FIELDS else ("\t", 0)
     for name, by_sentence in predicted.items():
-        column = fields.index(name) - skipped
+        to_misc = name == "ner" and in_misc
+        column = fields.index("misc" if to_misc else name) - skipped
         for sentence, values in zip(sentences, by_sentence, strict=True):
             for number, value in zip(sentence.word_lines, values, strict=True):
                 columns = lines[number - 1].split(separator)
-                columns[column] = value
+                columns[column] = with_misc_value(columns[column], MISC_NER, value) if to_misc else value
                 lines[number - 1] = separator.join(columns)
     return "\n".join(lines)
 
 
 def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
     """CoNLL-U for plain text, one sentence per non-empty line, with the line's number as its ``sent_id``
-    and ``SpaceAfter=No`` where it applies."""
-    fields = CONLLU_FIELDS if all(c in CONLLU_FIELDS for c in tagger.columns) else IOB2_FIELDS
+    and ``SpaceAfter=No`` where it applies; entity tags go in MISC (``NER=``), or, from a model that tags
+    entities only, IOB2."""
+    fields = IOB2_FIELDS if tagger.columns == ["ner"] else CONLLU_FIELDS
     units = [(number, line.strip()) for number, line in enumerate(text_lines, start=1) if line.strip()]
     from nasty_lightning.inference import word_spans
 
@@ -105,6 +118,8 @@ def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
             row.update({column: values[n][i] for column, values in predicted.items()})
             if "misc" in row and end < len(unit) and not unit[end].isspace():
                 row["misc"] = "SpaceAfter=No"
+            if "ner" in row and "ner" not in fields:
+                row["misc"] = with_misc_value(row["misc"], MISC_NER, row["ner"])
             out.append("\t".join(row[f] for f in fields))
         out.append("")
     return "\n".join(out) + "\n" if out else ""

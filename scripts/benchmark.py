@@ -43,6 +43,20 @@ def _report(**values) -> None:
     print("RESULT " + json.dumps({**values, "peak_rss_mb": _peak_rss_mb()}), flush=True)
 
 
+def _trainer_rows(sentences, tokenizer, column: str, label_ids: dict[str, int]) -> list[dict]:
+    """run_ner.py's encoding: truncated at 512 subwords, the label on each word's first subword, -100 elsewhere."""
+    rows = []
+    for s in sentences:
+        enc = tokenizer(s.words, is_split_into_words=True, truncation=True, max_length=512)
+        word_ids, previous, row_labels = enc.word_ids(), None, []
+        for w in word_ids:
+            tag = s.labels(column)[w] if w is not None else None
+            row_labels.append(label_ids.get(tag, -100) if w is not None and w != previous else -100)
+            previous = w
+        rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": row_labels})
+    return rows
+
+
 def trainer_fit(
     train_file: str, dev_file: str, model: str, epochs: int, batch_size: int, learning_rate: float, seed: int
 ) -> None:
@@ -65,20 +79,8 @@ def trainer_fit(
     label_ids = {t: i for i, t in enumerate(labels)}
     path = resolve_model_name(model)
     tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
-
-    def encode(sentences):
-        rows = []
-        for s in sentences:
-            enc = tokenizer(s.words, is_split_into_words=True, truncation=True, max_length=512)
-            word_ids, previous, row_labels = enc.word_ids(), None, []
-            for w in word_ids:
-                tag = s.labels("upos")[w] if w is not None else None
-                row_labels.append(label_ids.get(tag, -100) if w is not None and w != previous else -100)
-                previous = w
-            rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": row_labels})
-        return rows
-
-    train_rows, dev_rows = encode(train), encode(dev)
+    train_rows = _trainer_rows(train, tokenizer, "upos", label_ids)
+    dev_rows = _trainer_rows(dev, tokenizer, "upos", label_ids)
     set_seed(seed)  # before the model is built, as run_ner.py does: the new classifier head is random
     model_ = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
@@ -378,5 +380,220 @@ def options(
         )
 
 
+def _entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """seqeval's strict IOB2 precision, recall and F1 over exact entity spans (an ``I-`` without its ``B-``
+    starts no entity)."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    args = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+    return {
+        "f1": f1_score(gold, predicted, **args),
+        "precision": precision_score(gold, predicted, **args),
+        "recall": recall_score(gold, predicted, **args),
+    }
+
+
+def trainer_ner(
+    train_file: str,
+    dev_file: str,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    warmup_ratio: float = 0.0,
+    weight_decay: float = 0.0,
+    select_best: bool = False,
+) -> None:
+    """(a) run_ner.py's recipe for NER: Trainer, first-subword labels, each word's most likely tag. With
+    ``select_best`` it scores the dev set after every epoch and keeps the best epoch's weights (its
+    ``load_best_model_at_end`` on F1), as nasty-train keeps best.ckpt."""
+    import numpy as np
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from nasty_lightning.presets import resolve_model_name
+    from nasty_lightning.reading import read_sentences
+
+    train, dev = read_sentences(train_file), read_sentences(dev_file)
+    labels = sorted({t for s in train for t in s.labels("ner")})
+    label_ids = {t: i for i, t in enumerate(labels)}
+    path = resolve_model_name(model)
+    tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    gold = [s.labels("ner") for s in dev]
+    train_rows, dev_rows = (
+        _trainer_rows(train, tokenizer, "ner", label_ids),
+        _trainer_rows(dev, tokenizer, "ner", label_ids),
+    )
+
+    # each dev word's first subword, where the encoding put its label (-100 in ``labels`` elsewhere)
+    first = [
+        np.array(row["labels"]) != -100 for row in _trainer_rows(dev, tokenizer, "ner", {t: 0 for g in gold for t in g})
+    ]
+
+    def tags(logits) -> list[list[str]]:
+        """Each dev word's most likely tag."""
+        return [[labels[i] for i in x[: len(f)][f].argmax(-1)] for x, f in zip(logits, first, strict=True)]
+
+    set_seed(seed)
+    model_ = AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
+    )
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size,
+            learning_rate=learning_rate,
+            num_train_epochs=epochs,
+            warmup_steps=float(warmup_ratio),  # transformers 5: a float below 1 is a ratio of the steps
+            weight_decay=weight_decay,
+            seed=seed,
+            report_to=[],
+            logging_strategy="no",
+            use_cpu=True,
+            eval_strategy="epoch" if select_best else "no",
+            save_strategy="epoch" if select_best else "no",
+            save_total_limit=1 if select_best else None,
+            load_best_model_at_end=select_best,
+            metric_for_best_model="f1" if select_best else None,
+        )
+        trainer = Trainer(
+            model=model_,
+            args=args,
+            train_dataset=train_rows,
+            eval_dataset=dev_rows if select_best else None,
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+            compute_metrics=(lambda p: _entity_scores(gold, tags(p.predictions))) if select_best else None,
+        )
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        predictions = trainer.predict(dev_rows).predictions
+    _report(seconds=seconds, **_entity_scores(gold, tags(predictions)))
+
+
+def ours_ner(train_file: str, dev_file: str, recipe: str, seed: int, run_dir: str, options: str = "") -> None:
+    """(b) nasty-train fit with a config, then its exported model tags the dev words, with the best valid tag
+    sequence (Viterbi) and with each word's most likely tag; both scored by seqeval like (a)."""
+    from nasty_lightning import Tagger
+    from nasty_lightning.cli import main
+    from nasty_lightning.export import callback_state
+    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.untrusted import load_checkpoint
+
+    sys.argv = ["nasty-train"]
+    main(
+        ["fit", "--config", recipe, "--data.train_file", train_file, "--data.val_file", dev_file,
+         "--seed_everything", str(seed), "--trainer.default_root_dir", run_dir, "--trainer.enable_progress_bar",
+         "false", *shlex.split(options)]
+    )  # fmt: skip
+    record = callback_state(load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt"), "RunRecord")
+    dev = read_sentences(dev_file)
+    gold = [s.labels("ner") for s in dev]
+    tagger = Tagger.load(Path(run_dir) / "model")
+    viterbi = _entity_scores(gold, tagger.predict([s.words for s in dev])["ner"])
+    tagger.constrained = False
+    argmax = _entity_scores(gold, tagger.predict([s.words for s in dev])["ner"])
+    _report(seconds=record["train_seconds"] - record["validation_seconds"], **viterbi, argmax_f1=argmax["f1"])
+
+
+def _split(source: str, n: int, tmp: Path) -> tuple[str, str]:
+    """The first ``n`` sentences of ``source`` as a training file, the rest as a dev file."""
+    blocks = [b for b in Path(source).read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    if not 0 < n < len(blocks):
+        raise SystemExit(f"--train_sentences must be between 1 and {len(blocks) - 1}, got {n}")
+    train, dev = tmp / f"train{Path(source).suffix}", tmp / f"dev{Path(source).suffix}"
+    train.write_text("\n\n".join(blocks[:n]) + "\n\n", encoding="utf-8")
+    dev.write_text("\n\n".join(blocks[n:]) + "\n\n", encoding="utf-8")
+    return str(train), str(dev)
+
+
+def ner(
+    data_file: str,
+    train_sentences: int = 1600,
+    recipe: str = "configs/ner_minilm.yaml",
+    variants: list[str] | None = None,
+    seeds: int = 3,
+    threads: int | None = None,
+) -> None:
+    """Entity F1 of nasty-train's NER recipe against run_ner.py's Trainer recipe, on one file split in two.
+
+    The Trainer runs at the guide's defaults (3 epochs, lr 3e-5, batch 16, no warmup) and at the recipe's
+    settings (its epochs, learning rate, batch size, warmup and weight decay, keeping the best epoch by
+    dev F1 as nasty-train keeps best.ckpt). Every model is scored the same way, by seqeval (strict IOB2).
+
+    Args:
+        data_file: Labelled NER file (IOB2, CoNLL-2003 or CoNLL-U with a ner column).
+        train_sentences: Its first N sentences train, the rest are the dev set.
+        recipe: nasty-train config of the recipe (its model is the Trainer's too).
+        variants: More nasty-train runs, each with extra options added to the config, e.g.
+            ``"--model.casing false"``.
+        seeds: Runs of everything with seeds 1..N.
+        threads: Torch threads in every run (default: all cores).
+    """
+    import yaml
+
+    threads = threads or os.cpu_count()
+    settings = yaml.safe_load(Path(recipe).read_text(encoding="utf-8"))
+    model, trainer, data = settings.get("model", {}), settings.get("trainer", {}), settings.get("data", {})
+    same = dict(  # what the config gives, else nasty-train's defaults
+        epochs=trainer.get("max_epochs", 3), batch_size=data.get("batch_size", 16),
+        learning_rate=model.get("learning_rate", 3e-5), warmup_ratio=model.get("warmup_ratio", 0.1),
+        weight_decay=model.get("weight_decay", 0.01), select_best=True,
+    )  # fmt: skip
+    guide = dict(epochs=3, batch_size=16, learning_rate=3e-5)
+    names = {
+        "trainer_guide": "Trainer, guide defaults (3 epochs, lr 3e-05, last epoch)",
+        "trainer_same": f"Trainer, {Path(recipe).name}'s settings ({same['epochs']} epochs, lr "
+        f"{same['learning_rate']}, warmup {same['warmup_ratio']}, best epoch by dev F1)",
+        **{f"ours{i}": f"nasty-train {Path(recipe).name} {v}".strip() for i, v in enumerate(["", *(variants or [])])},
+    }
+    rows: dict[str, list[dict]] = {k: [] for k in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file, dev_file = _split(data_file, train_sentences, Path(tmp))
+        files = dict(train_file=train_file, dev_file=dev_file)
+        for seed in range(1, seeds + 1):
+            for key, settings in (("trainer_guide", guide), ("trainer_same", same)):
+                rows[key].append(
+                    _worker(
+                        threads, "trainer_ner", seed=seed, model=model.get("model_name", "minilm"), **files, **settings
+                    )
+                )
+            for i, variant in enumerate(["", *(variants or [])]):
+                run_dir = str(Path(tmp) / f"run{i}-{seed}")
+                rows[f"ours{i}"].append(
+                    _worker(threads, "ours_ner", seed=seed, recipe=recipe, run_dir=run_dir, options=variant, **files)
+                )
+            print(f"seed {seed}: done", file=sys.stderr, flush=True)
+
+    print(
+        f"\nentity F1 (seqeval, strict IOB2) on {data_file}: sentences 1-{train_sentences} train, the rest dev; "
+        f"model {model.get('model_name', 'minilm')}, seeds 1-{seeds}, {threads} threads\n"
+    )
+    print("| recipe | F1 by seed | mean F1 | precision | recall | argmax F1 | train s |\n|---|---|---|---|---|---|---|")
+    for key, name in names.items():
+        results = rows[key]
+        argmax = _mean(results, "argmax_f1") if "argmax_f1" in results[0] else _mean(results, "f1")
+        by_seed = ", ".join(f"{r['f1']:.4f}" for r in results)
+        print(
+            f"| {name} | {by_seed} | {_mean(results, 'f1'):.4f} | "
+            f"{_mean(results, 'precision'):.4f} | {_mean(results, 'recall'):.4f} | {argmax:.4f} | "
+            f"{_mean(results, 'seconds'):.0f} |"
+        )
+    gain = _mean(rows["ours0"], "f1") - _mean(rows["trainer_same"], "f1")
+    print(f"\nnasty-train - Trainer at the same settings, mean F1: {gain:+.4f}")
+
+
 if __name__ == "__main__":
-    auto_cli([compare, options, trainer_fit, ours_fit, pipeline_tag, ours_tag], as_positional=False)
+    auto_cli(
+        [compare, options, ner, trainer_fit, ours_fit, pipeline_tag, ours_tag, trainer_ner, ours_ner],
+        as_positional=False,
+    )

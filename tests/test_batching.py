@@ -87,7 +87,11 @@ def test_too_few_windows_for_the_devices():
 
 
 def test_collate_places_labels_on_word_starts():
-    batch = collate([Window([2, 7, 8, 9, 3], [1, 3], [4, IGNORE], 0, 0), Window([2, 5, 3], [1], [1], 1, 0)], pad_id=0)
+    windows = [
+        Window([2, 7, 8, 9, 3], [1, 3], [4, IGNORE], 0, 0, [0, 1, 1, 2, 0]),
+        Window([2, 5, 3], [1], [1], 1, 0, [0, 3, 0]),
+    ]
+    batch = collate(windows, pad_id=0)
     assert batch["input_ids"].tolist() == [[2, 7, 8, 9, 3], [2, 5, 3, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
     assert batch["labels"][..., 0].tolist() == [
@@ -95,6 +99,7 @@ def test_collate_places_labels_on_word_starts():
         [IGNORE, 1, IGNORE, IGNORE, IGNORE],
     ]
     assert batch["word_mask"].tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
+    assert batch["casing"].tolist() == [[0, 1, 1, 2, 0], [0, 3, 0, 0, 0]]  # padding has no casing
     assert torch.equal(batch["sentence"], torch.tensor([0, 1]))
     assert "loss_norm" not in batch
-    assert float(collate([Window([2, 5, 3], [1], [1], 1, 0)], pad_id=0, loss_norm=12.5)["loss_norm"]) == 12.5
+    assert float(collate(windows[1:], pad_id=0, loss_norm=12.5)["loss_norm"]) == 12.5

@@ -46,3 +46,27 @@ def test_benchmark_prints_the_table_and_ratios(tiny_bert, toy_treebank):
     # both taggers use the same model, so they must agree on every word
     accuracies = re.findall(r"\| tag: [\w-]+ \| [\d,]+ \| [\d.]+ \| [\d,]+ \| (0\.\d{4}) \|", result.stdout)
     assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
+
+
+def test_ner_benchmark_scores_both_recipes_alike(tiny_bert, tmp_path):
+    from test_ner import toy_ner, write_iob2
+
+    data = write_iob2(tmp_path / "all.iob2", toy_ner(60, seed=0))
+    config = tmp_path / "ner_tiny.yaml"
+    config.write_text(
+        f"model:\n  model_name: {tiny_bert}\n  learning_rate: 3.0e-3\ntrainer:\n  max_epochs: 2\n"
+        "data:\n  label_column: ner\n  batch_size: 8\nvalidation:\n  every_n_steps: 0\n"
+    )
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "ner", "--data_file", data, "--train_sentences", "45", "--recipe", config,
+         "--variants", '["--model.casing true"]', "--seeds", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sentences 1-45 train, the rest dev" in result.stdout
+    rows = ["Trainer, guide defaults", "Trainer, ner_tiny.yaml's settings (2 epochs, lr 0.003"]
+    for row in [*rows, "nasty-train ner_tiny.yaml", "nasty-train ner_tiny.yaml --model.casing true"]:
+        assert re.search(
+            rf"\| {re.escape(row)}[^|]* \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \|", result.stdout
+        ), row
+    assert re.search(r"nasty-train - Trainer at the same settings, mean F1: [+-]\d\.\d{4}", result.stdout)

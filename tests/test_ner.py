@@ -103,3 +103,41 @@ def test_entities_of_raw_text_have_character_offsets(ner_run):
     words = [w for w, _ in toy_ner(1, seed=5)[0]]
     [tags] = tagger.predict([words])["ner"]
     assert len(spans(tags)) == len(tagger.entities(" ".join(words)))
+
+
+def write_conllu_misc_ner(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    """The sentences as CoNLL-U, each tag in MISC (``NER=``), after a SpaceAfter=No on every word before a '.'."""
+    lines = []
+    for n, sentence in enumerate(sentences):
+        lines.append(f"# sent_id = {n}")
+        for i, (word, tag) in enumerate(sentence, start=1):
+            misc = ("SpaceAfter=No|" if i < len(sentence) and sentence[i][0] == "." else "") + f"NER={tag}"
+            lines.append(f"{i}\t{word}\t_\tX\t_\t_\t_\t_\t_\t{misc}")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.integration
+def test_conllu_with_entities_in_misc_is_scored_and_tagged_in_misc(ner_run, tmp_path):
+    run, data, _ = ner_run
+    gold = write_conllu_misc_ner(tmp_path / "dev.conllu", toy_ner(20, seed=1))  # the IOB2 dev set's sentences
+    scores = {}
+    for name, path in (("iob2", data["dev"]), ("conllu", gold)):
+        args = ("--model_dir", run / "model", "--test_file", path, "--output_json", tmp_path / f"{name}.json")
+        assert nasty_train("eval", *args).returncode == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert scores["conllu"]["f1"] == scores["iob2"]["f1"] and scores["conllu"]["per_type"] == scores["iob2"]["per_type"]
+
+    out = tmp_path / "tagged.conllu"
+    assert nasty_train("tag", "--model_dir", run / "model", "--input", gold, "--output", out).returncode == 0
+    iob2 = tmp_path / "tagged.iob2"
+    assert nasty_train("tag", "--model_dir", run / "model", "--input", data["dev"], "--output", iob2).returncode == 0
+    predicted = [line.split("\t")[2] for line in iob2.read_text().splitlines() if line]
+
+    def words(path: Path) -> list[list[str]]:
+        return [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+    for columns, original, tag in zip(words(out), words(gold), predicted, strict=True):
+        assert columns[:9] == original[:9]  # only MISC changes, and in MISC only the NER= item
+        assert columns[9] == original[9].rsplit("NER=", 1)[0] + f"NER={tag}"

@@ -6,7 +6,7 @@ import pytest
 
 from nasty_lightning.errors import DataError
 from nasty_lightning.ner_files import iob1_to_iob2, scheme, to_bio
-from nasty_lightning.reading import fields_for, read_sentences
+from nasty_lightning.reading import check_labels, fields_for, read_sentences, with_misc_value
 
 CONLL2003 = """-DOCSTART- -X- -X- O
 
@@ -83,3 +83,44 @@ def test_schemes():
         "B-LOC",
     ]
     assert to_bio(["S-X", "B-Y", "I-Y", "E-Y", "O", "U-Z", "L-Z"]) == ["B-X", "B-Y", "I-Y", "I-Y", "O", "B-Z", "I-Z"]
+
+
+MISC_NER = """# text = Ann's in São Paulo.
+1-2\tAnn's\t_\t_\t_\t_\t_\t_\t_\t_
+1\tAnn\tAnn\tPROPN\t_\t_\t0\troot\t_\tNER=S-PER
+2\t's\tbe\tAUX\t_\t_\t1\tcop\t_\tNER=O
+3\tin\tin\tADP\t_\t_\t4\tcase\t_\tNER=O
+4\tSão\tSão\tPROPN\t_\t_\t1\tobl\t_\tNER=B-LOC
+5\tPaulo\tPaulo\tPROPN\t_\t_\t4\tflat\t_\tSpaceAfter=No|NER=E-LOC
+6\t.\t.\tPUNCT\t_\t_\t1\tpunct\t_\tNER=O
+
+"""
+
+
+def test_conllu_misc_ner_is_a_column(tmp_path):
+    path = tmp_path / "ner.conllu"
+    path.write_text(MISC_NER)
+    with pytest.warns(UserWarning, match="BIOES tags, converted to IOB2 on read"):
+        [sentence] = read_sentences(path)
+    assert sentence.words == ["Ann", "'s", "in", "São", "Paulo", "."]
+    assert sentence.labels("ner") == ["B-PER", "O", "O", "B-LOC", "I-LOC", "O"]
+    assert sentence.labels("upos")[0] == "PROPN"  # the other columns are as they were
+    check_labels(path, [sentence], "ner")
+    # A word without NER= has no value: a file to train on must tag every word.
+    path.write_text(MISC_NER.replace("NER=O\n3", "_\n3"))
+    with pytest.warns(UserWarning):
+        sentences = read_sentences(path)
+    with pytest.raises(DataError, match=r"ner.conllu:4: word \"'s\" has no value in the column 'ner'"):
+        check_labels(path, sentences, "ner")
+    path.write_text(MISC_NER.replace("NER=", "Entity="))
+    with pytest.raises(DataError, match=r"no column 'ner' in this file .*\(named entities in CoNLL-U go in MISC"):
+        check_labels(path, read_sentences(path), "ner")
+
+
+@pytest.mark.parametrize(
+    ("misc", "expected"),
+    [("_", "NER=B-PER"), ("SpaceAfter=No", "SpaceAfter=No|NER=B-PER"), ("SpaceAfter=No ", "SpaceAfter=No|NER=B-PER"),
+     ("NER=O|SpaceAfter=No", "NER=B-PER|SpaceAfter=No"), ("NERD=1", "NERD=1|NER=B-PER")],
+)  # fmt: skip
+def test_misc_value_is_set_in_place(misc, expected):
+    assert with_misc_value(misc, "NER", "B-PER") == expected

@@ -25,7 +25,7 @@ def windows(vocab: int, cls: int = 3, sep: int = 4) -> list[Window]:
     for k, n in enumerate(LENGTHS):
         ids = [cls] + [rng.randrange(5, vocab) for _ in range(n - 2)] + [sep]
         starts = list(range(1, n - 1, 2)) or [0]
-        out.append(Window(ids, starts, [k] * len(starts), sentence=k, first_word=0))
+        out.append(Window(ids, starts, [k] * len(starts), sentence=k, first_word=0, casing=[0] * len(ids)))
     return out
 
 
