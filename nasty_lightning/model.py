@@ -241,11 +241,31 @@ class TokenTagger(L.LightningModule):
         optimizer = torch.optim.AdamW(
             [g for g in groups if g["params"]],
             lr=h.learning_rate,
-            fused=True,  # one kernel for all parameters: several times faster than the default on CPU too
+            # one kernel for all parameters: several times faster than the default on CPU too; not with float16's
+            # gradient scaler, which must unscale before clipping
+            fused=not self._scaled_gradients(),
         )
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm=None
+    ) -> None:
+        """``--trainer.gradient_clip_val``, also beside the fused optimizer in bf16-mixed and float32, where no
+        gradient is scaled (Lightning's mixed-precision plugin refuses every fused optimizer)."""
+        if not gradient_clip_val:
+            return
+        if self._scaled_gradients():
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm == "value":
+            nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+        else:
+            nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+
+    def _scaled_gradients(self) -> bool:
+        """Whether training scales the loss (float16 mixed precision)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
 
     def _classifier_parameters(self) -> list[nn.Parameter]:
         """The first column's head: the encoder model's own classifier layer."""

@@ -6,12 +6,13 @@ import json
 import random
 
 import pytest
+import torch
 from conftest import SHARED_DATA
 
 from nasty_lightning import inference
 from nasty_lightning.cli import main
 from nasty_lightning.entities import entity_scores, is_iob2, spans
-from nasty_lightning.heads import Head, LabelVocab
+from nasty_lightning.heads import IGNORE, Head, LabelVocab
 from nasty_lightning.reading import read_sentences
 
 UNER = SHARED_DATA / "uner" / "en_ewt" / "en_ewt-ud-dev.iob2"
@@ -44,6 +45,39 @@ def test_scores_count_exact_spans_only():
 
 def test_iob2_is_recognised():
     assert is_iob2(["O", "B-PER", "I-PER"]) and not is_iob2(["O"]) and not is_iob2(["NOUN", "B-PER"])
+
+
+TRICKY = [  # (gold, predicted) sentences
+    (["B-LOC", "B-LOC", "I-LOC"], ["B-LOC", "I-LOC", "I-LOC"]),  # adjacent entities of one type, merged
+    (["O", "B-PER", "I-PER"], ["O", "I-PER", "I-PER"]),  # I- without B-, an entity at the sentence end
+    (["B-ORG"], ["B-ORG"]),  # one-word sentences
+    (["B-PER"], ["I-PER"]),
+    (["O"], ["B-LOC"]),
+    (["B-ORG", "I-ORG", "O", "B-PER"], ["B-ORG", "I-PER", "O", "B-PER"]),  # the type changes inside
+    (["B-LOC", "I-LOC", "B-LOC"], ["B-LOC", "I-LOC", "I-LOC"]),
+]
+
+
+def test_span_scores_and_the_training_metric_equal_seqeval_strict_on_tricky_sequences():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from seqeval.scheme import IOB2
+
+    from nasty_lightning.scores import EntityF1
+
+    gold, pred = [g for g, _ in TRICKY], [p for _, p in TRICKY]
+    theirs = seqeval.classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True)
+    ours = entity_scores(gold, pred)
+    assert ours["f1"] == pytest.approx(theirs["micro avg"]["f1-score"], abs=1e-12)
+    labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    width = max(map(len, gold)) + 1  # padded rows, as batches have them
+    ids = [[[labels.index(t) for t in s] + [IGNORE] * (width - len(s)) for s in x] for x in (pred, gold)]
+    for kind, expected in ((None, theirs["micro avg"]), *((k, theirs[k]) for k in ("LOC", "ORG", "PER"))):
+        metric = EntityF1(labels, kind)
+        for row in range(len(gold)):  # one sentence per update: the sums must not depend on batching
+            metric.update(torch.tensor(ids[0][row : row + 1]), torch.tensor(ids[1][row : row + 1]))
+        assert float(metric.compute()) == pytest.approx(expected["f1-score"], abs=1e-6), kind
+        if kind is not None:
+            assert ours["per_type"][kind]["f1"] == pytest.approx(expected["f1-score"], abs=1e-12)
 
 
 @pytest.mark.skipif(not UNER.is_file(), reason="Universal NER English-EWT is not in the data folder")

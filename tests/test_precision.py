@@ -30,3 +30,25 @@ def test_no_cpuinfo_means_float32(tmp_path):
     assert not cpu_has_native_bf16(tmp_path / "missing")
     (tmp_path / "cpuinfo").write_text(X86.format(" avx512_bf16"))
     assert fastest_precision("mps", tmp_path / "cpuinfo") == "32-true"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_gradient_clipping_works_with_the_fused_optimizer(tiny_bert, toy_treebank, tmp_path, precision):
+    """Lightning's mixed-precision plugin refuses to clip beside a fused optimizer; ours clips, and does clip:
+    gradients cut to a norm of 1e-12 leave AdamW (eps 1e-8) almost no step to take."""
+    import torch
+    from clirun import fit_args, nasty_train
+    from safetensors.torch import load_file
+
+    start = load_file(tiny_bert / "model.safetensors")
+    key = next(k for k in start if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    moved = {}
+    for clip in ("1e-12", "1000"):  # almost nothing, and never
+        run = tmp_path / clip
+        args = fit_args(tiny_bert, toy_treebank, run, "--trainer.max_steps", "4", "--trainer.precision", precision)
+        result = nasty_train(*args, "--trainer.gradient_clip_val", clip, "--early_stopping.patience", "100")
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights = torch.load(run / "checkpoints" / "epoch=0.ckpt", weights_only=True)["state_dict"]  # at step 4
+        moved[clip] = float((weights[f"model.{key}"] - start[key]).abs().max())
+    assert moved["1e-12"] < 1e-5 < 1e-4 < moved["1000"], moved

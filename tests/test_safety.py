@@ -266,13 +266,14 @@ def test_disk_full_names_the_last_good_checkpoint(tiny_bert, toy_treebank, tmp_p
         (("--model.learning_rate", "2e-3"), "with --model.learning_rate 0.001, not 0.002"),
         (("--trainer.max_epochs", "1"), "with --trainer.max_epochs 2, not 1"),
         (("--trainer.max_epochs", "3"), "with --trainer.max_epochs 2, not 3"),
+        (("--model.casing", "true"), "with --model.casing False, not True"),
         (("--data.train_file", "OTHER"), "on a --data.train_file with other content; a resumed run keeps"),
         (
             ("--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"),
             "on 1 processes (--trainer.devices x --trainer.num_nodes), not 2",
         ),
     ],
-    ids=["batch_size", "seed", "learning_rate", "fewer_epochs", "more_epochs", "train_file", "devices"],
+    ids=["batch_size", "seed", "learning_rate", "fewer_epochs", "more_epochs", "casing", "train_file", "devices"],
 )
 def test_resume_with_changed_settings_is_refused(base, tiny_bert, toy_treebank, tmp_path, capsys, change, message):
     root = copy_run(base, tmp_path)
