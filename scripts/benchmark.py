@@ -57,34 +57,36 @@ def _trainer_rows(sentences, tokenizer, column: str, label_ids: dict[str, int]) 
     return rows
 
 
-def trainer_fit(
-    train_file: str, dev_file: str, model: str, epochs: int, batch_size: int, learning_rate: float, seed: int
-) -> None:
-    """(a) The transformers recipe: Trainer defaults, random batches, first-subword labels."""
-    import numpy as np
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+def _trainer_setup(train_file: str, dev_file: str, model: str, column: str, seed: int) -> tuple:
+    """run_ner.py's preparation: the training file's labels, both files encoded by ``_trainer_rows``, and the
+    model, built after ``set_seed`` as run_ner.py builds it (its new classifier head is random). Returns
+    (train sentences, dev sentences, labels, tokenizer, train rows, dev rows, model)."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, set_seed
 
     from nasty_lightning.presets import resolve_model_name
     from nasty_lightning.reading import read_sentences
 
     train, dev = read_sentences(train_file), read_sentences(dev_file)
-    labels = sorted({t for s in train for t in s.labels("upos") if t})
+    labels = sorted({t for s in train for t in s.labels(column) if t})
     label_ids = {t: i for i, t in enumerate(labels)}
     path = resolve_model_name(model)
     tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
-    train_rows = _trainer_rows(train, tokenizer, "upos", label_ids)
-    dev_rows = _trainer_rows(dev, tokenizer, "upos", label_ids)
-    set_seed(seed)  # before the model is built, as run_ner.py does: the new classifier head is random
-    model_ = AutoModelForTokenClassification.from_pretrained(
+    rows = _trainer_rows(train, tokenizer, column, label_ids), _trainer_rows(dev, tokenizer, column, label_ids)
+    set_seed(seed)
+    built = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
     )
+    return train, dev, labels, tokenizer, *rows, built
+
+
+def trainer_fit(
+    train_file: str, dev_file: str, model: str, epochs: int, batch_size: int, learning_rate: float, seed: int
+) -> None:
+    """(a) The transformers recipe: Trainer defaults, random batches, first-subword labels."""
+    import numpy as np
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    train, _, _, tokenizer, train_rows, dev_rows, model_ = _trainer_setup(train_file, dev_file, model, "upos", seed)
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out,
@@ -412,28 +414,10 @@ def trainer_ner(
     ``load_best_model_at_end`` on F1), as nasty-train keeps best.ckpt; ``bf16`` trains in bfloat16 mixed
     precision (its ``bf16`` option), as nasty-train does where the CPU computes in bfloat16."""
     import numpy as np
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
-    from nasty_lightning.presets import resolve_model_name
-    from nasty_lightning.reading import read_sentences
-
-    train, dev = read_sentences(train_file), read_sentences(dev_file)
-    labels = sorted({t for s in train for t in s.labels("ner")})
-    label_ids = {t: i for i, t in enumerate(labels)}
-    path = resolve_model_name(model)
-    tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    _, dev, labels, tokenizer, train_rows, dev_rows, model_ = _trainer_setup(train_file, dev_file, model, "ner", seed)
     gold = [s.labels("ner") for s in dev]
-    train_rows, dev_rows = (
-        _trainer_rows(train, tokenizer, "ner", label_ids),
-        _trainer_rows(dev, tokenizer, "ner", label_ids),
-    )
 
     # each dev word's first subword, where the encoding put its label (-100 in ``labels`` elsewhere)
     first = [
@@ -444,10 +428,6 @@ def trainer_ner(
         """Each dev word's most likely tag."""
         return [[labels[i] for i in x[: len(f)][f].argmax(-1)] for x, f in zip(logits, first, strict=True)]
 
-    set_seed(seed)
-    model_ = AutoModelForTokenClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids
-    )
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out,
