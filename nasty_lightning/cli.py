@@ -1,5 +1,6 @@
 """``nasty-train``: one command for training (fit, validate, test: a LightningCLI, in
-``train_cli``) and for working with exported models (eval, tag, export: jsonargparse on their functions).
+``train_cli``) and for working with exported models (eval, tag, export, quantize, serve: jsonargparse on
+their functions).
 
 This module stays light: ``nasty-train --help`` and a mistyped command answer before PyTorch, Lightning or
 transformers are imported, and each command imports only what it needs.
@@ -27,6 +28,8 @@ MODEL_COMMANDS = {
     "eval": "score an exported model on a labelled file: accuracy and a per-tag table",
     "tag": "tag a CoNLL-U or plain-text file with an exported model",
     "export": "write a checkpoint as a Hugging Face model directory with a model card",
+    "quantize": "write an INT8 copy of an exported model, checked on a labelled file",
+    "serve": "tag sentences sent over HTTP as JSON, batching concurrent requests",
 }
 USAGE = "\n".join(
     [
@@ -57,11 +60,11 @@ class SuggestOptions:
 
 
 class ModelCommandParser(SuggestOptions, ArgumentParser):
-    """The parser of eval, tag and export."""
+    """The parser of eval, tag, export, quantize and serve."""
 
 
 def _model_command(name: str):
-    """The function behind eval, tag or export, imported only when it is run."""
+    """The function behind eval, tag, export, quantize or serve, imported only when it is run."""
     if name == "eval":
         from nasty_lightning.evaluate import evaluate
 
@@ -70,6 +73,14 @@ def _model_command(name: str):
         from nasty_lightning.tagging import tag
 
         return tag
+    if name == "quantize":
+        from nasty_lightning.quantize import quantize
+
+        return quantize
+    if name == "serve":
+        from nasty_lightning.serving import serve
+
+        return serve
     from nasty_lightning.export import export
 
     return export

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from nasty_lightning.entities import entity_report, entity_scores, is_iob2
-from nasty_lightning.heads import FEATS, LEMMA, tag_columns, universal_features
+from nasty_lightning.heads import FEATS, LEMMA, Head, tag_columns, universal_features
 from nasty_lightning.lemmas import coverage
 from nasty_lightning.outputs import check_output, write_atomic
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
@@ -59,6 +59,7 @@ def evaluate(
     confusion_png: str | None = None,
     batch_size: int = 64,
     constrained: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
 
@@ -79,41 +80,22 @@ def evaluate(
         batch_size: Sentences per forward pass.
         constrained: For IOB2 tags, each sentence's best valid tag sequence (Viterbi: no I-X after O or after
             another type), as tag and Tagger give; false scores each word's own best tag instead.
+        threads: CPU threads (default: the cores this process may use, at most 4).
     """
-    from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
+    from nasty_lightning.inference import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
     check_batch_size(batch_size)
+    threads = use_threads(threads)
     for option, path in (("--output_json", output_json), ("--confusion_png", confusion_png)):
         if path:
             check_output(path, option)
-    tagger = Tagger.load(model_dir, batch_size=batch_size)
+    tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     tagger.constrained = constrained
     sentences = read_sentences(test_file)
     for column in tagger.columns:
         check_labels(test_file, sentences, column, complete=False)
     predicted = tagger.predict([s.words for s in sentences], progress=True)
-    columns: dict[str, dict[str, Any]] = {}
-    first_sentences: tuple[list[list[str]], list[list[str]]] = ([], [])
-    for head in tagger.heads:
-        gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
-        for sentence, tags in zip(sentences, predicted[head.column], strict=True):
-            gold = sentence.labels(head.column)
-            if head.is_lemma:  # the UD scorer's Lemmas: a word without a gold lemma is right
-                gold = [p if g is None else g for g, p in zip(gold, tags, strict=True)]
-            pairs = [(g, p) for g, p in zip(gold, tags, strict=True) if g is not None]
-            gold_sentences.append([g for g, _ in pairs])
-            pred_sentences.append([p for _, p in pairs])
-        gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
-        columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
-        if head.column == FEATS:  # the UD scorer's UFeats: universal features only
-            ufeats = score([universal_features(g) for g in gold], [universal_features(p) for p in pred], False)
-            columns[head.column]["ufeats"] = ufeats
-        if head.is_lemma:  # how many gold lemmas the model's edit scripts can produce at all
-            pairs = [(w, g) for s in sentences for w, g in zip(s.words, s.labels(LEMMA), strict=True) if g is not None]
-            reached, total = coverage(pairs, head.vocab.labels)
-            columns[head.column]["reachable"] = {"lemmas": reached, "of": total}
-        if head is tagger.heads[0]:
-            first_sentences = gold_sentences, pred_sentences
+    columns, first_sentences = column_scores(tagger.heads, sentences, predicted)
     result = {"model_dir": model_dir, "test_file": test_file, **columns[tagger.label_column]}
     lines = [report(columns[tagger.label_column])]
     if len(columns) > 1:
@@ -134,6 +116,36 @@ def evaluate(
         gold, pred = (list(chain.from_iterable(x)) for x in first_sentences)
         write_atomic(confusion_png, plot_confusion(gold, pred, model_dir, test_file))
     return result
+
+
+def column_scores(
+    heads: list[Head], sentences: list[Sentence], predicted: dict[str, list[list[str]]]
+) -> tuple[dict[str, dict[str, Any]], tuple[list[list[str]], list[list[str]]]]:
+    """Every head's scores (``score``, plus UFeats and lemma coverage where they apply), by column, and the
+    first column's gold and predicted labels of each sentence (its labelled words only)."""
+    columns: dict[str, dict[str, Any]] = {}
+    first_sentences: tuple[list[list[str]], list[list[str]]] = ([], [])
+    for head in heads:
+        gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
+        for sentence, tags in zip(sentences, predicted[head.column], strict=True):
+            gold = sentence.labels(head.column)
+            if head.is_lemma:  # the UD scorer's Lemmas: a word without a gold lemma is right
+                gold = [p if g is None else g for g, p in zip(gold, tags, strict=True)]
+            pairs = [(g, p) for g, p in zip(gold, tags, strict=True) if g is not None]
+            gold_sentences.append([g for g, _ in pairs])
+            pred_sentences.append([p for _, p in pairs])
+        gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
+        columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
+        if head.column == FEATS:  # the UD scorer's UFeats: universal features only
+            ufeats = score([universal_features(g) for g in gold], [universal_features(p) for p in pred], False)
+            columns[head.column]["ufeats"] = ufeats
+        if head.is_lemma:  # how many gold lemmas the model's edit scripts can produce at all
+            pairs = [(w, g) for s in sentences for w, g in zip(s.words, s.labels(LEMMA), strict=True) if g is not None]
+            reached, total = coverage(pairs, head.vocab.labels)
+            columns[head.column]["reachable"] = {"lemmas": reached, "of": total}
+        if head is heads[0]:
+            first_sentences = gold_sentences, pred_sentences
+    return columns, first_sentences
 
 
 def alltags(sentences: list[Sentence], predicted: dict[str, list[list[str]]], columns: list[str]) -> dict[str, Any]:

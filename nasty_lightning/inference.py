@@ -2,12 +2,14 @@
 
 A model directory may come from anywhere, so loading it never runs code from it: a configuration that
 names model code (``auto_map``) or weights stored only as a pickle (``pytorch_model.bin``) are refused
-(``nasty_lightning.untrusted.check_model_dir``), and weights are read from safetensors only.
+(``nasty_lightning.untrusted.check_model_dir``), and weights are read from safetensors only, or from the
+ONNX graph of a quantized model (``nasty_lightning.onnx_model``: tensors and standard operators only).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from nasty_lightning.batching import collate
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
@@ -27,9 +35,11 @@ from nasty_lightning.encoding import Window, encode, load_tokenizer
 from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
+from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
 from nasty_lightning.untrusted import check_model_dir
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
+MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
 
 # Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
 # every punctuation or symbol character on its own, and runs of letters and digits.
@@ -50,6 +60,38 @@ def check_batch_size(batch_size: int) -> None:
     """Refuse a batch size below 1, which would tag nothing."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"--batch_size must be positive, got {batch_size}")
+
+
+def default_threads() -> int:
+    """Threads for tagging when none are asked for: the cores this process may use, at most
+    ``MAX_DEFAULT_THREADS`` (batch-of-one latency gains little beyond that on an encoder this size)."""
+    return max(1, min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0))))
+
+
+def use_threads(threads: int | None) -> int:
+    """Set PyTorch's intra-op threads for this process (``None``: ``default_threads()``); returns the number."""
+    if threads is None:
+        threads = default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserError(f"--threads must be a positive whole number, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+class Network(torch.nn.Module):
+    """The encoder and every head as one module: (input ids, attention mask, casing classes) to each head's
+    logits. ``Tagger`` runs it, and ``quantize`` exports it to ONNX."""
+
+    def __init__(self, model: PreTrainedModel, layers: torch.nn.ModuleDict, casing: torch.nn.Embedding | None) -> None:
+        super().__init__()
+        self.model, self.layers, self.casing = model, layers, casing
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, casing: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        inputs = encoder_inputs(self.model, input_ids, self.casing, casing)
+        out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=len(self.layers) > 0)
+        return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
 
 def _read_meta(model_dir: Path) -> dict[str, Any]:
@@ -110,9 +152,10 @@ def _load_casing(model_dir: Path, hidden: int) -> torch.nn.Embedding:
 class Tagger:
     """A fine-tuned tagger: the model, its tokenizer and its heads (one per predicted column), as ``export``
     writes them. The first head is the model's own classifier; the others (``layers``) read the same last
-    hidden states, so every column comes from one encoder pass."""
+    hidden states, so every column comes from one encoder pass. A quantized model (``nasty-train quantize``)
+    has no PyTorch ``model``: its encoder and heads are one ONNX graph (``onnx``)."""
 
-    model: PreTrainedModel
+    model: PreTrainedModel | None
     tokenizer: PreTrainedTokenizerBase
     heads: list[Head]
     max_length: int
@@ -120,6 +163,8 @@ class Tagger:
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
     casing: torch.nn.Embedding | None = None  # of a model trained with --model.casing true
+    onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers and casing
+    meta: dict[str, Any] = field(default_factory=dict)  # the model directory's META_FILE
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -145,33 +190,53 @@ class Tagger:
         return list(self.heads[0].vocab.labels)
 
     @classmethod
-    def load(cls, model_dir: str | Path, batch_size: int = 64) -> Tagger:
-        """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``), running no
-        code from it."""
+    def load(cls, model_dir: str | Path, batch_size: int = 64, threads: int | None = None) -> Tagger:
+        """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``), or by
+        ``nasty-train quantize``, running no code from it. ``threads``: for a quantized model, its ONNX
+        Runtime threads (``None``: PyTorch's number of threads, see ``use_threads``)."""
         check_batch_size(batch_size)
         model_dir = Path(model_dir)
         check_model_dir(model_dir)
+        meta = _read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
+        if QUANTIZATION in meta or (model_dir / ONNX_FILE).exists():
+            return cls._load_onnx(model_dir, meta, batch_size, threads)
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
         if missing:
             raise UserError(f"{model_dir} is not an exported model directory: missing {', '.join(missing)}")
-        meta = _read_meta(model_dir)
         try:
             model = AutoModelForTokenClassification.from_pretrained(
                 model_dir, use_safetensors=True, trust_remote_code=False
             ).eval()
         except (OSError, ValueError, SafetensorError) as err:
-            reason = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-            raise UserError(f"cannot load the model in {model_dir} ({reason})") from None
-        first = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
-        heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
-        label_columns([h.column for h in heads])  # no column twice
-        for head in heads:
-            head.check(str(model_dir / META_FILE))
+            raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
+        heads = _heads(model_dir, model.config, meta)
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
         tokenizer = load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing)
+        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
+
+    @classmethod
+    def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
+        missing = [name for name in QUANTIZED_FILES if not (model_dir / name).is_file()]
+        if missing:
+            raise UserError(f"{model_dir} is not a quantized model directory: missing {', '.join(missing)}")
+        if QUANTIZATION not in meta:
+            raise UserError(
+                f"{model_dir} holds {ONNX_FILE} but its {META_FILE} records no quantization: the files do not "
+                "belong together (quantize the model again)"
+            )
+        if (model_dir / "model.safetensors").exists():
+            raise UserError(
+                f"{model_dir} holds both {ONNX_FILE} and model.safetensors: the files do not belong together"
+            )
+        try:
+            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
+        heads = _heads(model_dir, config, meta)
+        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
+        tokenizer = load_tokenizer(str(model_dir))
+        return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
@@ -223,23 +288,16 @@ class Tagger:
     @torch.inference_mode()
     def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[list[int]]]]]:
         """Batches of windows, with the label ids of every word for every head."""
-        weight = next(self.model.parameters())
-        device, extra = weight.device, len(self.layers) > 0
-        self.layers.to(device=device, dtype=weight.dtype)  # wherever the model was moved
-        if self.casing is not None:
-            self.casing.to(device=device, dtype=weight.dtype)
+        if self.onnx is not None:
+            network, device = self.onnx, torch.device("cpu")
+        else:
+            weight = next(self.model.parameters())
+            device = weight.device
+            network = Network(self.model, self.layers, self.casing).to(device=device, dtype=weight.dtype)
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i : i + self.batch_size]
             batch = collate(chunk, self.tokenizer.pad_token_id)
-            inputs = encoder_inputs(self.model, batch["input_ids"].to(device), self.casing, batch["casing"].to(device))
-            out = self.model(
-                **inputs,
-                attention_mask=batch["attention_mask"].to(device),
-                output_hidden_states=extra,
-            )
-            logits = [out.logits]
-            if extra:
-                logits += [layer(out.hidden_states[-1]) for layer in self.layers.values()]
+            logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
             rows = []
             for r, mask in enumerate(batch["word_mask"]):
@@ -248,3 +306,18 @@ class Tagger:
                     words[:, h] = torch.tensor(decode(logits[h][r][mask.to(device)]))
                 rows.append(words.tolist())
             yield chunk, rows
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+
+
+def _heads(model_dir: Path, config: PretrainedConfig, meta: dict[str, Any]) -> list[Head]:
+    """The heads of a model directory: the classifier's labels from its config, the others from META_FILE."""
+    first = [config.id2label[i] for i in range(config.num_labels)]
+    heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
+    heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
+    label_columns([h.column for h in heads])  # no column twice
+    for head in heads:
+        head.check(str(model_dir / META_FILE))
+    return heads

@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Lightning's info lines that advertise products or describe its internals.
 _LIGHTNING_NOISE = ("💡 Tip:", "Loading `train_dataloader` to estimate", "`weights_only` was not set")
@@ -55,3 +57,20 @@ def quiet_lightning() -> None:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, _DropNoise) for f in handler.filters):
                 handler.addFilter(_DropNoise())
+
+
+@contextmanager
+def quiet_onnx_export() -> Iterator[None]:
+    """Silence the ONNX export's and ONNX Runtime quantization's notes about their own internals (missing
+    torchvision operators, axis renaming, a pre-processing tip on the root logger); errors still raise."""
+    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)

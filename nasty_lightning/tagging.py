@@ -39,7 +39,7 @@ class Predictor(Protocol):
 TEXT_SUFFIXES = {".txt", ".text"}
 
 
-def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 64) -> None:
+def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 64, threads: int | None = None) -> None:
     """Tag a file with an exported model.
 
     CoNLL-U (or ``.iob2``) input comes back with the model's columns filled in and every other byte kept.
@@ -55,10 +55,12 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
             is a sentence whose sent_id is its line number, blank lines counted (# sent_id = 3 for line 3).
         output: File to write, whole or not at all (it may be the input file); ``-`` writes to standard output.
         batch_size: Sentences per forward pass.
+        threads: CPU threads (default: the cores this process may use, at most 4).
     """
-    from nasty_lightning.inference import Tagger, check_batch_size  # here: --help needs no PyTorch
+    from nasty_lightning.inference import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
     check_batch_size(batch_size)
+    threads = use_threads(threads)
     if output != "-":
         check_output(output, "--output")
     text_lines = None  # plain text is read before the model loads, so bad bytes are reported at once
@@ -67,7 +69,7 @@ def tag(model_dir: str, input: str = "-", output: str = "-", batch_size: int = 6
         text_lines = [part for _, line in lines for part in line.splitlines() or [line]]  # blank lines too
     elif Path(input).suffix.lower() in TEXT_SUFFIXES:
         text_lines = [line for _, line in read_lines(input)]
-    tagger = Tagger.load(model_dir, batch_size=batch_size)
+    tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     result = tag_conllu(tagger, input) if text_lines is None else tag_text(tagger, text_lines)
     if output == "-":
         sys.stdout.write(result)

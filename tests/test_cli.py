@@ -154,15 +154,15 @@ def test_commands_can_be_found(capsys):
         assert exit_.value.code == status
         captured = capsys.readouterr()
         usage = captured.out + captured.err
-        for command in ("fit", "validate", "test", "eval", "tag", "export"):
+        for command in ("fit", "validate", "test", "eval", "tag", "export", "quantize", "serve"):
             assert f"\n  {command} " in usage, command
         assert "predict" not in usage  # tag writes what a model predicts
     with pytest.raises(SystemExit) as exit_:
         main(["fitt"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        "nasty-train: error: unknown command 'fitt' (commands: fit, validate, test, eval, tag, export); "
-        "did you mean 'fit'?\n"
+        "nasty-train: error: unknown command 'fitt' "
+        "(commands: fit, validate, test, eval, tag, export, quantize, serve); did you mean 'fit'?\n"
     )
 
 

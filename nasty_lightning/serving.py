@@ -1,0 +1,241 @@
+"""``nasty-train serve``: a tagging service over HTTP, built on LitServe (Lightning's serving library).
+
+LitServe runs the model in a worker process and batches requests that arrive together: each request is
+validated where it arrives (a bad one gets 422 with the reason, and never reaches the batch of others),
+then the worker tags every sentence of the requests it has collected in one ``Tagger.predict`` call.
+The worker takes what is waiting and never waits for more (``GreedyBatches``), so a lone client pays
+nothing for batching; under load, what queues while the model runs becomes the next batch.
+
+No ``from __future__ import annotations`` here: LitServe reads the annotation of ``decode_request``'s
+argument as the request schema, and FastAPI needs it as a class, not a string.
+"""
+
+import json
+import os
+import signal
+import sys
+from queue import Empty
+from typing import Any, Literal
+
+import litserve
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError, collate_requests
+from litserve.loops.simple_loops import BatchedLoop
+from litserve.utils import LitAPIStatus, LoopResponseType
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError, model_validator
+
+MAX_SENTENCES = 256  # per request: a larger list gets 422, so no client can hold the worker for minutes
+MAX_WORDS = 2000  # per sentence, after splitting text
+
+
+class SentenceIn(BaseModel):
+    """One sentence: running ``text`` (split into words as ``Tagger.tag`` splits it) or pre-split ``words``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: str | None = None
+    words: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_sentence(self) -> "SentenceIn":
+        from nasty_lightning.inference import split_words
+
+        if (self.text is None) == (self.words is None):
+            raise ValueError("give either 'text' or 'words'")
+        if self.words is not None and any(not w or len(w.split()) != 1 or w != w.strip() for w in self.words):
+            raise ValueError("every word must be a non-empty string without spaces")
+        n = len(self.words if self.words is not None else split_words(self.text))
+        if n == 0:
+            raise ValueError("the sentence has no word")
+        if n > MAX_WORDS:
+            raise ValueError(f"the sentence has {n} words, more than {MAX_WORDS}")
+        return self
+
+
+class TagRequest(RootModel[Any]):
+    """A sentence (``SentenceIn``), or a list of 1 to ``MAX_SENTENCES`` of them. Validated here, in one step,
+    so a bad request gets one message (a union type would report every way it failed to match)."""
+
+    @model_validator(mode="after")
+    def _sentences(self) -> "TagRequest":
+        if isinstance(self.root, bytes):  # FastAPI's reading of a body sent without a JSON content type
+            raise ValueError("send the body as JSON, with the header Content-Type: application/json")
+        many = isinstance(self.root, list)
+        if many and not 0 < len(self.root) <= MAX_SENTENCES:
+            raise ValueError(f"give from 1 to {MAX_SENTENCES} sentences, not {len(self.root)}")
+        items = self.root if many else [self.root]
+        sentences = []
+        for n, item in enumerate(items):
+            where = f"sentence {n + 1}: " if many else ""
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}expected an object with 'text' or 'words', got {type(item).__name__}")
+            try:
+                sentences.append(SentenceIn.model_validate(item))
+            except ValidationError as err:
+                first = err.errors()[0]
+                field = ".".join(str(x) for x in first["loc"])
+                raise ValueError(
+                    f"{where}{field + ': ' if field else ''}{first['msg'].removeprefix('Value error, ')}"
+                ) from None
+        self.root = sentences if many else sentences[0]
+        return self
+
+
+async def _validation_error(request: Any, err: RequestValidationError) -> JSONResponse:
+    """One line for a bad request: the reason, without echoing its body back."""
+    first = err.errors()[0] if err.errors() else {"msg": "invalid request"}
+    message = "the body is not valid JSON" if first.get("type") == "json_invalid" else first["msg"]
+    return JSONResponse(status_code=422, content={"detail": message.removeprefix("Value error, ")})
+
+
+class GreedyBatches(BatchedLoop):
+    """LitServe's batched loop, but it waits for the first request without polling and then takes what else
+    is waiting, up to ``max_batch_size``, without waiting for more.
+
+    LitServe's own collection either polls the queue (``batch_timeout`` 0: on an idle server, a busy loop
+    that kept the worker and LitServe's queue manager at about half a core each) or waits up to
+    ``batch_timeout`` after the first request (latency for a lone client). Relies on LitServe's internal
+    ``collate_requests`` (hence the pinned LitServe version in pyproject.toml).
+    """
+
+    def get_batch_requests(self, lit_api: litserve.LitAPI, request_queue: Any, transport: Any) -> tuple[list, list]:
+        try:
+            first = request_queue.get(timeout=1.0)
+        except Empty:
+            return [], []
+        if first == _SENTINEL_VALUE:
+            raise _StopLoopError()
+        response_queue_id, uid, _, payload = first
+        self.put_response(
+            transport=transport,
+            response_queue_id=response_queue_id,
+            uid=uid,
+            response_data=(),
+            status=LitAPIStatus.START,
+            response_type=LoopResponseType.REGULAR,
+        )
+        lit_api.max_batch_size -= 1  # room for the first; batch_timeout is 0, so this takes only what waits
+        try:
+            rest, timed_out = collate_requests(self, lit_api, request_queue, transport)
+        finally:
+            lit_api.max_batch_size += 1
+        return [(response_queue_id, uid, payload), *rest], timed_out
+
+
+class TaggingAPI(litserve.LitAPI):
+    """Tags the sentences of every request of a batch with one ``Tagger.predict``."""
+
+    def __init__(self, model_dir: str, batch_size: int, threads: int, max_batch_size: int) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=0.0, loop=GreedyBatches())
+        self.model_dir, self.batch_size, self.threads = model_dir, batch_size, threads
+
+    def setup(self, device: str) -> None:
+        from nasty_lightning.inference import Tagger, use_threads
+
+        use_threads(self.threads)
+        self.tagger = Tagger.load(self.model_dir, batch_size=self.batch_size, threads=self.threads)
+
+    def decode_request(self, request: TagRequest) -> tuple[bool, list[tuple[list[str], list[tuple[int, int]]]]]:
+        """Whether the request is a list, and each sentence's words with their character offsets (text only)."""
+        from nasty_lightning.inference import word_spans
+
+        many = isinstance(request.root, list)
+        sentences = []
+        for s in request.root if many else [request.root]:
+            if s.words is not None:
+                sentences.append((s.words, []))
+            else:
+                spans = word_spans(s.text)
+                sentences.append(([w for w, _, _ in spans], [(a, b) for _, a, b in spans]))
+        return many, sentences
+
+    def batch(self, inputs: list[Any]) -> list[Any]:
+        return inputs
+
+    def predict(self, requests: list[Any]) -> list[Any]:
+        predicted = self.tagger.predict([words for _, sentences in requests for words, _ in sentences])
+        out, i = [], 0
+        for many, sentences in requests:
+            answers = []
+            for words, offsets in sentences:
+                rows = [
+                    {"word": w, **{c: predicted[c][i][k] for c in self.tagger.columns}} for k, w in enumerate(words)
+                ]
+                for row, (start, end) in zip(rows, offsets, strict=False):
+                    row.update(start=start, end=end)
+                answers.append({"words": rows})
+                i += 1
+            out.append(answers if many else answers[0])
+        return out
+
+    def unbatch(self, output: list[Any]) -> list[Any]:
+        return output
+
+    def encode_response(self, output: Any) -> Any:
+        """The JSON body, serialised here in the worker: FastAPI passes a ``Response`` through untouched,
+        where a dict would go through its slower generic encoder in the HTTP process."""
+        return Response(json.dumps(output, ensure_ascii=False), media_type="application/json")
+
+
+def serve(
+    model_dir: str,
+    port: int = 8000,
+    host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1",
+    threads: int | None = None,
+    batch_size: int = 64,
+    max_batch_size: int = 16,
+) -> None:
+    """Serve an exported (or quantized) model over HTTP until Ctrl-C or SIGTERM.
+
+    ``POST /predict`` takes JSON: ``{"text": "..."}`` (split into words as ``tag`` splits plain text),
+    ``{"words": ["...", ...]}``, or a list of up to 256 of them; it answers, for each sentence,
+    ``{"words": [{"word": ..., "<column>": ..., "start": ..., "end": ...}, ...]}`` (character offsets for
+    text only), or a list of those. A malformed or empty request gets 422 with the reason.
+    ``GET /health`` answers ``ok`` once the model is loaded.
+
+    Args:
+        model_dir: Model directory written by ``fit`` (RUN/model), ``nasty-train export`` or ``quantize``.
+        port: TCP port to listen on (1024 to 65535).
+        host: Address to listen on: 127.0.0.1 (this machine only), or 0.0.0.0 / :: (every interface).
+        threads: CPU threads for the model (default: the cores this process may use, at most 4).
+        batch_size: Sentences per forward pass.
+        max_batch_size: Most requests tagged together: those waiting when the model is free, never waiting for more.
+    """
+    from nasty_lightning.errors import UserError
+    from nasty_lightning.inference import Tagger, check_batch_size, use_threads
+
+    check_batch_size(batch_size)
+    if not 1024 <= port <= 65535:
+        raise UserError(f"--port must be from 1024 to 65535, got {port}")
+    if max_batch_size < 1:
+        raise UserError(f"--max_batch_size must be positive, got {max_batch_size}")
+    threads = use_threads(threads)
+    Tagger.load(model_dir, batch_size=batch_size, threads=1)  # a bad directory fails here, in one line
+    api = TaggingAPI(model_dir, batch_size, threads, max_batch_size)
+    server = litserve.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1, fast_queue=True)
+    server.app.add_exception_handler(RequestValidationError, _validation_error)
+    _stop_on_sigterm()
+    print(
+        f"serving {model_dir} at http://{host}:{port}: POST /predict, GET /health (Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
+    # LitServe's queues leave a semaphore to multiprocessing's resource tracker, which warns about it at exit
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
+    server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+    print("nasty-train serve: stopped", file=sys.stderr)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the server as Ctrl-C does (LitServe shuts its workers down on KeyboardInterrupt); in
+    the processes LitServe starts, SIGTERM keeps its usual meaning."""
+    main = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
