@@ -94,7 +94,7 @@ class Network(torch.nn.Module):
         return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
 
-def _read_meta(model_dir: Path) -> dict[str, Any]:
+def read_meta(model_dir: Path) -> dict[str, Any]:
     path = model_dir / META_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -197,7 +197,7 @@ class Tagger:
         check_batch_size(batch_size)
         model_dir = Path(model_dir)
         check_model_dir(model_dir)
-        meta = _read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
+        meta = read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
         if QUANTIZATION in meta or (model_dir / ONNX_FILE).exists():
             return cls._load_onnx(model_dir, meta, batch_size, threads)
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]

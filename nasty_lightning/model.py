@@ -11,16 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
 
 from nasty_lightning.casing import casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.errors import UserError
-from nasty_lightning.heads import IGNORE, saved_labels
+from nasty_lightning.heads import IGNORE
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
 from nasty_lightning.presets import PRESETS, locate_model
 from nasty_lightning.scores import Scores
-from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
+from nasty_lightning.untrusted import check_model_dir, is_checkpoint
+from nasty_lightning.warm_start import encoder_from_checkpoint, encoder_from_model_dir, is_model_dir, warm_start_heads
 
 
 class TokenTagger(L.LightningModule):
@@ -86,8 +87,11 @@ class TokenTagger(L.LightningModule):
         self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
         first = self.head_labels[0]
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
+        fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by label name
         if is_checkpoint(source):
             self.model = encoder_from_checkpoint(source, first)
+        elif is_model_dir(source):
+            self.model = encoder_from_model_dir(source, first)
         else:
             check_model_dir(source, trust_remote_code)
             try:
@@ -112,7 +116,7 @@ class TokenTagger(L.LightningModule):
             {c: nn.Linear(hidden, len(v)) for c, v in zip(self.columns[1:], self.head_labels[1:], strict=True)}
         )
         self.casing = casing_embedding(hidden) if casing else None
-        if is_checkpoint(source):
+        if fine_tuned:
             warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source, self.casing)
         # Whether training batches may pack several sentences into a row (the data module asks).
         self.accepts_packed_rows = accepts_packed_rows(self.model)
@@ -285,54 +289,3 @@ class TokenTagger(L.LightningModule):
         scores = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val_")}
         if scores:
             checkpoint["validation_scores"] = scores
-
-
-def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: list[str], new: list[str]) -> None:
-    """Set the rows of ``layer`` (labels ``new``) from those of the same labels in ``weight`` and ``bias``."""
-    row = {label: i for i, label in enumerate(old)}
-    kept = [i for i, label in enumerate(new) if label in row]
-    source = [row[new[i]] for i in kept]
-    with torch.no_grad():
-        layer.weight[kept] = weight[source].to(layer.weight.dtype)
-        layer.bias[kept] = bias[source].to(layer.bias.dtype)
-
-
-def warm_start_heads(
-    heads: nn.ModuleDict, labels: dict[str, list[str]], ckpt_path: str, casing: nn.Embedding | None = None
-) -> None:
-    """Start the extra heads from the checkpoint's heads of the same columns, row by row by label name, and
-    the casing embedding from the checkpoint's, if both have one."""
-    ckpt = load_checkpoint(ckpt_path)
-    old = saved_labels(ckpt["TaggingDataModule"])
-    weights, first = ckpt["state_dict"], next(iter(old))
-    for column, layer in heads.items():
-        if column in old:
-            prefix = "model.classifier." if column == first else f"heads.{column}."
-            _copy_rows(layer, weights[f"{prefix}weight"], weights[f"{prefix}bias"], old[column], labels[column])
-    if casing is not None and weights.get("casing.weight", torch.empty(0)).shape == casing.weight.shape:
-        with torch.no_grad():
-            casing.weight.copy_(weights["casing.weight"])
-
-
-def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:
-    """The fine-tuned encoder of a checkpoint, with a classifier for ``labels``: rows of tags the checkpoint
-    knows are copied by name, new tags start untrained. Needs no base model: the checkpoint has its config."""
-    with checkpoint_model_dir(ckpt_path) as (folder, ckpt):
-        config = AutoConfig.from_pretrained(folder)
-    config.num_labels = len(labels)
-    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
-    model = AutoModelForTokenClassification.from_config(config)
-    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    old_labels = next(iter(saved_labels(ckpt["TaggingDataModule"]).values()))
-    if old_labels != labels:
-        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
-            raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")
-        _copy_rows(model.classifier, weights["classifier.weight"], weights["classifier.bias"], old_labels, labels)
-        weights["classifier.weight"], weights["classifier.bias"] = model.classifier.weight, model.classifier.bias
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise UserError(
-            f"checkpoint {ckpt_path}: its weights do not fit its own model configuration ({str(err).splitlines()[0]})"
-        ) from None
-    return model

@@ -19,8 +19,8 @@ from clirun import fit_args, metrics, nasty_train, printed_metric
 
 from nasty_lightning import checkpoint_io
 from nasty_lightning.cli import main
-from nasty_lightning.model import encoder_from_checkpoint
 from nasty_lightning.train_cli import claim_run_folder
+from nasty_lightning.warm_start import encoder_from_checkpoint
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,141 @@
+"""Starting ``fit`` from a fine-tuned model: a checkpoint of an earlier run, or an exported model directory.
+
+The encoder is taken whole, and the casing embedding where both models have one. Every head's rows are
+matched by label name, column by column: a label the source knows keeps its row, a label new in the data
+gets a new, untrained row, and a label the data lacks is dropped. Matching by position instead would give
+a new label set of the same size the old rows under the new names: silently wrong tags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
+
+from nasty_lightning.casing import CASING_FILE
+from nasty_lightning.errors import UserError
+from nasty_lightning.heads import HEADS_FILE, META_FILE, saved_labels
+from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
+
+
+def is_model_dir(source: str) -> bool:
+    """Whether ``source`` is a model directory written by ``fit`` or ``export`` (it has ``META_FILE``)."""
+    return (Path(source) / META_FILE).is_file()
+
+
+def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: list[str], new: list[str]) -> None:
+    """Set the rows of ``layer`` (labels ``new``) from those of the same labels in ``weight`` and ``bias``."""
+    row = {label: i for i, label in enumerate(old)}
+    kept = [i for i, label in enumerate(new) if label in row]
+    source = [row[new[i]] for i in kept]
+    with torch.no_grad():
+        layer.weight[kept] = weight[source].to(layer.weight.dtype)
+        layer.bias[kept] = bias[source].to(layer.bias.dtype)
+
+
+def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
+    """The labels of every column of a checkpoint or model directory, and the weights a warm start copies:
+    ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), and ``casing``."""
+    weights: dict[str, torch.Tensor] = {}
+    if is_checkpoint(source):
+        ckpt = load_checkpoint(source)
+        labels = saved_labels(ckpt["TaggingDataModule"])
+        state, first = ckpt["state_dict"], next(iter(labels))
+        for column in labels:
+            prefix = "model.classifier." if column == first else f"heads.{column}."
+            weights[f"{column}.weight"], weights[f"{column}.bias"] = state[f"{prefix}weight"], state[f"{prefix}bias"]
+        if "casing.weight" in state:
+            weights["casing"] = state["casing.weight"]
+        return labels, weights
+    from nasty_lightning.inference import read_meta
+
+    folder = Path(source)
+    meta = read_meta(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    labels = {meta["label_column"]: [config.id2label[i] for i in range(config.num_labels)]}
+    labels |= {h["column"]: list(h["labels"]) for h in meta.get("heads", [])}
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        for part in ("weight", "bias"):
+            weights[f"{meta['label_column']}.{part}"] = f.get_tensor(f"classifier.{part}")
+    if (folder / HEADS_FILE).is_file():
+        with safe_open(folder / HEADS_FILE, "pt") as f:
+            weights |= {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no iteration
+    if (folder / CASING_FILE).is_file():
+        with safe_open(folder / CASING_FILE, "pt") as f:
+            weights["casing"] = f.get_tensor("weight")
+    return labels, weights
+
+
+def warm_start_heads(
+    heads: nn.ModuleDict, labels: dict[str, list[str]], source: str, casing: nn.Embedding | None = None
+) -> None:
+    """Start the extra heads from the source's heads of the same columns, row by row by label name, and the
+    casing embedding from the source's, if both have one (the classifier is the encoder's business)."""
+    old, weights = _source_heads(source)
+    for column, layer in heads.items():
+        if column in old:
+            _copy_rows(layer, weights[f"{column}.weight"], weights[f"{column}.bias"], old[column], labels[column])
+    if casing is not None and weights.get("casing", torch.empty(0)).shape == casing.weight.shape:
+        with torch.no_grad():
+            casing.weight.copy_(weights["casing"])
+
+
+def _relabel(model: PreTrainedModel, labels: list[str]) -> None:
+    model.config.num_labels = model.num_labels = len(labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+
+
+def encoder_from_model_dir(source: str, labels: list[str]) -> PreTrainedModel:
+    """The fine-tuned encoder of an exported model directory, with a classifier for ``labels``: rows of tags
+    the directory knows are copied by name, new tags start untrained (as the encoder's own new rows would)."""
+    from nasty_lightning.inference import read_meta
+    from nasty_lightning.onnx_model import QUANTIZATION
+
+    if QUANTIZATION in read_meta(Path(source)):
+        raise UserError(f"{source} is a quantized model: continue from the model directory it was made from")
+    check_model_dir(source)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the model in {source} ({str(err).splitlines()[0]})") from None
+    old = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if old == labels:
+        return model
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, nn.Linear):
+        raise UserError(f"{source} has other tags, and its model has no classifier to match them")
+    fresh = nn.Linear(classifier.in_features, len(labels))
+    nn.init.normal_(fresh.weight, std=getattr(model.config, "initializer_range", 0.02))
+    nn.init.zeros_(fresh.bias)
+    _copy_rows(fresh, classifier.weight, classifier.bias, old, labels)
+    model.classifier = fresh
+    _relabel(model, labels)
+    return model
+
+
+def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:
+    """The fine-tuned encoder of a checkpoint, with a classifier for ``labels``: rows of tags the checkpoint
+    knows are copied by name, new tags start untrained. Needs no base model: the checkpoint has its config."""
+    with checkpoint_model_dir(ckpt_path) as (folder, ckpt):
+        config = AutoConfig.from_pretrained(folder)
+    config.num_labels = len(labels)
+    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+    model = AutoModelForTokenClassification.from_config(config)
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    old_labels = next(iter(saved_labels(ckpt["TaggingDataModule"]).values()))
+    if old_labels != labels:
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+            raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")
+        _copy_rows(model.classifier, weights["classifier.weight"], weights["classifier.bias"], old_labels, labels)
+        weights["classifier.weight"], weights["classifier.bias"] = model.classifier.weight, model.classifier.bias
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise UserError(
+            f"checkpoint {ckpt_path}: its weights do not fit its own model configuration ({str(err).splitlines()[0]})"
+        ) from None
+    return model
