@@ -81,8 +81,7 @@ def quantize(
                 f"the INT8 model loses {drops[worst]:.2f} points of {worst} accuracy on {calibration_file}, more "
                 f"than --max_accuracy_drop {max_accuracy_drop}: nothing written (--force true writes it anyway)"
             )
-        meta = {**source.meta, QUANTIZATION: record}
-        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _write_meta(source, out, record)
         (out / CARD_FILE).write_text(_card(source.meta, record))
     print(f"wrote {output_dir}")
     return record
@@ -114,9 +113,19 @@ def quantize_network(source: Any, path: Path, per_channel: bool = True) -> None:
 def _write_int8(source: Any, out: Path, per_channel: bool) -> None:
     """The ONNX graph of ``source`` quantized into ``out``, with its config, tokenizer and metadata."""
     quantize_network(source, out / ONNX_FILE, per_channel)
+    write_graph_companions(source, out, {"method": METHOD})
+
+
+def write_graph_companions(source: Any, out: Path, quantization: dict[str, Any]) -> None:
+    """Beside an ONNX graph of ``source`` in ``out``: its config (labels), tokenizer and metadata, with the
+    ``quantization`` record that makes ``Tagger.load`` read the graph."""
     source.model.config.save_pretrained(out)
     source.tokenizer.save_pretrained(out)
-    (out / META_FILE).write_text(json.dumps({**source.meta, QUANTIZATION: {"method": METHOD}}, indent=2) + "\n")
+    _write_meta(source, out, quantization)
+
+
+def _write_meta(source: Any, out: Path, quantization: dict[str, Any]) -> None:
+    (out / META_FILE).write_text(json.dumps({**source.meta, QUANTIZATION: quantization}, indent=2) + "\n")
 
 
 def _size(folder: Path) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from torch import nn
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 
 from nasty_lightning.casing import CASING_FILE
 from nasty_lightning.errors import UserError
@@ -83,10 +83,10 @@ def warm_start_heads(
             casing.weight.copy_(weights["casing"])
 
 
-def _relabel(model: PreTrainedModel, labels: list[str]) -> None:
-    model.config.num_labels = model.num_labels = len(labels)
-    model.config.id2label = dict(enumerate(labels))
-    model.config.label2id = {label: i for i, label in enumerate(labels)}
+def _relabel(config: PretrainedConfig, labels: list[str]) -> None:
+    """Give a model configuration the classifier labels ``labels``."""
+    config.num_labels = len(labels)
+    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 
 
 def encoder_from_model_dir(source: str, labels: list[str]) -> PreTrainedModel:
@@ -112,8 +112,8 @@ def encoder_from_model_dir(source: str, labels: list[str]) -> PreTrainedModel:
     nn.init.normal_(fresh.weight, std=getattr(model.config, "initializer_range", 0.02))
     nn.init.zeros_(fresh.bias)
     _copy_rows(fresh, classifier.weight, classifier.bias, old, labels)
-    model.classifier = fresh
-    _relabel(model, labels)
+    model.classifier, model.num_labels = fresh, len(labels)
+    _relabel(model.config, labels)
     return model
 
 
@@ -122,8 +122,7 @@ def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedMode
     knows are copied by name, new tags start untrained. Needs no base model: the checkpoint has its config."""
     with checkpoint_model_dir(ckpt_path) as (folder, ckpt):
         config = AutoConfig.from_pretrained(folder)
-    config.num_labels = len(labels)
-    config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
+    _relabel(config, labels)
     model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     old_labels = next(iter(saved_labels(ckpt["TaggingDataModule"]).values()))

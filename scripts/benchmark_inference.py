@@ -119,9 +119,9 @@ def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: b
 
 def float_onnx(model_dir: str, output_dir: str) -> None:
     """A model directory holding ``model_dir`` as one float32 ONNX graph (the ``onnx float32`` arm)."""
-    from nasty_lightning.heads import META_FILE
     from nasty_lightning.inference import Network, Tagger
-    from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, write_onnx
+    from nasty_lightning.onnx_model import ONNX_FILE, write_onnx
+    from nasty_lightning.quantize import write_graph_companions
     from nasty_lightning.quiet import quiet_onnx_export
 
     tagger = Tagger.load(model_dir)
@@ -129,10 +129,7 @@ def float_onnx(model_dir: str, output_dir: str) -> None:
     out.mkdir(parents=True)
     with quiet_onnx_export():
         write_onnx(Network(tagger.model, tagger.layers, tagger.casing), out / ONNX_FILE)
-    tagger.model.config.save_pretrained(out)
-    tagger.tokenizer.save_pretrained(out)
-    meta = {**tagger.meta, QUANTIZATION: {"method": "none: float32 ONNX graph (benchmark arm)"}}
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_graph_companions(tagger, out, {"method": "none: float32 ONNX graph (benchmark arm)"})
     print("RESULT {}", flush=True)
 
 

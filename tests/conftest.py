@@ -51,11 +51,21 @@ def tiny_xlmr(tmp_path_factory) -> Path:
     return build_xlmr(tmp_path_factory.mktemp("xlmr"))
 
 
+def _toy_files(root: Path, morphology_columns: bool = False) -> dict[str, Path]:
+    """Train (64 sentences) and dev (17: not a multiple of any batch size used) files."""
+    return {
+        "train": write_conllu(root / "train.conllu", toy_sentences(64, seed=0), morphology_columns),
+        "dev": write_conllu(root / "dev.conllu", toy_sentences(17, seed=1), morphology_columns),
+    }
+
+
 @pytest.fixture(scope="session")
 def toy_treebank(tmp_path_factory) -> dict[str, Path]:
-    """Train (64 sentences) and dev (17: not a multiple of any batch size used) files."""
-    root = tmp_path_factory.mktemp("toy")
-    return {
-        "train": write_conllu(root / "train.conllu", toy_sentences(64, seed=0)),
-        "dev": write_conllu(root / "dev.conllu", toy_sentences(17, seed=1)),
-    }
+    """The toy treebank with UPOS only."""
+    return _toy_files(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def morphology(tmp_path_factory) -> dict[str, Path]:
+    """The toy treebank with LEMMA, XPOS and FEATS too."""
+    return _toy_files(tmp_path_factory.mktemp("morph"), morphology_columns=True)

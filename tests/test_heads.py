@@ -12,7 +12,6 @@ import pytest
 import torch
 from clirun import fit_args, metrics, nasty_train
 from conftest import SHARED_DATA
-from toy_data import toy_sentences, write_conllu
 
 from nasty_lightning.evaluate import alltags
 from nasty_lightning.heads import IGNORE, Head, LabelVocab, label_columns
@@ -109,15 +108,6 @@ def test_alltags_of_eval_on_a_hand_made_sentence(tmp_path):
         "total": 3,
         "correct": 1,
         "columns": ["upos", "xpos", "feats"],
-    }
-
-
-@pytest.fixture(scope="module")
-def morphology(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("morph")
-    return {
-        "train": write_conllu(root / "train.conllu", toy_sentences(64, seed=0), morphology_columns=True),
-        "dev": write_conllu(root / "dev.conllu", toy_sentences(17, seed=1), morphology_columns=True),
     }
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import onnx
 import pytest
 from clirun import fit_args, nasty_train
-from toy_data import toy_sentences, write_conllu
 
 from nasty_lightning.errors import UserError
 from nasty_lightning.evaluate import evaluate
@@ -24,29 +23,20 @@ V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"  # a tiny BERT tag
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("toy")
-    return {
-        "train": write_conllu(root / "train.conllu", toy_sentences(64, seed=0), morphology_columns=True),
-        "dev": write_conllu(root / "dev.conllu", toy_sentences(17, seed=1), morphology_columns=True),
-    }
-
-
-@pytest.fixture(scope="module")
-def two_heads_cased(tiny_bert, toy, tmp_path_factory) -> Path:
+def two_heads_cased(tiny_bert, morphology, tmp_path_factory) -> Path:
     """A model of two columns (UPOS, FEATS) with the casing embedding: every part the ONNX graph must hold."""
     root = tmp_path_factory.mktemp("two")
-    args = fit_args(tiny_bert, toy, root, "--data.label_column", "[upos, feats]", "--model.casing", "true")
+    args = fit_args(tiny_bert, morphology, root, "--data.label_column", "[upos, feats]", "--model.casing", "true")
     result = nasty_train(*args, "--model.learning_rate", "2e-3", "--trainer.max_epochs", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "model"
 
 
 @pytest.fixture(scope="module")
-def quantized(two_heads_cased, toy, tmp_path_factory) -> tuple[Path, str]:
+def quantized(two_heads_cased, morphology, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("int8") / "model"
     result = nasty_train(
-        "quantize", "--model_dir", two_heads_cased, "--calibration_file", toy["dev"], "--output_dir", out,
+        "quantize", "--model_dir", two_heads_cased, "--calibration_file", morphology["dev"], "--output_dir", out,
         "--max_accuracy_drop", "100", "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -54,9 +44,9 @@ def quantized(two_heads_cased, toy, tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.mark.integration
-def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_cased, quantized, toy, tmp_path):
+def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_cased, quantized, morphology, tmp_path):
     out, printed = quantized
-    words = [s.words for s in read_sentences(toy["dev"])]
+    words = [s.words for s in read_sentences(morphology["dev"])]
     source = Tagger.load(two_heads_cased)
     quantize_network(source, tmp_path / "in_memory.onnx")
     sizes = [len(h.vocab) for h in source.heads]
@@ -74,8 +64,8 @@ def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_
         assert sum(a == b for a, b in pairs) >= 0.9 * len(pairs), column
     # what quantize measured and recorded is what eval measures on the written directory
     record = json.loads((out / "nasty_lightning.json").read_text())["quantization"]
-    assert record["int8"]["accuracy"]["upos"] == evaluate(str(out), str(toy["dev"]))["accuracy"]
-    assert record["float32"]["accuracy"]["upos"] == evaluate(str(two_heads_cased), str(toy["dev"]))["accuracy"]
+    assert record["int8"]["accuracy"]["upos"] == evaluate(str(out), str(morphology["dev"]))["accuracy"]
+    assert record["float32"]["accuracy"]["upos"] == evaluate(str(two_heads_cased), str(morphology["dev"]))["accuracy"]
     assert "upos accuracy  feats accuracy  sentences/s" in printed and re.search(r"^int8 ", printed, re.MULTILINE)
     assert re.search(r"[0-9.]+x (smaller|larger), [0-9.]+x the sentences per second", printed)  # tiny: larger
     assert "INT8" in (out / "README.md").read_text() and "| upos accuracy |" in (out / "README.md").read_text()
@@ -83,13 +73,13 @@ def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_
 
 
 @pytest.mark.integration
-def test_tag_and_eval_take_a_quantized_directory(quantized, toy, tmp_path):
+def test_tag_and_eval_take_a_quantized_directory(quantized, morphology, tmp_path):
     out, _ = quantized
     tagged = tmp_path / "tagged.conllu"
-    assert nasty_train("tag", "--model_dir", out, "--input", toy["dev"], "--output", tagged).returncode == 0
-    expected = Tagger.load(out).predict([s.words for s in read_sentences(toy["dev"])])
+    assert nasty_train("tag", "--model_dir", out, "--input", morphology["dev"], "--output", tagged).returncode == 0
+    expected = Tagger.load(out).predict([s.words for s in read_sentences(morphology["dev"])])
     assert [s.labels("feats") for s in read_sentences(tagged)] == expected["feats"]
-    result = nasty_train("eval", "--model_dir", out, "--test_file", toy["dev"], "--threads", "1")
+    result = nasty_train("eval", "--model_dir", out, "--test_file", morphology["dev"], "--threads", "1")
     assert result.returncode == 0 and "== feats ==" in result.stdout
 
 
@@ -103,7 +93,7 @@ def _break_classifier(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def test_the_accuracy_guard_refuses_a_model_that_drops_too_much(toy, monkeypatch, tmp_path, capsys):
+def test_the_accuracy_guard_refuses_a_model_that_drops_too_much(morphology, monkeypatch, tmp_path, capsys):
     import nasty_lightning.quantize as module
 
     def broken(source, path, per_channel):
@@ -113,36 +103,31 @@ def test_the_accuracy_guard_refuses_a_model_that_drops_too_much(toy, monkeypatch
     monkeypatch.setattr(module, "quantize_network", broken)
     out = tmp_path / "int8"
     with pytest.raises(UserError, match=r"loses [0-9.]+ points of upos accuracy .* more than --max_accuracy_drop 1.0"):
-        quantize(str(V1), str(toy["dev"]), str(out), threads=1)
+        quantize(str(V1), str(morphology["dev"]), str(out), threads=1)
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing written, no leftovers
-    record = quantize(str(V1), str(toy["dev"]), str(out), threads=1, force=True)
+    record = quantize(str(V1), str(morphology["dev"]), str(out), threads=1, force=True)
     assert record["int8"]["accuracy"]["upos"] < record["float32"]["accuracy"]["upos"] - 0.2
     assert Tagger.load(out).onnx is not None
     assert re.search(r"^int8 .* \(-[0-9.]+\)", capsys.readouterr().out, re.MULTILINE)  # the drop, printed
 
 
 @pytest.fixture(scope="module")
-def v1_int8(toy, tmp_path_factory) -> Path:
+def v1_int8(morphology, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("v1int8") / "model"
-    record = quantize(str(V1), str(toy["dev"]), str(out), threads=1, max_accuracy_drop=100, per_channel=False)
+    record = quantize(str(V1), str(morphology["dev"]), str(out), threads=1, max_accuracy_drop=100, per_channel=False)
     assert "per tensor" in record["weights"]
     return out
 
 
-def _copy(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target
-
-
 def test_files_that_do_not_belong_together_are_refused(v1_int8, tmp_path):
-    no_record = _copy(v1_int8, tmp_path / "no_record")
+    no_record = shutil.copytree(v1_int8, tmp_path / "no_record")
     meta = json.loads((no_record / "nasty_lightning.json").read_text())
     del meta["quantization"]
     (no_record / "nasty_lightning.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="holds model.onnx but its nasty_lightning.json records no quantization"):
         Tagger.load(no_record)
 
-    other_labels = _copy(v1_int8, tmp_path / "other_labels")
+    other_labels = shutil.copytree(v1_int8, tmp_path / "other_labels")
     config = json.loads((other_labels / "config.json").read_text())
     config["id2label"] = {str(i): f"T{i}" for i in range(len(config["id2label"]) + 2)}
     config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
@@ -150,24 +135,24 @@ def test_files_that_do_not_belong_together_are_refused(v1_int8, tmp_path):
     with pytest.raises(UserError, match="the files do not belong together"):
         Tagger.load(other_labels)
 
-    missing = _copy(v1_int8, tmp_path / "missing")
+    missing = shutil.copytree(v1_int8, tmp_path / "missing")
     (missing / ONNX_FILE).unlink()
     with pytest.raises(UserError, match="is not a quantized model directory: missing model.onnx"):
         Tagger.load(missing)
 
-    both = _copy(v1_int8, tmp_path / "both")
+    both = shutil.copytree(v1_int8, tmp_path / "both")
     shutil.copy(V1 / "model.safetensors", both)
     with pytest.raises(UserError, match="holds both model.onnx and model.safetensors"):
         Tagger.load(both)
 
-    garbage = _copy(v1_int8, tmp_path / "garbage")
+    garbage = shutil.copytree(v1_int8, tmp_path / "garbage")
     (garbage / ONNX_FILE).write_bytes(b"\x00not a protobuf" * 10)
     with pytest.raises(UserError, match="is not an ONNX model|cannot load"):
         Tagger.load(garbage)
 
 
 def test_an_onnx_file_reading_other_files_or_custom_operators_is_refused(v1_int8, tmp_path):
-    external = _copy(v1_int8, tmp_path / "external")
+    external = shutil.copytree(v1_int8, tmp_path / "external")
     model = onnx.load(str(external / ONNX_FILE))
     tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
     tensor.data_location = onnx.TensorProto.EXTERNAL
@@ -177,7 +162,7 @@ def test_an_onnx_file_reading_other_files_or_custom_operators_is_refused(v1_int8
     with pytest.raises(UserError, match="is stored in another file, which is refused"):
         Tagger.load(external)
 
-    custom = _copy(v1_int8, tmp_path / "custom")
+    custom = shutil.copytree(v1_int8, tmp_path / "custom")
     model = onnx.load(str(custom / ONNX_FILE))
     model.graph.node[0].domain = "evil.ops"
     model.opset_import.add(domain="evil.ops", version=1)
@@ -186,11 +171,11 @@ def test_an_onnx_file_reading_other_files_or_custom_operators_is_refused(v1_int8
         Tagger.load(custom)
 
 
-def test_quantize_refuses_what_it_cannot_use(v1_int8, toy, tmp_path):
+def test_quantize_refuses_what_it_cannot_use(v1_int8, morphology, tmp_path):
     with pytest.raises(UserError, match="is already quantized"):
-        quantize(str(v1_int8), str(toy["dev"]), str(tmp_path / "again"), threads=1)
+        quantize(str(v1_int8), str(morphology["dev"]), str(tmp_path / "again"), threads=1)
     with pytest.raises(UserError, match="--threads must be a positive whole number"):
-        quantize(str(V1), str(toy["dev"]), str(tmp_path / "t"), threads=0)
+        quantize(str(V1), str(morphology["dev"]), str(tmp_path / "t"), threads=0)
     unlabelled = tmp_path / "plain.conllu"
     unlabelled.write_text("1\tcat\t_\t_\t_\t_\t_\t_\t_\t_\n\n")
     with pytest.raises(UserError, match="no word has a value in the column 'upos'"):
