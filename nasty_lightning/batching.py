@@ -16,6 +16,7 @@ from torch.utils.data import Sampler
 
 from nasty_lightning.encoding import IGNORE, Window
 from nasty_lightning.errors import UserError
+from nasty_lightning.sampling import draw
 
 BUCKET_BATCHES = 50
 
@@ -29,6 +30,9 @@ class SentenceBatchSampler(Sampler[list[int]]):
     each sorted by length, and the batches are shuffled again. With ``max_tokens`` the whole (shuffled)
     order is sorted by length, so the batch boundaries, and the number of batches, are the same in every
     epoch while windows of equal length change company. The order depends only on ``seed`` and the epoch.
+
+    With ``groups`` (each window's training file) and ``draws`` (how many windows each file gives an epoch),
+    an epoch is the draw of every file (``sampling.draw``), shuffled together.
 
     ``resume(epoch, batches_done)`` makes the next iteration skip the batches of that epoch that
     were already trained on: a run restarted from a mid-epoch checkpoint sees the rest of the epoch
@@ -45,6 +49,8 @@ class SentenceBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         bucket: bool = False,
         max_tokens: int | None = None,
+        groups: Sequence[int] | None = None,
+        draws: Sequence[int] | None = None,
     ) -> None:
         if batch_size <= 0:
             raise UserError(f"batch_size must be positive, got {batch_size}")
@@ -57,6 +63,10 @@ class SentenceBatchSampler(Sampler[list[int]]):
             )
         self.lengths, self.batch_size, self.shuffle, self.seed = list(lengths), batch_size, shuffle, seed
         self.rank, self.world_size, self.bucket, self.max_tokens = rank, world_size, bucket, max_tokens
+        self.members = (
+            None if draws is None else [[i for i, g in enumerate(groups) if g == k] for k in range(len(draws))]
+        )
+        self.draws, self.size = draws, len(lengths) if draws is None else sum(draws)
         self.epoch = 0
         self._skip: tuple[int, int] | None = None
         self._len = None  # with max_tokens, the batch count is the same in every epoch: count it once
@@ -78,7 +88,14 @@ class SentenceBatchSampler(Sampler[list[int]]):
     def batches(self) -> list[list[int]]:
         """This rank's batches for the current epoch."""
         rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.lengths)))
+        if self.draws is None:
+            order = list(range(len(self.lengths)))
+        else:
+            order = [
+                i
+                for k, (members, count) in enumerate(zip(self.members, self.draws, strict=True))
+                for i in draw(members, count, self.epoch, self.seed * 1_009 + k)
+            ]
         if self.shuffle:
             rng.shuffle(order)
         if self.max_tokens:
@@ -128,7 +145,7 @@ class SentenceBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         if self._len is not None:
             return self._len // self.world_size
-        n_batches = -(-len(self.lengths) // self.batch_size)
+        n_batches = -(-self.size // self.batch_size)
         return -(-n_batches // self.world_size)
 
 

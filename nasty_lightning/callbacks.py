@@ -273,7 +273,10 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
     """
     h = data.hparams
     return {
-        "--data.train_file": hashlib.sha256(Path(h.train_file).read_bytes()).hexdigest(),
+        "--data.train_file": [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in data.train_files],
+        "--data.sampling_temperature": h.sampling_temperature,
+        "--data.max_train_sentences": h.max_train_sentences,
+        "--data.augment": h.augment,
         "--data.batch_size": h.batch_size,
         "--data.max_tokens": h.max_tokens,
         "--data.max_length": h.max_length,
@@ -297,9 +300,11 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
 def check_resume_settings(saved: dict[str, Any], now: dict[str, Any], last: Path) -> None:
     """Refuse a resume whose settings differ from those ``last`` was trained with, naming the first one."""
     for option, value in now.items():
-        if option not in saved or saved[option] == value:
+        was = saved.get(option, value)
+        if option == "--data.train_file" and isinstance(was, str):  # one file, as runs before lists saved it
+            was = [was]
+        if was == value:
             continue
-        was = saved[option]
         if option == "--data.train_file":
             change, fix = "on a --data.train_file with other content", "give the file it was trained on"
         elif option == PROCESSES:

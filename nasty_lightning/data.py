@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from nasty_lightning.fetch import fetch_treebank_file
 from nasty_lightning.heads import LEMMA, Head, LabelVocab, label_columns, labels_by_column
 from nasty_lightning.packing import collate_packed
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
+from nasty_lightning.sampling import augment, sample, temperature_draws
 
 
 class TaggingDataModule(L.LightningDataModule):
@@ -28,8 +30,8 @@ class TaggingDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_file: str | None = None,
-        val_file: str | None = None,
+        train_file: str | list[str] | None = None,
+        val_file: str | list[str] | None = None,
         test_file: str | None = None,
         label_column: str | list[str] = "upos",
         batch_size: int = 16,
@@ -44,11 +46,16 @@ class TaggingDataModule(L.LightningDataModule):
         model_name: str = "minilm",
         trust_remote_code: bool = False,
         seed: int = 42,
+        sampling_temperature: float = 1.0,
+        max_train_sentences: int | None = None,
+        augment: int = 0,
     ) -> None:
         """
         Args:
-            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``.
-            val_file: Validation file, scored after every epoch; the guide's ``--validation``.
+            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``. A list
+                of files (``[en.conllu, es.conllu]``) trains on all of them, with one label vocabulary.
+            val_file: Validation file, scored after every epoch; the guide's ``--validation``. With a list, the
+                scores are those of all files together, and each file's too: ``val_acc/<file stem>``.
             test_file: Test file, used by ``nasty-train test``.
             label_column: Column to predict: upos, xpos, deprel, feats, lemma, ... (``ner`` for IOB2 files), or a
                 list of them, ``[upos, xpos, feats, lemma]``: one model, one encoder pass, one head per column
@@ -75,31 +82,62 @@ class TaggingDataModule(L.LightningDataModule):
                 given (and from the checkpoint with ``--ckpt_path``).
             model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
             trust_remote_code: Run tokenizer code shipped with a hub model (linked from ``--model.trust_remote_code``).
-            seed: Seed of the batch order (linked from ``--seed_everything``).
+            seed: Seed of the batch order, of the sample and of augmentation (linked from ``--seed_everything``).
+            sampling_temperature: With several training files, how many sentences each gives an epoch: in
+                proportion to its size ``** (1 / T)``, the epoch's size unchanged. 1 keeps every file's size;
+                higher values give a small file (a language with little data) more of each epoch, a large one
+                less (multilingual models train at 3 to 5); a file's sentences are all seen before any repeats.
+            max_train_sentences: Train on this many sentences drawn from the training data, the same ones in
+                every run with the same seed (a smaller sample is part of a larger one): few-shot learning
+                curves. The label vocabulary is the sample's.
+            augment: Add this many altered copies of every training sentence, in which each word is replaced
+                (one chance in five) by another word that the training data gives exactly the same labels;
+                labels never change. Not with a lemma column, whose labels depend on the word.
         """
         super().__init__()
         if batch_size <= 0:
             raise UserError(f"--data.batch_size must be positive, got {batch_size}")
         if max_tokens is not None and max_tokens < max_length:
             raise UserError(f"--data.max_tokens {max_tokens} must be at least --data.max_length ({max_length})")
-        self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
-        self._sentences: dict[str, list[Sentence]] = {}
+        if not sampling_temperature > 0:
+            raise UserError(f"--data.sampling_temperature must be positive, got {sampling_temperature}")
+        if max_tokens is not None and sampling_temperature != 1:
+            raise UserError("--data.sampling_temperature needs batches of --data.batch_size, not --data.max_tokens")
+        if max_train_sentences is not None and max_train_sentences <= 0:
+            raise UserError(f"--data.max_train_sentences must be positive, got {max_train_sentences}")
+        if augment < 0:
+            raise UserError(f"--data.augment must be at least 0, got {augment}")
         columns = label_columns(label_column)
+        if augment and LEMMA in columns:
+            raise UserError(
+                "--data.augment replaces words, which would change their lemmas' edit scripts: not with lemma"
+            )
+        self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
+        self.train_files, self.val_files = as_list(train_file), as_list(val_file)
+        self._sentences: dict[str, list[Sentence]] = {}
+        self._train_sample: list[int] | None = None
         if labels is not None:
             vocabs = {c: LabelVocab(tuple(v)) for c, v in labels_by_column(labels, columns).items()}
-        elif train_file is not None:
-            self.ensure_file(train_file)
-            sentences = self.sentences(train_file)
+        elif self.train_files:
+            for path in self.train_files:
+                self.ensure_file(path)
+                for column in columns:
+                    check_labels(
+                        path, self.sentences(path), column, complete=Head(column, LabelVocab(())).needs_every_value
+                    )
+            sentences = [s for path in self.train_files for s in self.sentences(path)]
+            sentences = [sentences[i] for i in self._sampled(len(sentences))]
             vocabs = {}
             for column in columns:
                 head = Head(column, LabelVocab(()))
-                check_labels(train_file, sentences, column, complete=head.needs_every_value)
                 vocabs[column] = LabelVocab.of(v for s in sentences for v in head.targets(s.words, s.labels(column)))
         else:
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
         self.heads = [Head(column, vocab) for column, vocab in vocabs.items()]
         self.datasets: dict[str, list[Window]] = {}
         self.file_stats: dict[str, dict[str, int]] = {}
+        self.val_parts: list[tuple[str, int]] = []  # with several validation files: (name, first sentence)
+        self._train_groups: list[int] = []  # the training file of each training window
         self.tokenizer = None
         self._train_sampler: SentenceBatchSampler | None = None
         self._resume_at: dict[str, int] | None = None
@@ -122,6 +160,17 @@ class TaggingDataModule(L.LightningDataModule):
             )
         fetch_treebank_file(self.hparams.treebank, path)
 
+    def _sampled(self, n: int) -> range | list[int]:
+        """The training sentences used, as indices into all training files' sentences in order."""
+        k = self.hparams.max_train_sentences
+        if k is None:
+            return range(n)
+        if k > n:
+            raise UserError(f"--data.max_train_sentences {k} is more than the {n} training sentences")
+        if self._train_sample is None:
+            self._train_sample = sample(n, k, self.hparams.seed)
+        return self._train_sample
+
     def sentences(self, path: str) -> list[Sentence]:
         if path not in self._sentences:
             self._sentences[path] = read_sentences(path)
@@ -130,9 +179,7 @@ class TaggingDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Download missing files and fill the encoding cache (on one process per machine)."""
         h = self.hparams
-        for path in (h.train_file, h.val_file, h.test_file):
-            if path is None:
-                continue
+        for path in [*self.train_files, *self.val_files, *as_list(h.test_file)]:
             self.ensure_file(path)
             if h.cache_dir is not None:
                 self._load_tokenizer()
@@ -153,17 +200,63 @@ class TaggingDataModule(L.LightningDataModule):
         h = self.hparams
         self._load_tokenizer()
         splits = {
-            "fit": {"train": h.train_file, "val": h.val_file},
-            "validate": {"val": h.val_file},
-            "test": {"test": h.test_file},
+            "fit": {"train": self.train_files, "val": self.val_files},
+            "validate": {"val": self.val_files},
+            "test": {"test": as_list(h.test_file)},
         }[stage]
-        for split, path in splits.items():
-            if path is None:
+        for split, paths in splits.items():
+            if not paths:
                 if split == "val" and stage == "fit":
                     continue
                 raise UserError(f"--data.{split}_file is needed for {stage}")
             if split not in self.datasets:
-                self.datasets[split] = self._dataset(path)
+                self.datasets[split] = self._split_dataset(split, paths)
+
+    def _split_dataset(self, split: str, paths: list[str]) -> list[Window]:
+        """The windows of one or more files, numbered as one run of sentences; for training, only the sampled
+        sentences, and their augmented copies."""
+        windows, groups, starts, total = [], [], [], 0
+        for group, path in enumerate(paths):
+            file_windows = self._dataset(path)
+            windows += [replace(w, sentence=w.sentence + total) for w in file_windows] if total else file_windows
+            groups += [group] * len(file_windows)
+            starts.append(total)
+            total += self.file_stats[path]["sentences"]
+        if split == "val":
+            names = [Path(p).stem for p in paths]
+            names = names if len(set(names)) == len(names) else paths
+            self.val_parts = list(zip(names, starts, strict=True)) if len(paths) > 1 else []
+        if split != "train":
+            return windows
+        keep = set(self._sampled(total))
+        if len(keep) < total:
+            chosen = [i for i, w in enumerate(windows) if w.sentence in keep]
+            windows, groups = [windows[i] for i in chosen], [groups[i] for i in chosen]
+        if self.hparams.augment:
+            copies, copy_groups = self._augmented(paths, starts, keep, total)
+            windows, groups = windows + copies, groups + copy_groups
+        self._train_groups = groups
+        return windows
+
+    def _augmented(
+        self, paths: list[str], starts: list[int], keep: set[int], total: int
+    ) -> tuple[list[Window], list[int]]:
+        """Encoded augmented copies of the training sentences in ``keep``, numbered after the last one (never
+        cached: they are cheap for the small data augmentation is for), and their files."""
+        words, labels, groups = [], [], []
+        for group, (path, start) in enumerate(zip(paths, starts, strict=True)):
+            sentences = self.sentences(path)
+            ids, _ = self._label_ids(path, sentences)
+            for i, (s, sentence_ids) in enumerate(zip(sentences, ids, strict=True)):
+                if start + i in keep:
+                    words.append(s.words)
+                    labels.append(sentence_ids)
+                    groups.append(group)
+        new_words, new_labels = augment(words, labels, self.hparams.augment, self.hparams.seed)
+        windows = encode(new_words, self.tokenizer, self.hparams.max_length, new_labels)
+        return [replace(w, sentence=w.sentence + total) for w in windows], [
+            groups[w.sentence % len(words)] for w in windows
+        ]
 
     def _dataset(self, path: str) -> list[Window]:
         """The encoded windows of a file: from the cache when it has them, else encoded (and cached)."""
@@ -207,8 +300,10 @@ class TaggingDataModule(L.LightningDataModule):
         key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab, h.label_column)
         return Path(h.cache_dir).expanduser() / f"{Path(path).stem}-{key}.pt"
 
-    def _encode(self, path: str) -> tuple[list[Window], dict[str, Any]]:
-        sentences = self.sentences(path)
+    def _label_ids(
+        self, path: str, sentences: list[Sentence]
+    ) -> tuple[list[list[tuple[int, ...]]], dict[str, Counter]]:
+        """Every word's label ids (one per head), by sentence, and the labels the vocabulary lacks, by column."""
         unknown = {head.column: Counter() for head in self.heads}
         columns = []  # by head, sentence and word: label ids
         for head in self.heads:
@@ -219,7 +314,11 @@ class TaggingDataModule(L.LightningDataModule):
                 ids.append([head.vocab.encode(t) for t in targets])
                 unknown[head.column].update(t for t in targets if t is not None and t not in head.vocab)
             columns.append(ids)
-        labels = [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)]
+        return [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)], unknown
+
+    def _encode(self, path: str) -> tuple[list[Window], dict[str, Any]]:
+        sentences = self.sentences(path)
+        labels, unknown = self._label_ids(path, sentences)
         try:
             windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
         except WordTooLong as err:
@@ -236,6 +335,22 @@ class TaggingDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         windows = self.datasets[split]
         trainer = self.trainer
+        groups = draws = None
+        if shuffle and self.hparams.sampling_temperature != 1 and len(self.train_files) > 1:
+            groups = self._train_groups
+            sizes = [groups.count(g) for g in range(len(self.train_files))]
+            if 0 in sizes:
+                raise UserError(
+                    f"--data.max_train_sentences sampled no sentence of {self.train_files[sizes.index(0)]}, which "
+                    "--data.sampling_temperature would draw from; sample more, or leave the file out"
+                )
+            draws = temperature_draws(sizes, self.hparams.sampling_temperature)
+            rank_zero_info(
+                "sentences per epoch by training file: "
+                + ", ".join(
+                    f"{Path(f).name} {d:,} of {n:,}" for f, d, n in zip(self.train_files, draws, sizes, strict=True)
+                )
+            )
         sampler = SentenceBatchSampler(
             [len(w.input_ids) for w in windows],
             self.hparams.batch_size,
@@ -245,11 +360,17 @@ class TaggingDataModule(L.LightningDataModule):
             world_size=trainer.world_size if trainer else 1,
             bucket=self.hparams.bucket,
             max_tokens=self.hparams.max_tokens,
+            groups=groups,
+            draws=draws,
         )
         loss_norm = None
         if shuffle:  # training
             # the loss divisor: the mean number of labelled words per batch, over all ranks
-            words = sum(labels[0] != IGNORE for w in windows for labels in w.labels)  # the first head's
+            words = sum(  # the first head's, in an epoch's draw
+                (1 if draws is None else draws[groups[i]] / sizes[groups[i]])
+                * sum(ids[0] != IGNORE for ids in w.labels)
+                for i, w in enumerate(windows)
+            )
             loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
             self._train_sampler = sampler
             if self._resume_at is not None:
@@ -314,3 +435,8 @@ class TaggingDataModule(L.LightningDataModule):
         if trainer is None or sampler is None or trainer.state.fn != TrainerFn.FITTING:
             return None
         return {"epoch": sampler.epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+
+def as_list(files: str | list[str] | None) -> list[str]:
+    """A file option's files: none, one, or a list."""
+    return [] if files is None else [files] if isinstance(files, str) else list(files)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from collections import Counter
 from itertools import chain
 from typing import Any
@@ -94,6 +95,17 @@ def evaluate(
     sentences = read_sentences(test_file)
     for column in tagger.columns:
         check_labels(test_file, sentences, column, complete=False)
+    for head in tagger.heads:
+        if not head.is_lemma:  # lemma scripts the model lacks are reported as coverage
+            unseen = Counter(
+                v for s in sentences for v in s.labels(head.column) if v is not None and v not in head.vocab
+            )
+            if unseen:
+                print(
+                    f"{test_file}: {sum(unseen.values())} words carry {head.column} labels the model never saw in "
+                    f"training ({', '.join(sorted(unseen))}); they count as wrong",
+                    file=sys.stderr,
+                )
     predicted = tagger.predict([s.words for s in sentences], progress=True)
     columns, first_sentences = column_scores(tagger.heads, sentences, predicted)
     result = {"model_dir": model_dir, "test_file": test_file, **columns[tagger.label_column]}

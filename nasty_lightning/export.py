@@ -120,13 +120,21 @@ def _heads_section(labels: dict[str, list[str]], scores: dict[str, float]) -> st
     rows = ["| column | labels | validation accuracy at this checkpoint |", "|---|---|---|"]
     for column, values in labels.items():
         kind = f"{len(values)} edit scripts from form to lemma" if column == LEMMA else f"{len(values)} tags"
-        value = scores.get(metric_name(columns, column))
-        rows.append(f"| {column} | {kind} | {'n/a' if value is None else f'{value:.4f}'} |")
+        name = metric_name(columns, column)
+        value = scores.get(name)
+        # with several validation files, each file's too (val_acc/<file stem>)
+        files = ", ".join(
+            f"{k.removeprefix(name + '/')} {v:.4f}" for k, v in scores.items() if k.startswith(name + "/")
+        )
+        text = "n/a" if value is None else f"{value:.4f}" + (f" ({files})" if files else "")
+        rows.append(f"| {column} | {kind} | {text} |")
     for column in columns:  # heads of IOB2 tags: entity F1, micro and per type
         name = "val_f1" if column == columns[0] else f"val_f1_{column}"
         if name in scores:
             kinds = ", ".join(
-                f"{k.removeprefix(name + '_')} {v:.4f}" for k, v in scores.items() if k.startswith(name + "_")
+                f"{k.removeprefix(name + '_')} {v:.4f}"
+                for k, v in scores.items()
+                if k.startswith(name + "_") and "/" not in k
             )
             rows.append(f"| {column} entities | F1 over exact spans; per type: {kinds} | {scores[name]:.4f} |")
     if f"val_{ALLTAGS}" in scores:
@@ -147,12 +155,15 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
     record = callback_state(ckpt, "RunRecord")
     files = data_state.get("files", {})
 
-    def file_row(name: str, path: str | None) -> str:
-        if not path:
+    def file_row(name: str, paths: str | list[str] | None) -> str:
+        if not paths:
             return f"| {name} | none |"
-        stats = files.get(path)
-        size = f": {stats['sentences']:,} sentences, {stats['words']:,} words" if stats else ""
-        return f"| {name} | `{path}`{size} |"
+        described = []
+        for path in [paths] if isinstance(paths, str) else paths:
+            stats = files.get(path)
+            size = f": {stats['sentences']:,} sentences, {stats['words']:,} words" if stats else ""
+            described.append(f"`{path}`{size}")
+        return f"| {name} | {'; '.join(described)} |"
 
     best = _best_score(ckpt)
     epochs = summary.get("epochs_run", ckpt.get("epoch", 0) + 1)

@@ -130,6 +130,9 @@ class TokenTagger(L.LightningModule):
         self.train_scores = Scores(names)
         self.val_scores = Scores(names, entities)
         self.test_scores = Scores(names, entities)
+        self._scored = (names, entities)
+        self.val_parts: list[tuple[str, int]] = []  # with several validation files (data.val_parts)
+        self.val_file_scores = nn.ModuleList()
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._tokenizer_files: dict[str, bytes] | None = None
@@ -211,13 +214,28 @@ class TokenTagger(L.LightningModule):
         # what is optimised: every word weighs the same, however many words the batch holds
         return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
 
+    def setup(self, stage: str) -> None:
+        """With several validation files (the data module's ``val_parts``), scores for each of them too."""
+        self.val_parts = list(getattr(getattr(self.trainer, "datamodule", None), "val_parts", []))
+        self.val_file_scores = nn.ModuleList(Scores(*self._scored) for _ in self.val_parts)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_scores, "val")
+        preds, targets = self._evaluate(batch, self.val_loss, self.val_scores, "val")
+        if not self.val_parts:
+            return
+        starts = torch.tensor([start for _, start in self.val_parts], device=batch["sentence"].device)
+        part = torch.bucketize(batch["sentence"], starts, right=True) - 1  # each row's file
+        for k, ((name, _), scores) in enumerate(zip(self.val_parts, self.val_file_scores, strict=True)):
+            scores.update(preds[part == k], targets[part == k])
+            for metric_name, metric in scores.named("val").items():
+                self.log(f"{metric_name}/{name}", metric)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_loss, self.test_scores, "test")
 
-    def _evaluate(self, batch, loss_metric: MeanMetric, scores: Scores, prefix: str) -> None:
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, scores: Scores, prefix: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # In full precision even when training is mixed: scores, and the choice of the best checkpoint, are
         # those of the exported model, which tags in float32.
         with torch.autocast(self.device.type, enabled=False):
@@ -228,6 +246,7 @@ class TokenTagger(L.LightningModule):
         self.log(f"{prefix}_loss", loss_metric, prog_bar=True)
         for name, metric in scores.named(prefix).items():
             self.log(name, metric, prog_bar=name == f"{prefix}_acc")
+        return preds, targets
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams

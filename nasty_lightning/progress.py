@@ -117,12 +117,20 @@ def _scores(trainer: L.Trainer) -> str:
     line of the others: ``other columns: xpos: 0.951, feats: 0.962, lemma: 0.975, alltags: 0.930``."""
     metrics = trainer.callback_metrics
     line = f"validation_loss: {float(metrics['val_loss']):.4f}, validation_accuracy: {float(metrics['val_acc']):.3f}"
-    if "val_f1" in metrics:  # entity F1 of a first column of NER tags, and of each entity type
-        kinds = [f"{k.removeprefix('val_f1_')} {float(v):.3f}" for k, v in metrics.items() if k.startswith("val_f1_")]
-        line += f", validation_f1: {float(metrics['val_f1']):.3f} ({', '.join(kinds)})"
+    line += _by_file(metrics, "val_acc")
+    whole = {k: v for k, v in metrics.items() if "/" not in k}  # not the per-file scores (val_acc/<file>)
+    if "val_f1" in whole:  # entity F1 of a first column of NER tags, and of each entity type
+        kinds = [f"{k.removeprefix('val_f1_')} {float(v):.3f}" for k, v in whole.items() if k.startswith("val_f1_")]
+        line += f", validation_f1: {float(whole['val_f1']):.3f} ({', '.join(kinds)})" + _by_file(metrics, "val_f1")
     others = [
         f"{k.removeprefix('val_')}: {float(v):.3f}"
-        for k, v in metrics.items()
+        for k, v in whole.items()
         if k.startswith("val_") and k not in ("val_loss", "val_acc") and not k.startswith("val_f1")
     ]
     return line + ("\nother columns: " + ", ".join(others) if others else "")
+
+
+def _by_file(metrics: dict, name: str) -> str:
+    """`` (en 0.962, es 0.913)``: each validation file's ``name`` score, when there are several."""
+    scores = [f"{k.removeprefix(name + '/')} {float(v):.3f}" for k, v in metrics.items() if k.startswith(name + "/")]
+    return f" ({', '.join(scores)})" if scores else ""

@@ -191,7 +191,7 @@ class NastyCLI(LightningCLI):
             metric = monitored_metric(cfg.monitor, columns)
             for key in ("checkpoint", "early_stopping"):
                 cfg[key].monitor, cfg[key].mode = metric, "min" if metric.endswith("_loss") else "max"
-        if cfg.data.val_file is None:
+        if not cfg.data.val_file:
             raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
         if cfg.trainer.logger in (None, True):
             cfg.trainer.logger = {

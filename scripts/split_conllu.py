@@ -1,0 +1,77 @@
+"""Split a CoNLL-U file in two, each sentence byte for byte as in the input, for the experiments of the README.
+
+    python scripts/split_conllu.py genre --conllu_file data/ud/en_ewt/en_ewt-ud-train.conllu --held_out reviews \
+        --out runs/genres
+    python scripts/split_conllu.py first --conllu_file data/ud/es_gsd/es_gsd-ud-dev.conllu --n 1000 --out runs/es
+
+``genre``: EWT's ``# sent_id`` names each sentence's source (answers, email, newsgroup, reviews, weblog); writes
+``<stem>-<held_out>.conllu`` (the held-out genre) and ``<stem>-other.conllu`` (every other genre).
+``first``: writes ``<stem>-first<n>.conllu`` and ``<stem>-rest.conllu``. Both print the sentence counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jsonargparse import auto_cli
+
+
+def genre(block: str) -> str | None:
+    """The genre a sentence block's ``# sent_id`` names (the text before its first ``-``)."""
+    for line in block.splitlines():
+        if line.startswith("# sent_id = "):
+            return line.removeprefix("# sent_id = ").split("-", 1)[0]
+    return None
+
+
+def _blocks(conllu_file: str) -> list[str]:
+    return [b for b in Path(conllu_file).read_text(encoding="utf-8").split("\n\n") if b.strip()]
+
+
+def _write(folder: Path, parts: dict[str, list[str]]) -> dict[str, int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, blocks in parts.items():
+        (folder / f"{name}.conllu").write_text("".join(b + "\n\n" for b in blocks), encoding="utf-8")
+    counts = {name: len(blocks) for name, blocks in parts.items()}
+    print(counts)
+    return counts
+
+
+def split_genre(conllu_file: str, held_out: str, out: str) -> dict[str, int]:
+    """One genre of EWT apart from the others.
+
+    Args:
+        conllu_file: An EWT CoNLL-U file.
+        held_out: The genre to hold out: answers, email, newsgroup, reviews or weblog.
+        out: Folder for the two files.
+    """
+    blocks = _blocks(conllu_file)
+    genres = {genre(b) for b in blocks}
+    if held_out not in genres:
+        raise SystemExit(
+            f"{conllu_file}: no sentence of genre {held_out!r}; it has {', '.join(sorted(map(str, genres)))}"
+        )
+    stem = Path(conllu_file).stem
+    return _write(
+        Path(out),
+        {
+            f"{stem}-{held_out}": [b for b in blocks if genre(b) == held_out],
+            f"{stem}-other": [b for b in blocks if genre(b) != held_out],
+        },
+    )
+
+
+def split_first(conllu_file: str, n: int, out: str) -> dict[str, int]:
+    """The first ``n`` sentences apart from the rest.
+
+    Args:
+        conllu_file: A CoNLL-U file.
+        n: How many sentences go to the first part.
+        out: Folder for the two files.
+    """
+    blocks, stem = _blocks(conllu_file), Path(conllu_file).stem
+    return _write(Path(out), {f"{stem}-first{n}": blocks[:n], f"{stem}-rest": blocks[n:]})
+
+
+if __name__ == "__main__":
+    auto_cli({"genre": split_genre, "first": split_first}, as_positional=False)
