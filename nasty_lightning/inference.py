@@ -36,9 +36,11 @@ from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
+from nasty_lightning.precision import cpu_has_native_bf16
 from nasty_lightning.untrusted import check_model_dir
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
+PRECISIONS = ("float32", "bf16", "auto")
 MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
 
 # Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
@@ -66,6 +68,16 @@ def default_threads() -> int:
     """Threads for tagging when none are asked for: the cores this process may use, at most
     ``MAX_DEFAULT_THREADS`` (batch-of-one latency gains little beyond that on an encoder this size)."""
     return max(1, min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0))))
+
+
+def inference_dtype(precision: str) -> torch.dtype:
+    """The weights' type for ``--precision``: float32; bf16 (bfloat16); auto, bfloat16 where the CPU computes
+    it natively (``precision.cpu_has_native_bf16``) and float32 elsewhere, where it would be emulated and slower."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
 
 
 def use_threads(threads: int | None) -> int:
@@ -190,11 +202,15 @@ class Tagger:
         return list(self.heads[0].vocab.labels)
 
     @classmethod
-    def load(cls, model_dir: str | Path, batch_size: int = 64, threads: int | None = None) -> Tagger:
+    def load(
+        cls, model_dir: str | Path, batch_size: int = 64, threads: int | None = None, precision: str = "float32"
+    ) -> Tagger:
         """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``), or by
         ``nasty-train quantize``, running no code from it. ``threads``: for a quantized model, its ONNX
-        Runtime threads (``None``: PyTorch's number of threads, see ``use_threads``)."""
+        Runtime threads (``None``: PyTorch's number of threads, see ``use_threads``). ``precision``: the
+        weights' type (``inference_dtype``); a quantized model computes in INT8 whatever it says."""
         check_batch_size(batch_size)
+        dtype = inference_dtype(precision)
         model_dir = Path(model_dir)
         check_model_dir(model_dir)
         meta = read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
@@ -207,6 +223,7 @@ class Tagger:
             model = AutoModelForTokenClassification.from_pretrained(
                 model_dir, use_safetensors=True, trust_remote_code=False
             ).eval()
+            model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         except (OSError, ValueError, SafetensorError) as err:
             raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
         heads = _heads(model_dir, model.config, meta)

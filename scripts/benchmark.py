@@ -80,9 +80,18 @@ def _trainer_setup(train_file: str, dev_file: str, model: str, column: str, seed
 
 
 def trainer_fit(
-    train_file: str, dev_file: str, model: str, epochs: int, batch_size: int, learning_rate: float, seed: int
+    train_file: str,
+    dev_file: str,
+    model: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    bf16: bool = False,
+    group_by_length: bool = False,
 ) -> None:
-    """(a) The transformers recipe: Trainer defaults, random batches, first-subword labels."""
+    """(a) The transformers recipe: Trainer defaults, random batches, first-subword labels; with ``bf16``, its
+    bfloat16 mixed precision, and with ``group_by_length`` its length-grouped batches (its best settings)."""
     import numpy as np
     from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
 
@@ -99,7 +108,9 @@ def trainer_fit(
             save_strategy="no",
             logging_strategy="no",
             use_cpu=True,
-            train_sampling_strategy="random",  # the default; transformers 4 called it group_by_length=False
+            bf16=bf16,
+            # "random" is the default; transformers 4 called these group_by_length=False / True
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
         )
         trainer = Trainer(
             model=model_,
@@ -174,8 +185,8 @@ def ours_fit(
     _report(words=words, seconds=seconds, accuracy=float(monitor["current_score"]))
 
 
-def pipeline_tag(model_dir: str, dev_file: str) -> None:
-    """(a) pipeline("token-classification") at its default batch size, on pre-split words."""
+def pipeline_tag(model_dir: str, dev_file: str, batch_size: int | None = None) -> None:
+    """(a) pipeline("token-classification") on pre-split words, at its default batch size or ``batch_size``."""
     from transformers import AutoTokenizer, pipeline
 
     from nasty_lightning.reading import read_sentences
@@ -185,7 +196,7 @@ def pipeline_tag(model_dir: str, dev_file: str) -> None:
     tagger = pipeline("token-classification", model=model_dir, ignore_labels=[])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     start = time.perf_counter()
-    outputs = tagger(words, is_split_into_words=True)
+    outputs = tagger(words, is_split_into_words=True, **({"batch_size": batch_size} if batch_size else {}))
     seconds = time.perf_counter() - start
     correct = total = 0
     for sentence, entities in zip(sentences, outputs, strict=True):
@@ -203,13 +214,13 @@ def pipeline_tag(model_dir: str, dev_file: str) -> None:
     _report(words=sum(map(len, words)), seconds=seconds, accuracy=correct / total)
 
 
-def ours_tag(model_dir: str, dev_file: str) -> None:
-    """(b) our Tagger: sorted by length, batched, inference mode."""
+def ours_tag(model_dir: str, dev_file: str, precision: str = "float32") -> None:
+    """(b) our Tagger: sorted by length, batched, inference mode, weights in ``precision``."""
     from nasty_lightning import Tagger
     from nasty_lightning.reading import read_sentences
 
     sentences = read_sentences(dev_file)
-    tagger = Tagger.load(model_dir)
+    tagger = Tagger.load(model_dir, precision=precision)
     start = time.perf_counter()
     predicted = tagger.predict([s.words for s in sentences])[tagger.label_column]
     seconds = time.perf_counter() - start
@@ -225,7 +236,8 @@ def ours_tag(model_dir: str, dev_file: str) -> None:
 
 
 def _worker(threads: int, command: str, **kwargs) -> dict:
-    """Run one measurement in a fresh process and return what it reported."""
+    """Run one measurement in a fresh process and return what it reported, with the process's whole wall
+    time (start-up, imports and loading included) as ``wall``."""
     args = [sys.executable, __file__, command] + [f"--{k}={v}" for k, v in kwargs.items()]
     env = {
         **os.environ,
@@ -235,11 +247,13 @@ def _worker(threads: int, command: str, **kwargs) -> dict:
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONWARNINGS": "ignore",
     }
+    start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise SystemExit(f"{command} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return {**json.loads(lines[-1].removeprefix("RESULT ")), "wall": wall}
 
 
 def _fit_settings(tmp: str, train_file: str, subset: int, **settings) -> dict:
@@ -255,6 +269,46 @@ def _words_per_second(results: list[dict]) -> float:
     return sum(r["words"] for r in results) / sum(r["seconds"] for r in results)
 
 
+def peak(size: int = 2048, seconds: float = 2.0) -> None:
+    """The machine's matrix-multiply rate in FLOP/s, float32 and bfloat16: the best of repeated products of two
+    ``size`` x ``size`` matrices over ``seconds`` each."""
+    import torch
+
+    rates = {}
+    for name, dtype in (("float32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b  # warm-up
+        best, end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            a @ b
+            best = max(best, 2 * size**3 / (time.perf_counter() - start))
+        rates[name] = best
+    _report(**rates)
+
+
+def _work(model: str, files: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """The encoder's parameters outside its embeddings (and pooler), and the real subwords of each file (special
+    tokens included, padding not; 512 at most a sentence, as both recipes encode them)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from nasty_lightning.presets import resolve_model_name
+    from nasty_lightning.reading import read_sentences
+
+    path = resolve_model_name(model)
+    encoder = AutoModel.from_pretrained(path)
+    params = sum(p.numel() for n, p in encoder.named_parameters() if "embeddings" not in n and "pooler" not in n)
+    tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    subwords = {
+        key: sum(
+            len(tokenizer(s.words, is_split_into_words=True, truncation=True, max_length=512)["input_ids"])
+            for s in read_sentences(path_)
+        )
+        for key, path_ in files.items()
+    }
+    return params, subwords
+
+
 def compare(
     train_file: str,
     dev_file: str,
@@ -266,7 +320,16 @@ def compare(
     seeds: int = 1,
     threads: int | None = None,
 ) -> None:
-    """Fine-tune and tag with both recipes and print words/s, wall time, peak RSS, accuracy and ratios.
+    """Fine-tune and tag with both recipes, each peer at its defaults and at its best settings on this machine,
+    interleaved; print whole-process and inner times, subwords/s, achieved FLOP/s against the measured
+    matrix-multiply peak, peak RSS, accuracy and ratios.
+
+    Arms: the Trainer at its defaults (float32), with ``bf16=True`` and with bf16 and
+    ``train_sampling_strategy="group_by_length"``; ``nasty-train fit`` at its defaults (bf16-mixed where native)
+    and in 32-true; ``pipeline`` at its default batch size and at ``batch_size=64``; our Tagger in float32 and
+    in bf16. bf16 arms run only where the CPU computes bfloat16 natively. FLOP/s count the model's useful work:
+    ``6 x non-embedding parameters x real subwords`` for training (forward and backward), ``2 x ...`` for
+    tagging; attention scores (about 1% of it at these sentence lengths) and padding are not counted.
 
     Args:
         train_file: Labelled CoNLL-U training file (UPOS).
@@ -276,51 +339,93 @@ def compare(
         epochs: Training epochs.
         batch_size: Sentences per batch.
         learning_rate: Peak learning rate.
-        seeds: Fine-tune this many times (seeds 1..N) and average the accuracies.
+        seeds: Rounds of every arm (fits with seeds 1..N; tagging repeated), interleaved so that drift of the
+            machine hits all alike.
         threads: Torch threads in every run (default: all cores).
     """
+    from nasty_lightning.precision import cpu_has_native_bf16, fastest_precision
+
     threads = threads or os.cpu_count()
-    rows = {"fit: transformers Trainer": [], "fit: nasty-train": [], "tag: pipeline": [], "tag: nasty-train": []}
+    bf16 = cpu_has_native_bf16()
+    ours = "bf16" if fastest_precision("cpu") == "bf16-mixed" else "float32"
+    fit_arms = {  # name: (command, options, precision of the arithmetic)
+        "fit: Trainer (defaults, fp32)": ("trainer_fit", {}, "float32"),
+        "fit: Trainer bf16": ("trainer_fit", {"bf16": True}, "bf16"),
+        "fit: Trainer bf16 + group_by_length": ("trainer_fit", {"bf16": True, "group_by_length": True}, "bf16"),
+        "fit: nasty-train (defaults)": ("ours_fit", {}, ours),
+        "fit: nasty-train 32-true": ("ours_fit", {"options": "--trainer.precision 32-true"}, "float32"),
+    }
+    tag_arms = {
+        "tag: pipeline (defaults)": ("pipeline_tag", {}, "float32"),
+        "tag: pipeline batch_size=64": ("pipeline_tag", {"batch_size": 64}, "float32"),
+        "tag: nasty-train": ("ours_tag", {}, "float32"),
+        "tag: nasty-train --precision bf16": ("ours_tag", {"precision": "bf16"}, "bf16"),
+    }
+    arms = {k: v for k, v in {**fit_arms, **tag_arms}.items() if bf16 or v[2] != "bf16"}
+    rows: dict[str, list[dict]] = {name: [] for name in arms}
     with tempfile.TemporaryDirectory() as tmp:
         common = _fit_settings(
             tmp, train_file, subset, dev_file=dev_file, model=model, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate,
         )  # fmt: skip
+        params, subwords = _work(model, {"train": common["train_file"], "dev": dev_file})
+        rates = _worker(threads, "peak")
+        model_dir = str(Path(tmp) / "run-fit: nasty-train (defaults)-1" / "model")
         for seed in range(1, seeds + 1):
-            run_dir = str(Path(tmp) / f"run{seed}")
-            rows["fit: transformers Trainer"].append(_worker(threads, "trainer_fit", seed=seed, **common))
-            rows["fit: nasty-train"].append(_worker(threads, "ours_fit", seed=seed, run_dir=run_dir, **common))
-            print(f"seed {seed}: fitted", file=sys.stderr, flush=True)
-        model_dir = str(Path(tmp) / "run1" / "model")
-        rows["tag: pipeline"].append(_worker(threads, "pipeline_tag", model_dir=model_dir, dev_file=dev_file))
-        rows["tag: nasty-train"].append(_worker(threads, "ours_tag", model_dir=model_dir, dev_file=dev_file))
+            for name, (command, settings, _) in arms.items():
+                if command in ("trainer_fit", "ours_fit"):
+                    run_dir = {"run_dir": str(Path(tmp) / f"run-{name}-{seed}")} if command == "ours_fit" else {}
+                    rows[name].append(_worker(threads, command, seed=seed, **run_dir, **settings, **common))
+                else:
+                    rows[name].append(_worker(threads, command, model_dir=model_dir, dev_file=dev_file, **settings))
+            print(f"round {seed}: done", file=sys.stderr, flush=True)
 
     def mean(name: str, key: str) -> float:
         return _mean(rows[name], key)
 
-    def speed(name: str) -> float:
-        return _words_per_second(rows[name])
-
-    def rss(name: str) -> float:
-        return max(r["peak_rss_mb"] for r in rows[name])
-
     print(
-        f"\nmodel {model}, first {subset} sentences of {train_file}, {epochs} epoch(s), batch {batch_size}, "
-        f"lr {learning_rate}, {seeds} seed(s), {threads} threads; dev: {dev_file}\n"
+        f"\nmodel {model} ({params / 1e6:.1f}M parameters outside the embeddings), first {subset} sentences of "
+        f"{train_file} ({subwords['train']:,} subwords), {epochs} epoch(s), batch {batch_size}, lr {learning_rate}, "
+        f"{seeds} round(s), {threads} threads; dev: {dev_file} ({subwords['dev']:,} subwords)"
     )
-    print("| run | words/s | wall s | peak RSS MB | dev accuracy |\n|---|---|---|---|---|")
-    for name in rows:
-        seconds, accuracy = mean(name, "seconds"), mean(name, "accuracy")
-        print(f"| {name} | {speed(name):,.0f} | {seconds:.1f} | {rss(name):,.0f} | {accuracy:.4f} |")
-    trainer, ours = "fit: transformers Trainer", "fit: nasty-train"
-    for name in (trainer, ours):
+    print(
+        f"matrix-multiply peak (2048 x 2048): float32 {rates['float32'] / 1e9:,.0f} GFLOP/s, bf16 "
+        f"{rates['bf16'] / 1e9:,.0f} GFLOP/s{'' if bf16 else ' (emulated: no native bfloat16; bf16 arms left out)'}\n"
+    )
+    print(
+        "| arm | whole process s | inner s | subwords/s (inner) | GFLOP/s (inner) | of peak | peak RSS MB | accuracy |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (command, _, precision) in arms.items():
+        training = command.endswith("_fit")
+        work = subwords["train"] * epochs if training else subwords["dev"]
+        seconds = mean(name, "seconds")
+        flops = (6 if training else 2) * params * work / seconds
+        rss = max(r["peak_rss_mb"] for r in rows[name])
+        print(
+            f"| {name} | {mean(name, 'wall'):.1f} | {seconds:.1f} | {work / seconds:,.0f} | {flops / 1e9:,.0f} | "
+            f"{flops / rates[precision]:.1%} | {rss:,.0f} | {mean(name, 'accuracy'):.4f} |"
+        )
+    print()
+    for name in (n for n in fit_arms if n in rows):
         by_seed = ", ".join(f"{r['accuracy']:.4f}" for r in rows[name])
         print(f"{name}, dev accuracy by seed: {by_seed}")
-    accuracy_gain = 100 * (mean(ours, "accuracy") - mean(trainer, "accuracy"))
-    print(f"\nfit words/s ratio (ours / Trainer): {speed(ours) / speed(trainer):.2f}")
-    print(f"fit dev accuracy difference (ours - Trainer, mean of {seeds}): {accuracy_gain:+.2f} points")
-    print(f"fit peak RSS ratio (ours / Trainer): {rss(ours) / rss(trainer):.2f}")
-    print(f"tag words/s ratio (ours / pipeline): {speed('tag: nasty-train') / speed('tag: pipeline'):.2f}")
+    ours_fit_arm = "fit: nasty-train (defaults)"
+    print()
+    for name in (n for n in fit_arms if n in rows and n.startswith("fit: Trainer")):
+        wall = mean(name, "wall") / mean(ours_fit_arm, "wall")
+        print(
+            f"fit, ours / {name.removeprefix('fit: ')}: whole process {wall:.2f}x, "
+            f"inner {mean(name, 'seconds') / mean(ours_fit_arm, 'seconds'):.2f}x, accuracy "
+            f"{100 * (mean(ours_fit_arm, 'accuracy') - mean(name, 'accuracy')):+.2f} points"
+        )
+    best_pipeline = "tag: pipeline batch_size=64"
+    for name in (n for n in tag_arms if n in rows and "nasty-train" in n):
+        print(
+            f"tag, {name.removeprefix('tag: ')} / pipeline batch_size=64: whole process "
+            f"{mean(best_pipeline, 'wall') / mean(name, 'wall'):.2f}x, inner "
+            f"{mean(best_pipeline, 'seconds') / mean(name, 'seconds'):.2f}x"
+        )
 
 
 def options(
@@ -583,6 +688,6 @@ def ner(
 
 if __name__ == "__main__":
     auto_cli(
-        [compare, options, ner, trainer_fit, ours_fit, pipeline_tag, ours_tag, trainer_ner, ours_ner],
+        [compare, options, ner, peak, trainer_fit, ours_fit, pipeline_tag, ours_tag, trainer_ner, ours_ner],
         as_positional=False,
     )

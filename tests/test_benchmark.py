@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from nasty_lightning.precision import cpu_has_native_bf16
+
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).parents[1] / "scripts" / "benchmark.py"
 
@@ -39,13 +41,26 @@ def test_benchmark_prints_the_table_and_ratios(tiny_bert, toy_treebank):
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for row in ("fit: transformers Trainer", "fit: nasty-train", "tag: pipeline", "tag: nasty-train"):
-        assert re.search(rf"\| {row} \| [\d,]+ \| [\d.]+ \| [\d,]+ \| 0\.\d{{4}} \|", result.stdout), row
-    for ratio in ("fit words/s ratio", "fit peak RSS ratio", "tag words/s ratio"):
-        assert re.search(rf"{ratio} \(ours / \w+\): \d+\.\d\d", result.stdout), ratio
-    # both taggers use the same model, so they must agree on every word
-    accuracies = re.findall(r"\| tag: [\w-]+ \| [\d,]+ \| [\d.]+ \| [\d,]+ \| (0\.\d{4}) \|", result.stdout)
-    assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
+    out = result.stdout
+    assert re.search(r"matrix-multiply peak \(2048 x 2048\): float32 [\d,]+ GFLOP/s, bf16 [\d,]+ GFLOP/s", out)
+    rows = {
+        name: float(accuracy)
+        for name, accuracy in re.findall(
+            r"\| ((?:fit|tag): [^|]+?) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+% \| [\d,]+ \| (0\.\d{4}) \|",
+            out,
+        )
+    }
+    expected = ["fit: Trainer (defaults, fp32)", "fit: nasty-train (defaults)", "fit: nasty-train 32-true"]
+    expected += ["tag: pipeline (defaults)", "tag: pipeline batch_size=64", "tag: nasty-train"]
+    assert set(expected) <= set(rows), out
+    if cpu_has_native_bf16():
+        assert {"fit: Trainer bf16", "fit: Trainer bf16 + group_by_length", "tag: nasty-train --precision bf16"} <= set(
+            rows
+        )
+    for ratio in (r"fit, ours / Trainer \(defaults, fp32\)", "tag, nasty-train / pipeline batch_size=64"):
+        assert re.search(rf"{ratio}: whole process \d+\.\d\dx, inner \d+\.\d\dx", out), ratio
+    # pipeline and our float32 Tagger tag with the same model, so they must agree on every word
+    assert rows["tag: pipeline (defaults)"] == rows["tag: pipeline batch_size=64"] == rows["tag: nasty-train"]
 
 
 def test_ner_benchmark_scores_both_recipes_alike(tiny_bert, tmp_path):

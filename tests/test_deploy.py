@@ -17,6 +17,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, pipelin
 import nasty_lightning.export as export_module
 from nasty_lightning import Tagger
 from nasty_lightning.cli import main
+from nasty_lightning.errors import UserError
 from nasty_lightning.export import callback_state, curve_points, model_card
 from nasty_lightning.inference import split_words
 from nasty_lightning.reading import read_sentences
@@ -290,3 +291,18 @@ def test_exports_have_the_usual_permissions_and_replace_an_earlier_export_whole(
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
     err = cli_error(capsys, "export", "--ckpt_path", best, "--output_dir", tmp_path / "no" / "m")
     assert err == f"--output_dir {tmp_path}/no/m: the folder {tmp_path}/no does not exist"
+
+
+def test_bf16_tags_as_float32_does_with_bfloat16_weights(run, toy_treebank, monkeypatch):
+    words = [s.words for s in read_sentences(toy_treebank["dev"])]
+    full = Tagger.load(run / "model").predict(words)["upos"]
+    half = Tagger.load(run / "model", precision="bf16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    tags = half.predict(words)["upos"]
+    same = sum(a == b for x, y in zip(full, tags, strict=True) for a, b in zip(x, y, strict=True))
+    assert same >= 0.95 * sum(map(len, words))
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):  # auto: bf16 only where native
+        monkeypatch.setattr("nasty_lightning.inference.cpu_has_native_bf16", lambda native=native: native)
+        assert next(Tagger.load(run / "model", precision="auto").model.parameters()).dtype == dtype
+    with pytest.raises(UserError, match="--precision must be one of float32, bf16, auto, got 'fp16'"):
+        Tagger.load(run / "model", precision="fp16")
