@@ -113,9 +113,7 @@ def test_eval_reports_entity_scores_for_iob2_files(tmp_path, monkeypatch, capsys
         def predict(self, sentences, progress=False):
             return {"ner": [[gold[w] for w in words] for words in sentences]}
 
-    monkeypatch.setattr(
-        inference.Tagger, "load", classmethod(lambda cls, model_dir, batch_size=64, threads=None: Model())
-    )
+    monkeypatch.setattr(inference.Tagger, "load", classmethod(lambda cls, model_dir, **options: Model()))
     out_json = tmp_path / "scores.json"
     main(["eval", "--model_dir", str(tmp_path), "--test_file", str(data), "--output_json", str(out_json)])
     printed = capsys.readouterr().out
