@@ -5,12 +5,14 @@
     python scripts/benchmark.py options --train_file ... --dev_file ... --seeds 3 \\
         --variants '["--trainer.precision bf16-mixed", "--data.num_workers 1"]'
 
-Fine-tunes the same model on the same first ``subset`` training sentences with (a) the
-``transformers`` token-classification recipe (``Trainer`` with its defaults, random batches padded to
-the longest sentence, first-subword labels, as ``run_ner.py``) and (b) ``nasty-train fit``, then tags
-the dev file with (a) ``pipeline("token-classification")`` at its default batch size on pre-split words
-and (b) our ``Tagger``, both with the model (b) trained. Each run is a fresh process with the same
-thread count; words are real words (padding excluded). Prints one table and the ratios.
+``compare`` fine-tunes the same model on the same first ``subset`` training sentences with (a) the
+``transformers`` token-classification recipe (``Trainer``, random batches padded to the longest sentence,
+first-subword labels, as ``run_ner.py``) at its defaults, in bf16 and in bf16 with length-grouped batches,
+and (b) ``nasty-train fit`` at its defaults and in 32-true; then tags the dev file with (a)
+``pipeline("token-classification")`` on pre-split words at its default batch size and at 64, and (b) our
+``Tagger`` in float32 and bf16, all with the model (b) trained. Each run is a fresh process with the same
+thread count, timed whole (wall) and inside (training or tagging alone); the arms are interleaved round by
+round. Prints one table (with achieved FLOP/s against the machine's measured matrix-multiply peak) and ratios.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ def trainer_fit(
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
+        # with group_by_length the Trainer predicts in length-grouped order too: back to the rows' order
+        trainer.args.train_sampling_strategy = "random"
         predictions = trainer.predict(dev_rows)
     gold = np.concatenate([np.array(r["labels"]) for r in dev_rows])
     logits = np.concatenate([p[: len(r["labels"])] for p, r in zip(predictions.predictions, dev_rows, strict=True)])

@@ -11,7 +11,7 @@ weights; it reads the given model's tokenizer, so sentences have realistic subwo
 in a fresh process with the same threads:
 
 - ``torch float32``: the model directory through ``Tagger``, as ``tag`` and ``serve`` run it;
-- ``torch bf16``: the same, weights in bfloat16 (only where the CPU computes bfloat16 natively);
+- ``torch bf16``: the same with ``--precision bf16`` (only where the CPU computes bfloat16 natively);
 - ``onnx float32``: the model as one float32 ONNX graph on ONNX Runtime (no quantization: what the
   runtime alone is worth);
 - ``onnx int8``: ``nasty-train quantize``'s output.
@@ -79,15 +79,11 @@ def _sentences(dev_file: str) -> list:
 
 def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: bool = False) -> None:
     """One arm, in this process: batch-of-one latency, batched throughput and accuracy of the first column."""
-    import torch
-
     from nasty_lightning.evaluate import column_scores
     from nasty_lightning.inference import Tagger, use_threads
 
     use_threads(threads)
-    tagger = Tagger.load(model_dir, threads=threads)
-    if bf16:
-        tagger.model.to(torch.bfloat16)
+    tagger = Tagger.load(model_dir, threads=threads, precision="bf16" if bf16 else "float32")
     dev = _sentences(dev_file)
     words = [s.words for s in dev]
     for w in words[:20]:  # warm-up: first calls allocate and pick kernels
