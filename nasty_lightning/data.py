@@ -245,13 +245,10 @@ class TaggingDataModule(L.LightningDataModule):
         cached: they are cheap for the small data augmentation is for), and their files."""
         words, labels, groups = [], [], []
         for group, (path, start) in enumerate(zip(paths, starts, strict=True)):
-            sentences = self.sentences(path)
-            ids, _ = self._label_ids(path, sentences)
-            for i, (s, sentence_ids) in enumerate(zip(sentences, ids, strict=True)):
-                if start + i in keep:
-                    words.append(s.words)
-                    labels.append(sentence_ids)
-                    groups.append(group)
+            kept = [s for i, s in enumerate(self.sentences(path)) if start + i in keep]  # label only the sample
+            words += [s.words for s in kept]
+            labels += self._label_ids(path, kept)[0]
+            groups += [group] * len(kept)
         new_words, new_labels = augment(words, labels, self.hparams.augment, self.hparams.seed)
         windows = encode(new_words, self.tokenizer, self.hparams.max_length, new_labels)
         return [replace(w, sentence=w.sentence + total) for w in windows], [
