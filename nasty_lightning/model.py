@@ -15,6 +15,7 @@ from transformers import AutoModelForTokenClassification, get_linear_schedule_wi
 
 from nasty_lightning.casing import casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
+from nasty_lightning.dropout import use_fast_dropout
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import IGNORE
 from nasty_lightning.packing import accepts_packed_rows, block_mask, position_offset
@@ -218,6 +219,10 @@ class TokenTagger(L.LightningModule):
         """With several validation files (the data module's ``val_parts``), scores for each of them too."""
         self.val_parts = list(getattr(getattr(self.trainer, "datamodule", None), "val_parts", []))
         self.val_file_scores = nn.ModuleList(Scores(*self._scored) for _ in self.val_parts)
+
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":  # GPUs draw dropout masks fast (dropout.py)
+            use_fast_dropout(self.model)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         preds, targets = self._evaluate(batch, self.val_loss, self.val_scores, "val")

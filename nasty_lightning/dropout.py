@@ -1,0 +1,92 @@
+"""Dropout with a cheaper random mask, for training on the CPU.
+
+PyTorch draws a CPU dropout mask with ``bernoulli_``, one Mersenne-twister number per element: 17% of a
+bf16 MiniLM training step on a 2-core CPU, most of it in the attention probabilities' dropout (README,
+Speed). Here one 64-bit draw gives the random 16-bit numbers of four elements, and an element is dropped
+where its number falls below ``p`` of the range: the same rate up to 1/65,536, from the same seeded
+generator (so ``seed_everything`` and resumed runs draw the same masks); training ran 1.12x as fast.
+
+``use_fast_dropout`` swaps a Hugging Face model's ``nn.Dropout`` modules for :class:`Dropout` and, where
+the model attends through transformers' attention interface with SDPA, routes attention to
+:func:`attention`, which is SDPA itself whenever no dropout applies (evaluation) and otherwise the same
+product with the cheaper mask on the attention probabilities. GPUs draw masks fast and fuse dropout into
+attention, so only CPU training uses it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ATTENTION = "sdpa_cheap_dropout"
+_RANGE = 1 << 16
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A bool mask of ``shape``, each element False (dropped) with probability ``p`` (to 1/65,536)."""
+    n = math.prod(shape)
+    bits = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    return bits.view(torch.int16)[:n].view(shape) >= round(p * _RANGE) - _RANGE // 2
+
+
+def drop_out(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-time dropout of ``x``: dropped elements are zero, the others scaled by 1 / (1 - p)."""
+    return x * keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1 / (1 - p))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with :func:`keep_mask`'s mask (its ``p`` and train/eval behaviour unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_out(x, self.p) if self.training and self.p > 0 else x
+
+
+def attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention function, except that attention-probability dropout uses
+    :func:`keep_mask` (``attention_mask``: True or 0 where a position may attend)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if not dropout or getattr(module, "is_causal", False) or getattr(module, "num_key_value_groups", 1) > 1:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probs = drop_out(torch.softmax(scores, dim=-1), dropout)
+    return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
+
+
+def use_fast_dropout(model: nn.Module) -> None:
+    """Swap ``model``'s dropout (modules, and SDPA attention's) for the cheaper mask; outputs in
+    evaluation mode stay exactly the same."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    try:
+        model.set_attn_implementation(ATTENTION)
+    except (ValueError, AttributeError):  # a model that takes only the attention kinds it names
+        model.set_attn_implementation("sdpa")
