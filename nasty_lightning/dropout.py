@@ -79,7 +79,7 @@ def use_fast_dropout(model: nn.Module) -> None:
             if type(child) is nn.Dropout:
                 setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
     config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) != "sdpa":
+    if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -88,5 +88,5 @@ def use_fast_dropout(model: nn.Module) -> None:
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
     try:
         model.set_attn_implementation(ATTENTION)
-    except (ValueError, AttributeError):  # a model that takes only the attention kinds it names
+    except ValueError:  # a model that takes only the attention kinds it names keeps SDPA
         model.set_attn_implementation("sdpa")
