@@ -80,3 +80,14 @@ def test_model_with_cheaper_dropout_evaluates_exactly_as_before_and_still_drops_
     first.sum().backward()
     grads = [p.grad for p in fast.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_saved_model_does_not_name_the_training_attention(tiny_bert, tmp_path):
+    """Checkpoints (``hf_config``) and exported models must load in plain transformers, which knows no
+    ``sdpa_cheap_dropout``."""
+    model = AutoModelForTokenClassification.from_pretrained(tiny_bert, num_labels=5)
+    use_fast_dropout(model)
+    assert model.config._attn_implementation == ATTENTION
+    assert ATTENTION not in str(model.config.to_dict())
+    model.save_pretrained(tmp_path)
+    assert ATTENTION not in (tmp_path / "config.json").read_text()
