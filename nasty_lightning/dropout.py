@@ -19,6 +19,9 @@ import math
 
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "sdpa_cheap_dropout"
 _RANGE = 1 << 16
@@ -55,8 +58,6 @@ def attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention function, except that attention-probability dropout uses
     :func:`keep_mask` (``attention_mask``: True or 0 where a position may attend)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if not dropout or getattr(module, "is_causal", False) or getattr(module, "num_key_value_groups", 1) > 1:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
@@ -81,9 +82,6 @@ def use_fast_dropout(model: nn.Module) -> None:
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     AttentionInterface.register(ATTENTION, attention)
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
     try:
