@@ -14,20 +14,14 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformers import (
-    AutoConfig,
-    AutoModelForTokenClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
+from nasty_lightning import bert_family
 from nasty_lightning.batching import collate
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
@@ -38,6 +32,9 @@ from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label
 from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
 from nasty_lightning.precision import cpu_has_native_bf16
 from nasty_lightning.untrusted import check_model_dir
+
+if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
 PRECISIONS = ("float32", "bf16", "auto")
@@ -94,7 +91,12 @@ class Network(torch.nn.Module):
     """The encoder and every head as one module: (input ids, attention mask, casing classes) to each head's
     logits. ``Tagger`` runs it, and ``quantize`` exports it to ONNX."""
 
-    def __init__(self, model: PreTrainedModel, layers: torch.nn.ModuleDict, casing: torch.nn.Embedding | None) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel | bert_family.TokenClassifier,
+        layers: torch.nn.ModuleDict,
+        casing: torch.nn.Embedding | None,
+    ) -> None:
         super().__init__()
         self.model, self.layers, self.casing = model, layers, casing
 
@@ -167,7 +169,7 @@ class Tagger:
     hidden states, so every column comes from one encoder pass. A quantized model (``nasty-train quantize``)
     has no PyTorch ``model``: its encoder and heads are one ONNX graph (``onnx``)."""
 
-    model: PreTrainedModel | None
+    model: PreTrainedModel | bert_family.TokenClassifier | None
     tokenizer: PreTrainedTokenizerBase
     heads: list[Head]
     max_length: int
@@ -219,13 +221,8 @@ class Tagger:
         missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
         if missing:
             raise UserError(f"{model_dir} is not an exported model directory: missing {', '.join(missing)}")
-        try:
-            model = AutoModelForTokenClassification.from_pretrained(
-                model_dir, use_safetensors=True, trust_remote_code=False
-            ).eval()
-            model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
-        except (OSError, ValueError, SafetensorError) as err:
-            raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
+        model = bert_family.load(model_dir) or _load_transformers(model_dir)
+        model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         heads = _heads(model_dir, model.config, meta)
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
@@ -246,6 +243,8 @@ class Tagger:
             raise UserError(
                 f"{model_dir} holds both {ONNX_FILE} and model.safetensors: the files do not belong together"
             )
+        from transformers import AutoConfig
+
         try:
             config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         except (OSError, ValueError) as err:
@@ -325,11 +324,23 @@ class Tagger:
             yield chunk, rows
 
 
+def _load_transformers(model_dir: Path) -> PreTrainedModel:
+    """The token classifier of a model directory that ``bert_family`` does not implement, by transformers."""
+    from transformers import AutoModelForTokenClassification
+
+    try:
+        return AutoModelForTokenClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False
+        ).eval()
+    except (OSError, ValueError, SafetensorError) as err:
+        raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
 
 
-def _heads(model_dir: Path, config: PretrainedConfig, meta: dict[str, Any]) -> list[Head]:
+def _heads(model_dir: Path, config: PretrainedConfig | bert_family.Config, meta: dict[str, Any]) -> list[Head]:
     """The heads of a model directory: the classifier's labels from its config, the others from META_FILE."""
     first = [config.id2label[i] for i in range(config.num_labels)]
     heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]

@@ -10,6 +10,8 @@ The output file is written whole or not at all, so ``--output`` may name the inp
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -39,6 +41,32 @@ class Predictor(Protocol):
 TEXT_SUFFIXES = {".txt", ".text"}
 
 
+@dataclass
+class Timed:
+    """A ``Predictor`` that counts the sentences and words it tags, and the seconds that takes."""
+
+    tagger: Predictor
+    sentences: int = 0
+    words: int = 0
+    seconds: float = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return self.tagger.columns
+
+    def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]:
+        start = time.perf_counter()
+        predicted = self.tagger.predict(sentences, progress)
+        self.seconds += time.perf_counter() - start
+        self.sentences += len(sentences)
+        self.words += sum(map(len, sentences))
+        return predicted
+
+    def summary(self) -> str:
+        rate = f", {self.words / self.seconds:,.0f} words/s" if self.seconds > 0 else ""
+        return f"tagged {self.sentences:,} sentences ({self.words:,} words) in {self.seconds:.2f} s{rate}"
+
+
 def tag(
     model_dir: str,
     input: str = "-",
@@ -54,7 +82,8 @@ def tag(
     words (punctuation and English clitics such as n't and 's become words of their own, as in UD)
     and written as CoNLL-U. Blank lines are skipped, and each sentence's ``sent_id`` is the number of its
     input line (``# sent_id = 3`` for the third line, whether or not line 2 was blank), so the output
-    lines up with the input.
+    lines up with the input. At the end, a line on standard error gives the sentences, words and seconds
+    the model took (loading and reading not counted).
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
@@ -79,12 +108,13 @@ def tag(
         text_lines = [part for _, line in lines for part in line.splitlines() or [line]]  # blank lines too
     elif Path(input).suffix.lower() in TEXT_SUFFIXES:
         text_lines = [line for _, line in read_lines(input)]
-    tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision)
+    tagger = Timed(Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision))
     result = tag_conllu(tagger, input) if text_lines is None else tag_text(tagger, text_lines)
     if output == "-":
         sys.stdout.write(result)
     else:
         write_atomic(output, result)
+    print(tagger.summary(), file=sys.stderr)
 
 
 def tag_conllu(tagger: Predictor, path: str) -> str:

@@ -9,16 +9,18 @@
 ``transformers`` token-classification recipe (``Trainer``, random batches padded to the longest sentence,
 first-subword labels, as ``run_ner.py``) at its defaults, in bf16 and in bf16 with length-grouped batches,
 and (b) ``nasty-train fit`` at its defaults and in 32-true; then tags the dev file with (a)
-``pipeline("token-classification")`` on pre-split words at its default batch size and at 64, and (b) our
-``Tagger`` in float32 and bf16, all with the model (b) trained. Each run is a fresh process with the same
-thread count, timed whole (wall) and inside (training or tagging alone); the arms are interleaved round by
-round. Prints one table (with achieved FLOP/s against the machine's measured matrix-multiply peak) and ratios.
+``pipeline("token-classification")`` on pre-split words at its default batch size and at 64 (float32 and
+bf16), and (b) ``nasty-train tag`` in float32 and bf16, all with the model (b) trained. Each run is a fresh
+process with the same thread count, timed whole (wall) and inside (training or tagging alone); the arms are
+interleaved round by round. Prints one table (with achieved FLOP/s against the machine's measured
+matrix-multiply peak) and ratios.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shlex
 import statistics
@@ -31,8 +33,9 @@ from pathlib import Path
 from jsonargparse import auto_cli
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_rss_mb(child: bool = False) -> float:
+    """This process's peak resident memory, or with ``child`` that of the largest process it waited for."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN if child else resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _first_sentences(source: str, target: Path, n: int) -> Path:
@@ -41,8 +44,9 @@ def _first_sentences(source: str, target: Path, n: int) -> Path:
     return target
 
 
-def _report(**values) -> None:
-    print("RESULT " + json.dumps({**values, "peak_rss_mb": _peak_rss_mb()}), flush=True)
+def _report(child: bool = False, **values) -> None:
+    """The measurement, for ``_worker``; ``child``: the work was done by a process this one ran."""
+    print("RESULT " + json.dumps({**values, "peak_rss_mb": _peak_rss_mb(child)}), flush=True)
 
 
 def _trainer_rows(sentences, tokenizer, column: str, label_ids: dict[str, int]) -> list[dict]:
@@ -146,41 +150,41 @@ def ours_fit(
     options: str = "",
 ) -> None:
     """(b) nasty-train fit with the same settings (plus ``options``, more nasty-train arguments); training
-    time excludes the validation passes."""
-    from nasty_lightning.cli import main
+    time excludes the validation passes. Runs as the ``nasty-train`` program does (``cli.entry``)."""
+    from nasty_lightning.cli import entry
+
+    sys.argv = [
+        "nasty-train",
+        "fit",
+        "--model.model_name",
+        model,
+        "--data.train_file",
+        train_file,
+        "--data.val_file",
+        dev_file,
+        "--trainer.max_epochs",
+        str(epochs),
+        "--data.batch_size",
+        str(batch_size),
+        "--model.learning_rate",
+        str(learning_rate),
+        "--seed_everything",
+        str(seed),
+        "--validation.every_n_steps",
+        "0",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        run_dir,
+        *shlex.split(options),
+    ]
+    entry()
     from nasty_lightning.export import callback_state
     from nasty_lightning.reading import read_sentences
     from nasty_lightning.untrusted import load_checkpoint
 
-    sys.argv = ["nasty-train"]
-    main(
-        [
-            "fit",
-            "--model.model_name",
-            model,
-            "--data.train_file",
-            train_file,
-            "--data.val_file",
-            dev_file,
-            "--trainer.max_epochs",
-            str(epochs),
-            "--data.batch_size",
-            str(batch_size),
-            "--model.learning_rate",
-            str(learning_rate),
-            "--seed_everything",
-            str(seed),
-            "--validation.every_n_steps",
-            "0",
-            "--trainer.num_sanity_val_steps",
-            "0",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.default_root_dir",
-            run_dir,
-            *shlex.split(options),
-        ]
-    )
     ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
     record = callback_state(ckpt, "RunRecord")
     monitor = callback_state(ckpt, "ModelCheckpoint", "val_acc")
@@ -189,15 +193,18 @@ def ours_fit(
     _report(words=words, seconds=seconds, accuracy=float(monitor["current_score"]))
 
 
-def pipeline_tag(model_dir: str, dev_file: str, batch_size: int | None = None) -> None:
-    """(a) pipeline("token-classification") on pre-split words, at its default batch size or ``batch_size``."""
+def pipeline_tag(model_dir: str, dev_file: str, batch_size: int | None = None, bf16: bool = False) -> None:
+    """(a) pipeline("token-classification") on pre-split words, at its default batch size or ``batch_size``;
+    ``bf16``: the weights in bfloat16 (its ``dtype`` option)."""
+    import torch
     from transformers import AutoTokenizer, pipeline
 
     from nasty_lightning.reading import read_sentences
 
     sentences = read_sentences(dev_file)
     words = [s.words for s in sentences]
-    tagger = pipeline("token-classification", model=model_dir, ignore_labels=[])
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    tagger = pipeline("token-classification", model=model_dir, ignore_labels=[], dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     start = time.perf_counter()
     outputs = tagger(words, is_split_into_words=True, **({"batch_size": batch_size} if batch_size else {}))
@@ -219,24 +226,29 @@ def pipeline_tag(model_dir: str, dev_file: str, batch_size: int | None = None) -
 
 
 def ours_tag(model_dir: str, dev_file: str, precision: str = "float32") -> None:
-    """(b) our Tagger: sorted by length, batched, inference mode, weights in ``precision``."""
-    from nasty_lightning import Tagger
+    """(b) the ``nasty-train tag`` command on the dev file, weights in ``precision``; its tagging time is the one
+    it reports (the model's work, as the pipeline's: loading and reading not counted)."""
     from nasty_lightning.reading import read_sentences
 
+    with tempfile.TemporaryDirectory() as tmp:
+        tagged = Path(tmp) / "tagged.conllu"
+        threads = ["--threads", os.environ["OMP_NUM_THREADS"]] if "OMP_NUM_THREADS" in os.environ else []
+        command = [str(Path(sys.executable).with_name("nasty-train")), "tag", "--model_dir", model_dir]
+        command += ["--input", dev_file, "--output", str(tagged), "--precision", precision, *threads]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"nasty-train tag failed:\n{done.stderr[-3000:]}")
+        seconds = float(re.search(r"tagged .* in ([\d.]+) s", done.stderr)[1])
+        predicted = read_sentences(str(tagged))
     sentences = read_sentences(dev_file)
-    tagger = Tagger.load(model_dir, precision=precision)
-    start = time.perf_counter()
-    predicted = tagger.predict([s.words for s in sentences])[tagger.label_column]
-    seconds = time.perf_counter() - start
     pairs = [
         (g, t)
         for s, tags in zip(sentences, predicted, strict=True)
-        for g, t in zip(s.labels("upos"), tags, strict=True)
+        for g, t in zip(s.labels("upos"), tags.labels("upos"), strict=True)
         if g
     ]
-    _report(
-        words=sum(len(s.words) for s in sentences), seconds=seconds, accuracy=sum(g == t for g, t in pairs) / len(pairs)
-    )
+    words = sum(len(s.words) for s in sentences)
+    _report(words=words, seconds=seconds, accuracy=sum(g == t for g, t in pairs) / len(pairs), child=True)
 
 
 def _worker(threads: int, command: str, **kwargs) -> dict:
@@ -330,8 +342,9 @@ def compare(
 
     Arms: the Trainer at its defaults (float32), with ``bf16=True`` and with bf16 and
     ``train_sampling_strategy="group_by_length"``; ``nasty-train fit`` at its defaults (bf16-mixed where native)
-    and in 32-true; ``pipeline`` at its default batch size and at ``batch_size=64``; our Tagger in float32 and
-    in bf16. bf16 arms run only where the CPU computes bfloat16 natively. FLOP/s count the model's useful work:
+    and in 32-true; ``pipeline`` at its default batch size and at ``batch_size=64`` (float32 and bf16);
+    ``nasty-train tag`` in float32 and in bf16, each against ``pipeline`` at 64 in its precision.
+    bf16 arms run only where the CPU computes bfloat16 natively. FLOP/s count the model's useful work:
     ``6 x non-embedding parameters x real subwords`` for training (forward and backward), ``2 x ...`` for
     tagging; attention scores (about 1% of it at these sentence lengths) and padding are not counted.
 
@@ -362,6 +375,7 @@ def compare(
     tag_arms = {
         "tag: pipeline (defaults)": ("pipeline_tag", {}, "float32"),
         "tag: pipeline batch_size=64": ("pipeline_tag", {"batch_size": 64}, "float32"),
+        "tag: pipeline batch_size=64 bf16": ("pipeline_tag", {"batch_size": 64, "bf16": True}, "bf16"),
         "tag: nasty-train": ("ours_tag", {}, "float32"),
         "tag: nasty-train --precision bf16": ("ours_tag", {"precision": "bf16"}, "bf16"),
     }
@@ -423,12 +437,12 @@ def compare(
             f"inner {mean(name, 'seconds') / mean(ours_fit_arm, 'seconds'):.2f}x, accuracy "
             f"{100 * (mean(ours_fit_arm, 'accuracy') - mean(name, 'accuracy')):+.2f} points"
         )
-    best_pipeline = "tag: pipeline batch_size=64"
     for name in (n for n in tag_arms if n in rows and "nasty-train" in n):
+        peer = "tag: pipeline batch_size=64" + (" bf16" if tag_arms[name][2] == "bf16" else "")  # same precision
         print(
-            f"tag, {name.removeprefix('tag: ')} / pipeline batch_size=64: whole process "
-            f"{mean(best_pipeline, 'wall') / mean(name, 'wall'):.2f}x, inner "
-            f"{mean(best_pipeline, 'seconds') / mean(name, 'seconds'):.2f}x"
+            f"tag, {name.removeprefix('tag: ')} / {peer.removeprefix('tag: ')}: whole process "
+            f"{mean(peer, 'wall') / mean(name, 'wall'):.2f}x, "
+            f"inner {mean(peer, 'seconds') / mean(name, 'seconds'):.2f}x"
         )
 
 

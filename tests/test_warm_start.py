@@ -32,9 +32,11 @@ def test_a_label_set_of_the_same_size_with_other_names_keeps_old_rows_by_name(to
     batch = old.tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
     with torch.no_grad():
         before, after = old.model.eval()(**batch).logits, model.eval()(**batch).logits
-    for i, tag in enumerate(renamed):  # every kept label scores every subword as the old model scored it
+    # every kept label scores every subword as the old model scored it (Tagger's encoder is bert_family's:
+    # the same arithmetic as transformers', in another order, so equal to float rounding)
+    for i, tag in enumerate(renamed):
         if tag in old.labels:
-            assert torch.allclose(after[..., i], before[..., old.labels.index(tag)]), tag
+            assert torch.allclose(after[..., i], before[..., old.labels.index(tag)], atol=1e-6), tag
 
 
 @pytest.mark.integration
