@@ -144,7 +144,7 @@ def entry() -> None:
 
     Importing PyTorch, transformers and Lightning makes millions of objects that live as long as the process.
     At CPython's default thresholds the cyclic garbage collector rescans them over and over while they load,
-    and once more at exit: 1.2 of the 4.5 s that tagging one sentence took (README, Speed). Here collections
+    and once more at exit: 1.3 of the 4.5 s that tagging one sentence took (README, Speed). Here collections
     stay on, less often, and what is left when the command has finished is freed by the process's exit.
     ``main`` itself leaves the collector alone, for callers that go on after it (the tests).
     """

@@ -172,6 +172,9 @@ def test_tag_changes_only_the_predicted_column(run, tmp_path):
     assert b"\r" not in out and not out.startswith(b"\xef\xbb\xbf")
     got, want = out.decode("utf-8").split("\n"), EDGE_CASES.split("\n")
     assert len(got) == len(want)
+    sentences = read_sentences(source)
+    words = sum(len(s.words) for s in sentences)
+    assert re.search(rf"^tagged {len(sentences)} sentences \({words} words\) in \d+\.\d\d s", result.stderr, re.M)
     for g, w in zip(got, want, strict=True):
         g_cols, w_cols = g.split("\t"), w.split("\t")
         if re.fullmatch(r"\d+", w_cols[0]):
