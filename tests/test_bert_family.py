@@ -98,8 +98,11 @@ def test_weights_that_do_not_fit_are_left_to_transformers(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "intermediate_size": 48}))
     assert bert_family.load(tmp_path) is None
+    path.write_text(json.dumps({**json.loads(path.read_text()), "intermediate_size": 64, "vocab_size": 10**12}))
+    assert bert_family.load(tmp_path) is None  # refused before anything of that size is allocated
+    path.write_text(json.dumps({**json.loads(path.read_text()), "vocab_size": 100}))
+    assert bert_family.load(tmp_path) is not None
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
-    path.write_text(json.dumps({**json.loads(path.read_text()), "intermediate_size": 64}))
     assert bert_family.load(tmp_path) is None
 
 
