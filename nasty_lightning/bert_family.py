@@ -220,20 +220,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.embeddings = Embeddings(config)
         distil = config.model_type == "distilbert"
+        self.stack = "transformer" if distil else "encoder"
         stack = nn.Module()
         stack.layer = nn.ModuleList((DistilBertLayer if distil else BertLayer)(config) for _ in range(config.layers))
-        setattr(self, "transformer" if distil else "encoder", stack)
-        self.stack = "transformer" if distil else "encoder"
+        setattr(self, self.stack, stack)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        """The embeddings' output and every layer's."""
-        x = self.embeddings(input_ids, inputs_embeds, token_type_ids)
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """The embeddings' output ``x`` and every layer's."""
         if attention_mask is None:
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
         mask = attention_mask.bool()[:, None, None, :]
@@ -268,7 +261,7 @@ class TokenClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> Output:
-        states = self.encoder(input_ids, attention_mask, inputs_embeds, token_type_ids)
+        states = self.encoder(self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids), attention_mask)
         return Output(self.classifier(states[-1]), tuple(states) if output_hidden_states else None)
 
 
