@@ -10,7 +10,9 @@ No ``from __future__ import annotations`` here: LitServe reads the annotation of
 argument as the request schema, and FastAPI needs it as a class, not a string.
 """
 
+import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -18,10 +20,12 @@ from queue import Empty
 from typing import Any, Literal
 
 import litserve
+import litserve.server as litserve_server
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError, collate_requests
 from litserve.loops.simple_loops import BatchedLoop
+from litserve.transport.base import MessageTransport
 from litserve.utils import LitAPIStatus, LoopResponseType
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError, model_validator
 
@@ -122,6 +126,78 @@ class GreedyBatches(BatchedLoop):
         return [(response_queue_id, uid, payload), *rest], timed_out
 
 
+class PipeTransport(MessageTransport):
+    """Answers from the worker to the HTTP server through one pipe per HTTP server process.
+
+    LitServe's fast transport sends every answer through ZeroMQ and a broker process (more processes' and
+    I/O threads' wake-ups); its other one reads a manager queue from a thread. Here the worker (one process,
+    one thread) writes the pickled answer to a pipe, and the HTTP server's event loop reads it as soon as the
+    pipe becomes readable.
+    """
+
+    def __init__(self, consumers: int) -> None:
+        pipes = [multiprocessing.get_context("spawn").Pipe(duplex=False) for _ in range(consumers)]
+        self._readers = [r for r, _ in pipes]
+        self._writers = [w for _, w in pipes]
+        self._closed = False
+
+    def send(self, item: Any, consumer_id: int) -> None:
+        self._writers[consumer_id].send(item)
+
+    async def areceive(self, consumer_id: int, timeout: float | None = None) -> Any:
+        """The next answer for this HTTP server, or None after ``timeout`` (at most 1 s) without one."""
+        if self._closed:
+            raise asyncio.CancelledError("transport closed")
+        reader = self._readers[consumer_id]
+        if not reader.poll():
+            loop = asyncio.get_running_loop()
+            ready = loop.create_future()
+            loop.add_reader(reader.fileno(), lambda: ready.done() or ready.set_result(None))
+            try:
+                await asyncio.wait_for(ready, 1.0 if timeout is None else min(timeout, 1.0))
+            except TimeoutError:
+                return None
+            finally:
+                loop.remove_reader(reader.fileno())
+        return reader.recv()
+
+    def close(self, send_sentinel: bool = True) -> None:
+        self._closed = True
+
+
+async def _no_auth() -> None:
+    """No authentication (LitServe's ``LIT_SERVER_API_KEY`` unset)."""
+
+
+class PipeServer(litserve.LitServer):
+    """LitServe with shorter paths between its HTTP server process and the worker (README, Serving).
+
+    - Requests: LitServe's queue is a ``multiprocessing.Manager`` queue, so every request's put and get is a
+      round trip through the manager process; a ``multiprocessing.Queue`` carries the same tuples over a
+      pipe. Its put never blocks (a thread writes), so a large request cannot stall the event loop while
+      the worker writes a large answer.
+    - Answers: ``PipeTransport``.
+    - No authentication is a coroutine (see ``setup_auth``).
+
+    The HTTP server is forked from this process and the worker is spawned with the queue and the transport as
+    arguments, the two ways such objects may be handed over. Relies on LitServe's internal ``_init_manager``
+    (hence the pinned LitServe version in pyproject.toml).
+    """
+
+    def setup_auth(self, lit_api: litserve.LitAPI | None = None) -> Any:
+        """LitServe's authentication, except that "none" is a coroutine: FastAPI runs a plain function
+        dependency in a thread pool, a hand-over to another thread and back on every request."""
+        auth = super().setup_auth(lit_api)
+        return _no_auth if auth is litserve_server.no_auth else auth
+
+    def _init_manager(self, num_api_servers: int) -> Any:
+        manager = super()._init_manager(num_api_servers)
+        for path in self.litapi_request_queues:
+            self.litapi_request_queues[path] = multiprocessing.get_context("spawn").Queue()
+        self._transport = PipeTransport(num_api_servers)
+        return manager
+
+
 class TaggingAPI(litserve.LitAPI):
     """Tags the sentences of every request of a batch with one ``Tagger.predict``."""
 
@@ -219,7 +295,7 @@ def serve(
     threads = use_threads(threads)
     Tagger.load(model_dir, batch_size=batch_size, threads=1, precision=precision)  # a bad directory fails here
     api = TaggingAPI(model_dir, batch_size, threads, max_batch_size, precision)
-    server = litserve.LitServer(api, accelerator="cpu", devices=1, workers_per_device=1, fast_queue=True)
+    server = PipeServer(api, accelerator="cpu", devices=1, workers_per_device=1)
     server.app.add_exception_handler(RequestValidationError, _validation_error)
     _stop_on_sigterm()
     print(

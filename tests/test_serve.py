@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -14,11 +15,13 @@ import time
 from pathlib import Path
 from queue import Queue
 
+import litserve.server as litserve_server
 import pytest
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from nasty_lightning.inference import Tagger
-from nasty_lightning.serving import MAX_SENTENCES, GreedyBatches, TaggingAPI, TagRequest
+from nasty_lightning.serving import MAX_SENTENCES, GreedyBatches, PipeServer, PipeTransport, TaggingAPI, TagRequest
 
 V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
@@ -66,6 +69,32 @@ def test_the_worker_takes_every_waiting_request_as_one_batch_and_no_more():
     assert api.max_batch_size == 3  # restored
     batch, _ = loop.get_batch_requests(api, queue, _Transport())
     assert [uid for _, uid, _ in batch] == ["d"]  # the one left, at once: no waiting for more
+
+
+def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out():
+    transport = PipeTransport(consumers=2)
+    answer = ("uid", (Response("x" * 200_000), "OK", "REGULAR", 0))  # larger than a pipe's buffer
+
+    async def receive() -> list:
+        got = [await transport.areceive(1, timeout=0.05)]  # nothing sent yet
+        writer = threading.Thread(target=lambda: [transport.send(answer, 1), transport.send(("b", ()), 1)])
+        writer.start()
+        got += [await transport.areceive(1), await transport.areceive(1)]
+        writer.join()
+        return got
+
+    nothing, first, second = asyncio.run(receive())
+    assert nothing is None
+    assert first[0] == "uid" and first[1][0].body == answer[1][0].body
+    assert second == ("b", ())
+
+
+def test_no_authentication_is_a_coroutine_and_an_api_key_is_still_checked(monkeypatch):
+    server = PipeServer.__new__(PipeServer)  # setup_auth reads only the API it is given
+    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
+    assert asyncio.iscoroutinefunction(server.setup_auth(api))
+    monkeypatch.setattr(litserve_server, "LIT_SERVER_API_KEY", "secret")
+    assert server.setup_auth(api) is litserve_server.api_key_auth
 
 
 def test_one_predict_answers_every_request_of_a_batch_in_order():
