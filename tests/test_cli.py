@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 import yaml
 from clirun import fit_args, metrics, nasty_train, printed_metric
 
-from nasty_lightning.cli import main
+from nasty_lightning.cli import keep_freed_memory, main
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
 
@@ -243,3 +245,10 @@ def test_help_documents_the_options(capsys):
         "--data.label_column",
     ):
         assert text in out, text
+
+
+def test_malloc_is_told_to_keep_freed_memory_unless_the_environment_says_otherwise():
+    assert not keep_freed_memory({"MALLOC_ARENA_MAX": "2"})  # what the user set wins
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory({})
