@@ -96,8 +96,9 @@ class NastyCLI(LightningCLI):
         precision.help = (
             "Numeric precision: 32-true, bf16-mixed, 16-mixed, 64-true, ... Default for fit: bf16-mixed where the "
             "device computes in bfloat16 natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16, AMX or "
-            "Arm BF16), else 32-true; for validate and test: 32-true. Validation and test always compute "
-            "in full precision, as the exported model does."
+            "Arm BF16), else 32-true; for validate and test: 32-true. Validation during fit computes in this "
+            "precision unless --model.validation_precision float32; test scores always in float32, as the exported "
+            "model tags."
         )
         parser.link_arguments("model.model_name", "data.model_name")
         parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")

@@ -52,3 +52,33 @@ def test_gradient_clipping_works_with_the_fused_optimizer(tiny_bert, toy_treeban
         weights = torch.load(run / "checkpoints" / "epoch=0.ckpt", weights_only=True)["state_dict"]  # at step 4
         moved[clip] = float((weights[f"model.{key}"] - start[key]).abs().max())
     assert moved["1e-12"] < 1e-5 < 1e-4 < moved["1000"], moved
+
+
+@pytest.mark.parametrize(("validation_precision", "autocast"), [("training", True), ("float32", False)])
+def test_validation_computes_in_the_training_precision_unless_told_float32_and_test_in_float32(
+    tiny_bert, toy_treebank, monkeypatch, validation_precision, autocast
+):
+    import lightning as L
+    import torch
+
+    from nasty_lightning.data import TaggingDataModule
+    from nasty_lightning.model import TokenTagger
+
+    data = TaggingDataModule(
+        train_file=str(toy_treebank["train"]),
+        val_file=str(toy_treebank["dev"]),
+        test_file=str(toy_treebank["dev"]),
+        model_name=str(tiny_bert),
+        cache_dir=None,
+    )
+    data.setup("fit")
+    model = TokenTagger(str(tiny_bert), labels=data.label_vocab, validation_precision=validation_precision)
+    seen = []
+    step = model._step
+    monkeypatch.setattr(model, "_step", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or step(*a, **k))
+    trainer = L.Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.validate(model, datamodule=data, verbose=False)
+    assert seen and set(seen) == {autocast}
+    seen.clear()
+    trainer.test(model, datamodule=data, verbose=False)
+    assert seen and set(seen) == {False}
