@@ -350,8 +350,11 @@ def _clients(port: int, words: list[list[str]], clients: int, requests: int, max
     }
 
 
-def server(model_dir: str, dev_file: str, threads: int, clients: int, requests: int, max_seconds: float) -> list[dict]:
-    """``nasty-train serve`` on a free loopback port: one client, then ``clients`` at once."""
+def server(
+    model_dir: str, dev_file: str, threads: int, clients: int, requests: int, max_seconds: float, sentences: int
+) -> list[dict]:
+    """``nasty-train serve`` on a free loopback port: one client, then ``clients`` at once; the requests cycle
+    through the first ``sentences`` sentences, those the in-process arms time."""
     port = _free_port()
     command = [*NASTY, "serve", "--model_dir", model_dir, "--port", str(port), "--threads", str(threads)]
     process = subprocess.Popen(command, env=_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -368,7 +371,7 @@ def server(model_dir: str, dev_file: str, threads: int, clients: int, requests: 
             if time.time() > deadline or process.poll() is not None:
                 raise SystemExit(f"the server did not start:\n{process.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
-        words = [s.words for s in _sentences(dev_file)]
+        words = [s.words for s in _sentences(dev_file)][:sentences]
         _clients(port, words, 1, 20, max_seconds)  # warm-up
         return [_clients(port, words, n, requests, max_seconds) for n in (1, clients)]
     finally:
@@ -390,7 +393,7 @@ def run(
     sentences: int = 500,
     threads: int = 2,
     clients: int = 8,
-    requests: int = 400,
+    requests: int = 500,
     max_seconds: float = 60.0,
     roberta: bool = True,
     keep: str | None = None,
@@ -403,7 +406,8 @@ def run(
         sentences: Sentences timed one by one (batch of one) per arm.
         threads: CPU threads of every arm and of the server.
         clients: Concurrent clients of the second server phase.
-        requests: Requests per server phase (one sentence each).
+        requests: Requests per server phase (one sentence each, through the first ``sentences`` in turn: with
+            as many requests as sentences, the single client sends the sentences the in-process arms time).
         max_seconds: Most seconds per server phase.
         roberta: Also measure the randomly initialised roberta-base-shaped model.
         keep: Folder to keep the quantized and ONNX models in (default: a temporary folder, removed).
@@ -474,7 +478,7 @@ def run(
         for kind, path in kinds.items():
             if name != "fine-tuned" and kind != "int8":
                 continue
-            phases = server(path, dev_file, threads, clients, requests, max_seconds)
+            phases = server(path, dev_file, threads, clients, requests, max_seconds, sentences)
             arm = "torch float32" if kind == "float32" else "onnx int8"
             inside = next(r for r in rows if r["model"] == name and r["arm"] == arm)
             for phase in phases:
