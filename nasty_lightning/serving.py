@@ -155,7 +155,7 @@ class PipeTransport(MessageTransport):
             loop.add_reader(reader.fileno(), lambda: ready.done() or ready.set_result(None))
             try:
                 await asyncio.wait_for(ready, 1.0 if timeout is None else min(timeout, 1.0))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on, not before
                 return None
             finally:
                 loop.remove_reader(reader.fileno())
