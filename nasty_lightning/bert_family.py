@@ -225,15 +225,17 @@ class Encoder(nn.Module):
         stack.layer = nn.ModuleList((DistilBertLayer if distil else BertLayer)(config) for _ in range(config.layers))
         setattr(self, self.stack, stack)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
-        """The embeddings' output ``x`` and every layer's."""
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, every: bool = False) -> list[torch.Tensor]:
+        """The last layer's output for the embeddings' output ``x``; with ``every``, ``x`` and every layer's."""
         if attention_mask is None:
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
         mask = attention_mask.bool()[:, None, None, :]
         states = [x]
         for layer in getattr(self, self.stack).layer:
-            states.append(layer(states[-1], mask))
-        return states
+            x = layer(x, mask)
+            if every:  # else each layer's output is freed once the next has read it
+                states.append(x)
+        return states if every else [x]
 
 
 class TokenClassifier(nn.Module):
@@ -261,7 +263,8 @@ class TokenClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
     ) -> Output:
-        states = self.encoder(self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids), attention_mask)
+        x = self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids)
+        states = self.encoder(x, attention_mask, every=output_hidden_states)
         return Output(self.classifier(states[-1]), tuple(states) if output_hidden_states else None)
 
 
