@@ -12,15 +12,16 @@ tag comes from its first subword, which it keeps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Literal
 
 from nasty_lightning.casing import casing_class
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import IGNORE
 from nasty_lightning.presets import PRESETS, locate_model
 from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
+
+if TYPE_CHECKING:  # transformers is imported where a tokenizer is loaded with it: tagging may not need it
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["IGNORE", "Window", "WordTooLong", "encode", "load_tokenizer"]
 
@@ -59,6 +60,8 @@ def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrain
         with checkpoint_model_dir(path) as (folder, _):
             return load_tokenizer(str(folder))
     check_model_dir(path, trust_remote_code)
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

@@ -25,12 +25,13 @@ from nasty_lightning import bert_family
 from nasty_lightning.batching import collate
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
-from nasty_lightning.encoding import Window, encode, load_tokenizer
+from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
 from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
 from nasty_lightning.precision import cpu_has_native_bf16
+from nasty_lightning.tokenizer_file import TokenizerFile
 from nasty_lightning.untrusted import check_model_dir
 
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
@@ -170,7 +171,7 @@ class Tagger:
     has no PyTorch ``model``: its encoder and heads are one ONNX graph (``onnx``)."""
 
     model: PreTrainedModel | bert_family.TokenClassifier | None
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase | TokenizerFile
     heads: list[Head]
     max_length: int
     batch_size: int = 64
@@ -226,7 +227,7 @@ class Tagger:
         heads = _heads(model_dir, model.config, meta)
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
-        tokenizer = load_tokenizer(str(model_dir))
+        tokenizer = _load_tokenizer(model_dir)
         return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
 
     @classmethod
@@ -251,7 +252,7 @@ class Tagger:
             raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
         heads = _heads(model_dir, config, meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
-        tokenizer = load_tokenizer(str(model_dir))
+        tokenizer = _load_tokenizer(model_dir)
         return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
@@ -322,6 +323,18 @@ class Tagger:
                     words[:, h] = torch.tensor(decode(logits[h][r][mask.to(device)]))
                 rows.append(words.tolist())
             yield chunk, rows
+
+
+def _load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | TokenizerFile:
+    """The directory's tokenizer, read without transformers where it can be (``tokenizer_file``)."""
+    tokenizer = TokenizerFile.load(model_dir)
+    if tokenizer is not None:
+        try:
+            check_pretokenized(tokenizer, str(model_dir))
+            return tokenizer
+        except UserError:
+            pass
+    return load_tokenizer(str(model_dir))
 
 
 def _load_transformers(model_dir: Path) -> PreTrainedModel:
