@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from nasty_lightning import bert_family
-from nasty_lightning.batching import collate
+from nasty_lightning.batching import collate, padded_batches
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
@@ -311,18 +311,18 @@ class Tagger:
             weight = next(self.model.parameters())
             device = weight.device
             network = Network(self.model, self.layers, self.casing).to(device=device, dtype=weight.dtype)
-        for i in range(0, len(windows), self.batch_size):
-            chunk = windows[i : i + self.batch_size]
+        for rows in padded_batches([len(w.input_ids) for w in windows], self.batch_size):
+            chunk = windows[rows.start : rows.stop]
             batch = collate(chunk, self.tokenizer.pad_token_id)
             logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
-            rows = []
+            predicted = []
             for r, mask in enumerate(batch["word_mask"]):
                 words = ids[r][mask]  # (words, heads)
                 for h, decode in self._decoders.items() if self.constrained else ():
                     words[:, h] = torch.tensor(decode(logits[h][r][mask.to(device)]))
-                rows.append(words.tolist())
-            yield chunk, rows
+                predicted.append(words.tolist())
+            yield chunk, predicted
 
 
 def _load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | TokenizerFile:

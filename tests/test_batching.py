@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from nasty_lightning.batching import SentenceBatchSampler, collate
+from nasty_lightning.batching import SentenceBatchSampler, collate, padded_batches
 from nasty_lightning.encoding import IGNORE, Window
 
 _rng = random.Random(0)
@@ -103,3 +103,39 @@ def test_collate_places_labels_on_word_starts():
     assert torch.equal(batch["sentence"], torch.tensor([0, 1]))
     assert "loss_norm" not in batch
     assert float(collate(windows[1:], pad_id=0, loss_norm=12.5)["loss_norm"]) == 12.5
+
+
+def _cost(lengths, batches, overhead):
+    return sum(overhead + len(b) * lengths[b.stop - 1] for b in batches)
+
+
+def _all_cuts(n, batch_size):
+    """Every way to cut 0..n-1 into contiguous batches of at most ``batch_size``."""
+    if n == 0:
+        yield []
+        return
+    for size in range(1, min(batch_size, n) + 1):
+        for rest in _all_cuts(n - size, batch_size):
+            yield [range(0, size)] + [range(r.start + size, r.stop + size) for r in rest]
+
+
+def test_padded_batches_are_the_cheapest_cut():
+    rng = random.Random(3)
+    for _ in range(40):
+        lengths = sorted(rng.randint(2, 80) for _ in range(rng.randint(1, 9)))
+        batch_size, overhead = rng.randint(1, 5), rng.choice([0, 4, 16, 64])
+        batches = padded_batches(lengths, batch_size, overhead)
+        assert [i for b in batches for i in b] == list(range(len(lengths)))
+        assert all(0 < len(b) <= batch_size for b in batches)
+        assert _cost(lengths, batches, overhead) == min(
+            _cost(lengths, c, overhead) for c in _all_cuts(len(lengths), batch_size)
+        )
+
+
+def test_padded_batches_split_short_from_long_and_keep_equal_lengths_whole():
+    mixed = [8, 12, 15, 20, 25, 30, 45, 70]  # what eight clients of a server may send together
+    batches = padded_batches(mixed, 64, overhead=16)
+    assert len(batches) > 1
+    assert _cost(mixed, batches, 16) < _cost(mixed, [range(8)], 16)
+    assert [len(b) for b in padded_batches([20] * 130, 64, overhead=16)] == [2, 64, 64]
+    assert padded_batches([], 64) == []
