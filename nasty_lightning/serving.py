@@ -28,6 +28,7 @@ from litserve.loops.simple_loops import BatchedLoop
 from litserve.transport.base import MessageTransport
 from litserve.utils import LitAPIStatus, LoopResponseType
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError, model_validator
+from starlette.middleware.gzip import GZipMiddleware
 
 MAX_SENTENCES = 256  # per request: a larger list gets 422, so no client can hold the worker for minutes
 MAX_WORDS = 2000  # per sentence, after splitting text
@@ -83,6 +84,12 @@ class TagRequest(RootModel[Any]):
                 ) from None
         self.root = sentences if many else sentences[0]
         return self
+
+    def __repr__(self) -> str:
+        """Short, without the text: LitServe formats every request into a debug message, logged or not."""
+        return f"TagRequest({len(self.root) if isinstance(self.root, list) else 1} sentences)"
+
+    __str__ = __repr__
 
 
 async def _validation_error(request: Any, err: RequestValidationError) -> JSONResponse:
@@ -178,11 +185,18 @@ class PipeServer(litserve.LitServer):
       the worker writes a large answer.
     - Answers: ``PipeTransport``.
     - No authentication is a coroutine (see ``setup_auth``).
+    - Answers are not compressed (see ``_register_middleware``).
 
     The HTTP server is forked from this process and the worker is spawned with the queue and the transport as
     arguments, the two ways such objects may be handed over. Relies on LitServe's internal ``_init_manager``
-    (hence the pinned LitServe version in pyproject.toml).
+    and ``_register_middleware`` (hence the pinned LitServe version in pyproject.toml).
     """
+
+    def _register_middleware(self) -> None:
+        """LitServe's middlewares but gzip: compressing an answer of a few kilobytes of JSON takes longer than
+        sending it over loopback or a local network, and every request passed through the middleware."""
+        self.middlewares = [m for m in self.middlewares if (m[0] if isinstance(m, tuple) else m) is not GZipMiddleware]
+        super()._register_middleware()
 
     def setup_auth(self, lit_api: litserve.LitAPI | None = None) -> Any:
         """LitServe's authentication, except that "none" is a coroutine: FastAPI runs a plain function

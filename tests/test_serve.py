@@ -89,6 +89,12 @@ def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out():
     assert second == ("b", ())
 
 
+def test_a_request_is_shown_without_its_text():
+    request = TagRequest.model_validate([{"text": "private words"}, {"words": ["more"]}])
+    assert str(request) == repr(request) == "TagRequest(2 sentences)"
+    assert f"{request}" == "TagRequest(2 sentences)"  # as LitServe formats its debug message
+
+
 def test_no_authentication_is_a_coroutine_and_an_api_key_is_still_checked(monkeypatch):
     server = PipeServer.__new__(PipeServer)  # setup_auth reads only the API it is given
     api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
@@ -161,6 +167,13 @@ def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(ser
     ):
         status, body = _request(port, "POST", "/predict", bad)
         assert status == 422 and reason in json.loads(body)["detail"], body
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # an answer above gzip's 1,000 bytes
+    long = {"words": ["the", "cat", "sat"] * 40}
+    connection.request(
+        "POST", "/predict", json.dumps(long), {"Content-Type": "application/json", "Accept-Encoding": "gzip"}
+    )
+    response = connection.getresponse()
+    assert response.getheader("Content-Encoding") is None and len(json.loads(response.read())["words"]) == 120
     status, body = _request(port, "POST", "/predict", b'{"text": "a"}', json_type=False)
     assert status == 422 and "Content-Type: application/json" in body
     assert _request(port, "GET", "/predict")[0] == 405
