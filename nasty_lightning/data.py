@@ -35,6 +35,7 @@ class TaggingDataModule(L.LightningDataModule):
         test_file: str | None = None,
         label_column: str | list[str] = "upos",
         batch_size: int = 16,
+        eval_batch_size: int = 64,
         max_tokens: int | None = None,
         max_length: int = 512,
         pack: bool = True,
@@ -62,7 +63,9 @@ class TaggingDataModule(L.LightningDataModule):
                 (lemmas as edit scripts from the form). Validation's ``validation_accuracy`` (``val_acc``) is
                 the first column's; the others are logged as ``val_<column>``, with ``val_alltags`` (UPOS, XPOS
                 and FEATS all right) when two of those are predicted.
-            batch_size: Sentences (windows of long sentences) per batch; per device under DDP.
+            batch_size: Sentences (windows of long sentences) per training batch; per device under DDP.
+            eval_batch_size: Sentences per validation and test batch (sorted by length, so with little padding);
+                larger batches cost less per sentence (EWT dev validated in 3.6 s instead of 4.5 s at 16).
             max_tokens: Instead of ``batch_size`` sentences, as many as fit in this many subword positions,
                 padding included (batches of long sentences hold fewer); implies sorting by length.
             max_length: Most subwords in one sequence, special tokens included; longer sentences are
@@ -95,8 +98,9 @@ class TaggingDataModule(L.LightningDataModule):
                 labels never change. Not with a lemma column, whose labels depend on the word.
         """
         super().__init__()
-        if batch_size <= 0:
-            raise UserError(f"--data.batch_size must be positive, got {batch_size}")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size <= 0:
+                raise UserError(f"--data.{name} must be positive, got {size}")
         if max_tokens is not None and max_tokens < max_length:
             raise UserError(f"--data.max_tokens {max_tokens} must be at least --data.max_length ({max_length})")
         if not sampling_temperature > 0:
@@ -350,7 +354,7 @@ class TaggingDataModule(L.LightningDataModule):
             )
         sampler = SentenceBatchSampler(
             [len(w.input_ids) for w in windows],
-            self.hparams.batch_size,
+            self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
             shuffle=shuffle,
             seed=self.hparams.seed,
             rank=trainer.global_rank if trainer else 0,

@@ -11,6 +11,7 @@ from toy_data import toy_sentences, write_conllu
 
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.encoding import IGNORE
+from nasty_lightning.errors import UserError
 from nasty_lightning.model import TokenTagger
 
 
@@ -18,6 +19,17 @@ def test_vocabulary_is_sorted_and_from_training_only(tiny_bert, toy_treebank):
     data = TaggingDataModule(str(toy_treebank["train"]), str(toy_treebank["dev"]), model_name=str(tiny_bert))
     assert data.label_vocab == ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
     assert data.state_dict()["labels"] == data.label_vocab
+
+
+def test_evaluation_has_its_own_batch_size(tiny_bert, toy_treebank):
+    data = TaggingDataModule(
+        str(toy_treebank["train"]), str(toy_treebank["dev"]), model_name=str(tiny_bert), batch_size=4, eval_batch_size=5
+    )
+    data.setup("fit")
+    assert [len(b) for b in data._loader("val", shuffle=False).batch_sampler] == [5, 5, 5, 2]  # 17 sentences
+    assert {len(b) for b in data._loader("train", shuffle=True).batch_sampler} == {4}  # 64 sentences
+    with pytest.raises(UserError, match="eval_batch_size must be positive"):
+        TaggingDataModule(str(toy_treebank["train"]), model_name=str(tiny_bert), eval_batch_size=0)
 
 
 def test_unseen_labels_warn_once_and_score_as_wrong(tiny_bert, toy_treebank, tmp_path):
