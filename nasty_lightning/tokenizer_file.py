@@ -20,9 +20,9 @@ from tokenizers import Encoding, Tokenizer
 # tokenizer_config.json's tokenizer_class, for which transformers' fast tokenizer encodes with tokenizer.json as it is
 PLAIN_CLASSES = {
     f"{name}{fast}"
-    for name in ("Bert", "DistilBert", "Roberta", "XLMRoberta", "PreTrained")
+    for name in ("Bert", "DistilBert", "Roberta", "XLMRoberta")
     for fast in ("Tokenizer", "TokenizerFast")
-} | {"TokenizersBackend"}
+} | {"PreTrainedTokenizerFast", "TokenizersBackend"}
 
 
 class Encoded:

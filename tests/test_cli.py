@@ -171,7 +171,10 @@ def test_commands_can_be_found(capsys):
 @pytest.mark.parametrize(
     "argv, hint",
     [
-        (["fit", "--data.batchsize", "3"], "did you mean --data.batch_size for --data.batchsize?"),
+        (
+            ["fit", "--data.batchsize", "3"],
+            "did you mean --data.batch_size or --data.eval_batch_size for --data.batchsize?",
+        ),
         (["tag", "--model_dri", "x"], "did you mean --model_dir for --model_dri?"),
     ],
 )

@@ -17,7 +17,7 @@ def validate(ckpt, dev, root, *extra) -> float:
         ckpt,
         "--data.val_file",
         dev,
-        "--data.batch_size",
+        "--data.eval_batch_size",
         "2",
         "--trainer.default_root_dir",
         root,
@@ -31,7 +31,7 @@ def validate(ckpt, dev, root, *extra) -> float:
 
 @pytest.mark.parametrize(
     "batching",
-    [("--data.batch_size", "3"), ("--data.max_length", "64", "--data.max_tokens", "64")],
+    [("--data.batch_size", "3", "--data.eval_batch_size", "2"), ("--data.max_length", "64", "--data.max_tokens", "64")],
     ids=["sentences", "token-budget"],
 )
 def test_ddp_fit_and_exact_validation(tiny_bert, toy_treebank, tmp_path, batching):

@@ -9,6 +9,7 @@ import torch
 from clirun import nasty_train
 from toy_data import toy_sentences, write_conllu
 
+from nasty_lightning.encoding import load_tokenizer
 from nasty_lightning.errors import UserError
 from nasty_lightning.inference import Tagger
 from nasty_lightning.model import TokenTagger
@@ -29,7 +30,7 @@ def test_a_label_set_of_the_same_size_with_other_names_keeps_old_rows_by_name(to
             assert torch.equal(model.classifier.weight[i], classifier.weight[old.labels.index(tag)]), tag
         else:  # a new name gets a new row, not the old row that happened to sit at its index
             assert not any(torch.equal(model.classifier.weight[i], w) for w in classifier.weight)
-    batch = old.tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    batch = load_tokenizer(str(V1))(words, is_split_into_words=True, padding=True, return_tensors="pt")
     with torch.no_grad():
         before, after = old.model.eval()(**batch).logits, model.eval()(**batch).logits
     # every kept label scores every subword as the old model scored it (Tagger's encoder is bert_family's:
