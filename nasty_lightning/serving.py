@@ -193,8 +193,8 @@ class PipeServer(litserve.LitServer):
     """
 
     def _register_middleware(self) -> None:
-        """LitServe's middlewares but gzip: compressing an answer of a few kilobytes of JSON takes longer than
-        sending it over loopback or a local network, and every request passed through the middleware."""
+        """LitServe's middlewares but gzip, which every request passed through: answers are a few kilobytes
+        of JSON for loopback or a local network (a reverse proxy can compress for slow links)."""
         self.middlewares = [m for m in self.middlewares if (m[0] if isinstance(m, tuple) else m) is not GZipMiddleware]
         super()._register_middleware()
 
