@@ -227,7 +227,7 @@ class Tagger:
         heads = _heads(model_dir, model.config, meta)
         layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
         casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
-        tokenizer = _load_tokenizer(model_dir)
+        tokenizer = _model_dir_tokenizer(model_dir)
         return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
 
     @classmethod
@@ -252,7 +252,7 @@ class Tagger:
             raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
         heads = _heads(model_dir, config, meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
-        tokenizer = _load_tokenizer(model_dir)
+        tokenizer = _model_dir_tokenizer(model_dir)
         return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
@@ -325,7 +325,7 @@ class Tagger:
             yield chunk, predicted
 
 
-def _load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | TokenizerFile:
+def _model_dir_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | TokenizerFile:
     """The directory's tokenizer, read without transformers where it can be (``tokenizer_file``)."""
     tokenizer = TokenizerFile.load(model_dir)
     if tokenizer is not None:

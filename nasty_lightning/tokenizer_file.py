@@ -47,12 +47,15 @@ class TokenizerFile:
 
     is_fast = True
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, config: dict[str, Any] | None = None) -> None:
+        """``config``: the folder's ``tokenizer_config.json`` where the caller has read it already."""
         self.folder = Path(folder)
         self.backend = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.backend.no_truncation()  # as transformers does before every call made without truncation or padding
         self.backend.no_padding()
-        self.config = json.loads((self.folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        if config is None:
+            config = json.loads((self.folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        self.config = config
         self.unk_token_id = self._token_id(self.config.get("unk_token"))
         self.pad_token_id = self._token_id(self.config.get("pad_token"))
 
@@ -63,7 +66,7 @@ class TokenizerFile:
             config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
             if not isinstance(config, dict) or config.get("tokenizer_class") not in PLAIN_CLASSES:
                 return None
-            return cls(folder)
+            return cls(folder, config)
         except Exception:  # OSError, ValueError, or the plain Exception the tokenizers library raises on a bad file
             return None
 

@@ -276,7 +276,8 @@ def _worker(threads: int, command: str, **kwargs) -> dict:
     result = json.loads(lines[-1].removeprefix("RESULT "))
     # a worker that runs a command in a process of its own (ours_tag) reports that process's wall time: the
     # worker's own start and its scoring of the output are the benchmark's, not the command's
-    return {**result, "wall": result.pop("command_wall", wall)}
+    result["wall"] = result.pop("command_wall", wall)
+    return result
 
 
 def _fit_settings(tmp: str, train_file: str, subset: int, **settings) -> dict:
