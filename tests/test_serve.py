@@ -21,7 +21,16 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from nasty_lightning.inference import Tagger
-from nasty_lightning.serving import MAX_SENTENCES, GreedyBatches, PipeServer, PipeTransport, TaggingAPI, TagRequest
+from nasty_lightning.serving import (
+    MAX_BODY_BYTES,
+    MAX_SENTENCES,
+    FastPredict,
+    GreedyBatches,
+    PipeServer,
+    PipeTransport,
+    TaggingAPI,
+    TagRequest,
+)
 
 V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
@@ -69,6 +78,107 @@ def test_the_worker_takes_every_waiting_request_as_one_batch_and_no_more():
     assert api.max_batch_size == 3  # restored
     batch, _ = loop.get_batch_requests(api, queue, _Transport())
     assert [uid for _, uid, _ in batch] == ["d"]  # the one left, at once: no waiting for more
+
+
+def test_the_worker_answers_each_request_of_a_batch_and_fails_them_all_together():
+    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=3)
+    api.request_timeout = 30
+    api.setup("cpu")
+    queue: Queue = Queue()
+    queue.put((0, "late", time.monotonic() - 60, TagRequest.model_validate({"text": "waited a minute"})))
+    requests = {"a": {"text": "the cat sat."}, "b": [{"words": ["a", "dog"]}, {"text": "ran"}]}
+    for uid, body in requests.items():
+        queue.put((0, uid, time.monotonic(), TagRequest.model_validate(body)))
+    queue.put((None, None, None, None))  # LitServe's sentinel, in the next batch: the loop returns
+    transport = _Transport()
+    GreedyBatches().run_batched_loop(api, queue, transport, callback_runner=None)
+    sent = {uid: message for uid, message in transport.sent}
+    expected = Tagger.load(V1).tag(["the cat sat.", ["a", "dog"], "ran"])
+    answer, status, _, _ = sent["a"]
+    assert status == "OK" and [(w["word"], w["upos"]) for w in json.loads(answer.body)["words"]] == expected[0]
+    answer, status, _, _ = sent["b"]
+    assert [[(w["word"], w["upos"]) for w in s["words"]] for s in json.loads(answer.body)] == expected[1:]
+    error, status, _, _ = sent["late"]
+    assert status == "ERROR" and error.status_code == 504
+
+    class Broken(TaggingAPI):
+        def predict(self, requests: list) -> list:
+            raise RuntimeError("out of memory")
+
+    broken = Broken(str(V1), batch_size=64, threads=1, max_batch_size=2)
+    broken.request_timeout = 30
+    for uid in "cd":
+        queue.put((0, uid, time.monotonic(), TagRequest.model_validate({"text": uid})))
+    queue.put((None, None, None, None))
+    transport = _Transport()
+    GreedyBatches().run_batched_loop(broken, queue, transport, callback_runner=None)
+    assert [(uid, message[1]) for uid, message in transport.sent] == [("c", "ERROR"), ("d", "ERROR")]
+
+
+def _asgi(app, headers: list, chunks: list[bytes], path: str = "/predict") -> tuple[int, bytes]:
+    """One request through an ASGI app, its body in ``chunks``; the status and body it answers."""
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    incoming = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list = []
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_the_fast_path_takes_a_valid_request_and_leaves_every_other_to_fastapi():
+    class Server:
+        litapi_connector = [TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)]
+
+    async def fastapi(scope, receive, send):  # stands for the FastAPI app: answers 299 with the body it read
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await Response(body, status_code=299)(scope, receive, send)
+
+    fast = FastPredict(fastapi, Server())
+    handled = []
+
+    async def handle_request(request, request_type):
+        handled.append(request)
+        if request.root.words == ["slow"]:
+            raise litserve_server.HTTPException(504, "Request timed out")
+        return Response(b'{"words": []}', media_type="application/json")
+
+    fast.handler.handle_request = handle_request
+    json_type = [(b"content-type", b"application/json")]
+    assert _asgi(fast, json_type, [b'{"words": ["a",', b' "dog"]}']) == (200, b'{"words": []}')
+    assert handled[-1].root.words == ["a", "dog"]
+    assert _asgi(fast, json_type, [b'{"words": ["slow"]}']) == (504, b'{"detail":"Request timed out"}')
+    count = len(handled)
+    for headers, chunks, path in (
+        (json_type, [b'{"text": ', b'""}'], "/predict"),  # fails validation: FastAPI's 422
+        (json_type, [b'{"text": "x"'], "/predict"),  # not JSON
+        ([(b"content-type", b"text/plain")], [b'{"text": "x"}'], "/predict"),
+        (json_type, [b'{"text": "x"}'], "/health"),
+    ):
+        assert _asgi(fast, headers, chunks, path) == (299, b"".join(chunks))  # the body replayed, whole
+    assert len(handled) == count
+
+
+def test_with_an_api_key_every_request_takes_fastapis_path_and_its_key_check(monkeypatch):
+    def middlewares() -> list:
+        api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
+        server = PipeServer(api, accelerator="cpu", devices=1, workers_per_device=1, max_payload_size=MAX_BODY_BYTES)
+        return [m.cls for m in server.app.user_middleware]
+
+    assert FastPredict in middlewares()
+    assert middlewares().index(FastPredict) == len(middlewares()) - 1  # inside the body-size limit
+    monkeypatch.setattr(litserve_server, "LIT_SERVER_API_KEY", "secret")
+    assert FastPredict not in middlewares()
 
 
 def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out():
@@ -176,6 +286,8 @@ def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(ser
     assert response.getheader("Content-Encoding") is None and len(json.loads(response.read())["words"]) == 120
     status, body = _request(port, "POST", "/predict", b'{"text": "a"}', json_type=False)
     assert status == 422 and "Content-Type: application/json" in body
+    status, body = _request(port, "POST", "/predict", b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}')
+    assert status == 413, body
     assert _request(port, "GET", "/predict")[0] == 405
 
     sentences = [["the", "cat", "sat"], ["a", "dog", "ran", "near", "the", "mat"]] * 4
