@@ -23,6 +23,8 @@ request, and with ``--clients`` clients at once (``--requests`` requests in all,
 ``--max_seconds``). What it adds to latency is measured apart (``added_latency``): one process tags blocks
 of sentences with ``Tagger`` and through the server in turn, and compares the two p50s.
 
+``served``: ``run``'s server phases alone, for one model directory.
+
 ``quantizers``: the candidates ``quantize`` was chosen from, timed on the network alone.
 """
 
@@ -420,6 +422,22 @@ def server(
         process.wait(timeout=60)
 
 
+def served(
+    model_dir: str,
+    dev_file: str,
+    threads: int = 2,
+    clients: int = 8,
+    requests: int = 500,
+    max_seconds: float = 60.0,
+    sentences: int = 500,
+) -> None:
+    """The server phases of ``run`` alone, for one model directory (float or quantized); prints them as JSON."""
+    print(f"CPU: {_cpu()}; {threads} threads")
+    phases, added = server(model_dir, dev_file, threads, clients, requests, max_seconds, sentences)
+    for phase in phases:
+        print(json.dumps({**phase, **(added if phase["clients"] == 1 else {})}), flush=True)
+
+
 def _cpu() -> str:
     from nasty_lightning.precision import cpu_info
 
@@ -541,7 +559,7 @@ def run(
 
 
 if __name__ == "__main__":
-    commands = {"run": run, "quantizers": quantizers}
+    commands = {"run": run, "quantizers": quantizers, "served": served}
     workers = {
         "latency": latency,
         "float_onnx": float_onnx,
