@@ -353,11 +353,14 @@ def _clients(port: int, words: list[list[str]], clients: int, requests: int, max
     }
 
 
-def added_latency(model_dir: str, dev_file: str, port: int, threads: int, sentences: int, block: int = 25) -> None:
+def added_latency(
+    model_dir: str, dev_file: str, port: int, threads: int, sentences: int, block: int = 50, pause: float = 2.0
+) -> None:
     """What the server adds, in this process: the first ``sentences`` sentences in blocks of ``block``, each
     block tagged back to back by ``Tagger`` here and sent back to back to the server, in turn (which first
-    alternates), 0.1 s apart so that neither process's threads still spin; the same sentences, interleaved
-    in time, so drift between runs does not count."""
+    alternates), ``pause`` seconds apart so that neither process's threads still spin (ONNX Runtime's spun
+    for more than 0.1 s after a run); the same sentences, interleaved in time, so drift between runs does
+    not count."""
     from nasty_lightning.inference import Tagger, use_threads
 
     use_threads(threads)
@@ -370,7 +373,10 @@ def added_latency(model_dir: str, dev_file: str, port: int, threads: int, senten
     inside, served = [], []
     for k in range(0, len(words), block):
         for arm in (0, 1) if k // block % 2 == 0 else (1, 0):
-            time.sleep(0.1)
+            time.sleep(pause)
+            if arm == 1:  # a new connection, outside the timing: the server closes one idle for 5 s
+                connection.close()
+                connection.connect()
             for w in words[k : k + block]:
                 if arm == 0:
                     start = time.perf_counter()
