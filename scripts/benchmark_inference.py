@@ -538,7 +538,7 @@ def run(
             f"| {r['model']} | {r['arm']} | {r['size_mb']:.1f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['sentences_per_second']:.0f} | {accuracy} |"
         )
-    served = []
+    server_rows = []
     for name, kinds in dirs.items():
         for kind, path in kinds.items():
             if name != "fine-tuned" and kind != "int8":
@@ -546,11 +546,11 @@ def run(
             phases, added = server(path, dev_file, threads, clients, requests, max_seconds, sentences)
             arm = "torch float32" if kind == "float32" else "onnx int8"
             for phase in phases:
-                served.append({"model": name, "arm": arm, **phase, **(added if phase["clients"] == 1 else {})})
-                print(json.dumps(served[-1]), flush=True)
-    print("\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served, paired) |")
+                server_rows.append({"model": name, "arm": arm, **phase, **(added if phase["clients"] == 1 else {})})
+                print(json.dumps(server_rows[-1]), flush=True)
+    print("\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served) |")
     print("|---|---|---|---|---|---|---|")
-    for s in served:
+    for s in server_rows:
         over = (
             f"{s['added_ms']:+.2f} ms ({s['in_process_p50_ms']:.2f}, {s['served_p50_ms']:.2f})"
             if s["clients"] == 1
