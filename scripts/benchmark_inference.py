@@ -391,9 +391,10 @@ def added_latency(
 
 def server(
     model_dir: str, dev_file: str, threads: int, clients: int, requests: int, max_seconds: float, sentences: int
-) -> tuple[list[dict], dict]:
+) -> list[dict]:
     """``nasty-train serve`` on a free loopback port: one client, then ``clients`` at once; the requests cycle
-    through the first ``sentences`` sentences, those the in-process arms time. Then ``added_latency``."""
+    through the first ``sentences`` sentences, those the in-process arms time. Then ``added_latency``, whose
+    figures join the one-client phase's."""
     port = _free_port()
     command = [*NASTY, "serve", "--model_dir", model_dir, "--port", str(port), "--threads", str(threads)]
     process = subprocess.Popen(command, env=_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -412,7 +413,7 @@ def server(
             time.sleep(0.2)
         words = [s.words for s in _sentences(dev_file)][:sentences]
         _clients(port, words, 1, 20, max_seconds)  # warm-up
-        phases = [_clients(port, words, n, requests, max_seconds) for n in (1, clients)]
+        alone, together = (_clients(port, words, n, requests, max_seconds) for n in (1, clients))
         added = _worker(
             threads,
             "added_latency",
@@ -422,7 +423,7 @@ def server(
             threads=threads,
             sentences=sentences,
         )
-        return phases, added
+        return [{**alone, **added}, together]
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -437,11 +438,20 @@ def served(
     max_seconds: float = 60.0,
     sentences: int = 500,
 ) -> None:
-    """The server phases of ``run`` alone, for one model directory (float or quantized); prints them as JSON."""
+    """The server phases of ``run`` alone, for one model directory; prints them as JSON.
+
+    Args:
+        model_dir: A model directory (``fit``'s RUN/model, ``export``'s or ``quantize``'s output).
+        dev_file: CoNLL-U file whose first ``sentences`` sentences the requests carry.
+        threads: CPU threads of the server and of the in-process tagger it is compared with.
+        clients: Concurrent clients of the second phase.
+        requests: Requests per phase (one sentence each).
+        max_seconds: Most seconds per phase.
+        sentences: Sentences sent in turn, and tagged in process to measure what the server adds.
+    """
     print(f"CPU: {_cpu()}; {threads} threads")
-    phases, added = server(model_dir, dev_file, threads, clients, requests, max_seconds, sentences)
-    for phase in phases:
-        print(json.dumps({**phase, **(added if phase["clients"] == 1 else {})}), flush=True)
+    for phase in server(model_dir, dev_file, threads, clients, requests, max_seconds, sentences):
+        print(json.dumps(phase), flush=True)
 
 
 def _cpu() -> str:
@@ -543,10 +553,9 @@ def run(
         for kind, path in kinds.items():
             if name != "fine-tuned" and kind != "int8":
                 continue
-            phases, added = server(path, dev_file, threads, clients, requests, max_seconds, sentences)
             arm = "torch float32" if kind == "float32" else "onnx int8"
-            for phase in phases:
-                server_rows.append({"model": name, "arm": arm, **phase, **(added if phase["clients"] == 1 else {})})
+            for phase in server(path, dev_file, threads, clients, requests, max_seconds, sentences):
+                server_rows.append({"model": name, "arm": arm, **phase})
                 print(json.dumps(server_rows[-1]), flush=True)
     print("\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served) |")
     print("|---|---|---|---|---|---|---|")
