@@ -19,8 +19,9 @@ TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 @pytest.fixture(scope="module")
 def fitted(tiny_bert, toy_treebank, tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    # bf16-mixed whatever the machine: validation must still score as the float32 model does (test below)
-    args = fit_args(tiny_bert, toy_treebank, root, "--trainer.precision", "bf16-mixed", "--progress.every_n_steps", "4")
+    # bf16-mixed whatever the machine, validation in float32: it must score as the float32 model does (test below)
+    bf16 = ("--trainer.precision", "bf16-mixed", "--model.validation_precision", "float32")
+    args = fit_args(tiny_bert, toy_treebank, root, *bf16, "--progress.every_n_steps", "4")
     result = nasty_train(*args)  # output to a pipe, as to a log file
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
     BertConfig,
@@ -44,7 +45,7 @@ def build_bert(path: Path, vocab_size: int = 200, cased: bool = True) -> Path:
     tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tokenizer = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=not cased)
     config = BertConfig(vocab_size=len(tok.get_vocab()), max_position_embeddings=512, **SIZE)
-    return _save(path, BertForMaskedLM(config), tokenizer)
+    return _save(path, _seeded(BertForMaskedLM, config), tokenizer)
 
 
 def build_roberta(path: Path, vocab_size: int = 300) -> Path:
@@ -69,7 +70,7 @@ def build_roberta(path: Path, vocab_size: int = 300) -> Path:
         eos_token_id=2,
         **SIZE,
     )
-    return _save(path, RobertaForMaskedLM(config), tokenizer)
+    return _save(path, _seeded(RobertaForMaskedLM, config), tokenizer)
 
 
 def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
@@ -86,7 +87,15 @@ def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
     config = XLMRobertaConfig(
         vocab_size=len(vocab), max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE
     )
-    return _save(path, XLMRobertaForMaskedLM(config), tokenizer)
+    return _save(path, _seeded(XLMRobertaForMaskedLM, config), tokenizer)
+
+
+def _seeded(model_class, config):
+    """The same random weights every time: a failure seen once can be seen again, and the suite's workers
+    (pytest-xdist) test the same models."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return model_class(config)
 
 
 def _save(path: Path, model, tokenizer) -> Path:
