@@ -31,17 +31,12 @@ import time
 from pathlib import Path
 
 from jsonargparse import auto_cli
+from split_conllu import write_first
 
 
 def _peak_rss_mb(child: bool = False) -> float:
     """This process's peak resident memory, or with ``child`` that of the largest process it waited for."""
     return resource.getrusage(resource.RUSAGE_CHILDREN if child else resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _first_sentences(source: str, target: Path, n: int) -> Path:
-    blocks = [b for b in Path(source).read_text(encoding="utf-8").split("\n\n") if b.strip()][:n]
-    target.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-    return target
 
 
 def _report(child: bool = False, **values) -> None:
@@ -282,7 +277,7 @@ def _worker(threads: int, command: str, **kwargs) -> dict:
 
 def _fit_settings(tmp: str, train_file: str, subset: int, **settings) -> dict:
     """The arguments every fit worker gets: the first ``subset`` training sentences, copied into ``tmp``."""
-    return {"train_file": str(_first_sentences(train_file, Path(tmp) / "train.conllu", subset)), **settings}
+    return {"train_file": str(write_first(train_file, subset, Path(tmp) / "train.conllu")), **settings}
 
 
 def _mean(results: list[dict], key: str) -> float:

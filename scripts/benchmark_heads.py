@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from jsonargparse import auto_cli
+from split_conllu import write_first
 
 BIN = Path(sys.executable).parent
 # name: config and options; the baseline at its defaults and with the heads' learning rate of the recipe
@@ -33,10 +34,7 @@ UDEVAL = {"UPOS": "upos", "XPOS": "xpos", "UFeats": "feats", "AllTags": None, "L
 def _subset(train_file: str, n: int | None, out: Path) -> str:
     if n is None:
         return train_file
-    blocks = Path(train_file).read_text(encoding="utf-8").split("\n\n")
-    path = out / f"train-first{n}.conllu"
-    path.write_text("\n\n".join(blocks[:n]) + "\n\n", encoding="utf-8")
-    return str(path)
+    return str(write_first(train_file, n, out / f"train-first{n}.conllu"))
 
 
 def _udeval(gold: str, system: Path) -> dict[str, float]:

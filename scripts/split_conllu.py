@@ -28,6 +28,12 @@ def _blocks(conllu_file: str) -> list[str]:
     return [b for b in Path(conllu_file).read_text(encoding="utf-8").split("\n\n") if b.strip()]
 
 
+def write_first(conllu_file: str, n: int, path: Path) -> Path:
+    """The first ``n`` sentences of ``conllu_file``, byte for byte, written to ``path`` (the benchmarks' subsets)."""
+    path.write_text("".join(b + "\n\n" for b in _blocks(conllu_file)[:n]), encoding="utf-8")
+    return path
+
+
 def _write(folder: Path, parts: dict[str, list[str]]) -> dict[str, int]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, blocks in parts.items():
