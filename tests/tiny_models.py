@@ -45,7 +45,7 @@ def build_bert(path: Path, vocab_size: int = 200, cased: bool = True) -> Path:
     tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tokenizer = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=not cased)
     config = BertConfig(vocab_size=len(tok.get_vocab()), max_position_embeddings=512, **SIZE)
-    return _save(path, _seeded(BertForMaskedLM, config), tokenizer)
+    return _save(path, BertForMaskedLM, config, tokenizer)
 
 
 def build_roberta(path: Path, vocab_size: int = 300) -> Path:
@@ -70,7 +70,7 @@ def build_roberta(path: Path, vocab_size: int = 300) -> Path:
         eos_token_id=2,
         **SIZE,
     )
-    return _save(path, _seeded(RobertaForMaskedLM, config), tokenizer)
+    return _save(path, RobertaForMaskedLM, config, tokenizer)
 
 
 def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
@@ -87,19 +87,15 @@ def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
     config = XLMRobertaConfig(
         vocab_size=len(vocab), max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE
     )
-    return _save(path, _seeded(XLMRobertaForMaskedLM, config), tokenizer)
+    return _save(path, XLMRobertaForMaskedLM, config, tokenizer)
 
 
-def _seeded(model_class, config):
-    """The same random weights every time: a failure seen once can be seen again, and the suite's workers
-    (pytest-xdist) test the same models."""
+def _save(path: Path, model_class, config, tokenizer) -> Path:
+    """Write the model with random weights from a fixed seed (a failure seen once can be seen again, and the
+    suite's workers, pytest-xdist, test the same models) and its tokenizer."""
+    path.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return model_class(config)
-
-
-def _save(path: Path, model, tokenizer) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
+        model_class(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
