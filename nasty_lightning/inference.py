@@ -244,13 +244,7 @@ class Tagger:
             raise UserError(
                 f"{model_dir} holds both {ONNX_FILE} and model.safetensors: the files do not belong together"
             )
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-        except (OSError, ValueError) as err:
-            raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
-        heads = _heads(model_dir, config, meta)
+        heads = _heads(model_dir, _read_config(model_dir), meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
         tokenizer = _model_dir_tokenizer(model_dir)
         return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
@@ -335,6 +329,25 @@ def _model_dir_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | Tokenizer
         except UserError:
             pass
     return load_tokenizer(str(model_dir))
+
+
+def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
+    """The directory's ``config.json``: read by ``bert_family`` where it implements the model, which spares
+    the import of transformers (more than a second of start-up), by transformers' ``AutoConfig`` elsewhere."""
+    path = model_dir / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {path} ({err.__class__.__name__})") from None
+    config = bert_family.read_config(raw) if isinstance(raw, dict) else None
+    if config is not None:
+        return config
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({_first_line(err)})") from None
 
 
 def _load_transformers(model_dir: Path) -> PreTrainedModel:

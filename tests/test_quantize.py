@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -117,6 +119,19 @@ def v1_int8(morphology, tmp_path_factory) -> Path:
     record = quantize(str(V1), str(morphology["dev"]), str(out), threads=1, max_accuracy_drop=100, per_channel=False)
     assert "per tensor" in record["weights"]
     return out
+
+
+def test_a_quantized_model_tags_without_importing_transformers(v1_int8):
+    """Its labels come from config.json as ``bert_family`` reads it: transformers' import is a second of start-up."""
+    script = (
+        "import sys\nfrom nasty_lightning import Tagger\n"
+        f"print(Tagger.load({str(v1_int8)!r}).tag('the cat sat .'))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    tags, modules = out.splitlines()
+    assert tags == str(Tagger.load(v1_int8).tag("the cat sat ."))
+    assert modules == "[]"
 
 
 def test_files_that_do_not_belong_together_are_refused(v1_int8, tmp_path):
