@@ -370,8 +370,9 @@ def added_latency(
     for w in words[:20]:
         tagger.predict([w])
         _post(connection, w)
-    inside, served = [], []
+    inside, served, by_block = [], [], []
     for k in range(0, len(words), block):
+        times: tuple[list[float], list[float]] = ([], [])
         for arm in (0, 1) if k // block % 2 == 0 else (1, 0):
             time.sleep(pause)
             if arm == 1:  # a new connection, outside the timing: the server closes one idle for 5 s
@@ -381,11 +382,21 @@ def added_latency(
                 if arm == 0:
                     start = time.perf_counter()
                     tagger.predict([w])
-                    inside.append(time.perf_counter() - start)
+                    times[0].append(time.perf_counter() - start)
                 else:
-                    served.append(_post(connection, w))
+                    times[1].append(_post(connection, w))
+        inside += times[0]
+        served += times[1]
+        by_block.append(1e3 * (statistics.median(times[1]) - statistics.median(times[0])))
     p50_inside, p50_served = 1e3 * statistics.median(inside), 1e3 * statistics.median(served)
-    result = {"in_process_p50_ms": p50_inside, "served_p50_ms": p50_served, "added_ms": p50_served - p50_inside}
+    result = {
+        "in_process_p50_ms": p50_inside,
+        "served_p50_ms": p50_served,
+        "added_ms": p50_served - p50_inside,
+        # the same difference block by block (the same sentences, next to each other in time): its spread
+        # shows how far one invocation's figure can be trusted on a noisy machine
+        "added_by_block_ms": [min(by_block), statistics.median(by_block), max(by_block)],
+    }
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -557,11 +568,15 @@ def run(
             for phase in server(path, dev_file, threads, clients, requests, max_seconds, sentences):
                 server_rows.append({"model": name, "arm": arm, **phase})
                 print(json.dumps(server_rows[-1]), flush=True)
-    print("\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served) |")
+    print(
+        "\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served; by block "
+        "min/median/max) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for s in server_rows:
         over = (
-            f"{s['added_ms']:+.2f} ms ({s['in_process_p50_ms']:.2f}, {s['served_p50_ms']:.2f})"
+            f"{s['added_ms']:+.2f} ms ({s['in_process_p50_ms']:.2f}, {s['served_p50_ms']:.2f}; blocks "
+            f"{'/'.join(f'{x:+.2f}' for x in s['added_by_block_ms'])})"
             if s["clients"] == 1
             else ""
         )
