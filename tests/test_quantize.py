@@ -134,6 +134,13 @@ def test_a_quantized_model_tags_without_importing_transformers(v1_int8):
     assert modules == "[]"
 
 
+def test_a_quantized_model_whose_config_json_is_not_json_gets_one_line(v1_int8, tmp_path):
+    broken = shutil.copytree(v1_int8, tmp_path / "broken")
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"broken/config\.json is not valid JSON \(JSONDecodeError\)$"):
+        Tagger.load(broken)
+
+
 def test_files_that_do_not_belong_together_are_refused(v1_int8, tmp_path):
     no_record = shutil.copytree(v1_int8, tmp_path / "no_record")
     meta = json.loads((no_record / "nasty_lightning.json").read_text())
