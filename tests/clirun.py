@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,19 @@ def nasty_train(
     result = subprocess.run(command, capture_output=True, input=input, cwd=cwd, env=env, timeout=timeout)
     result.stdout, result.stderr = (out.decode("utf-8", errors="replace") for out in (result.stdout, result.stderr))
     return result
+
+
+def tag_in_fresh_process(model_dir: Path, text: str, modules: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Tag ``text`` with ``Tagger.load(model_dir)`` in a new interpreter; returns the printed tags and which of
+    ``modules`` (or a submodule of one) that process imported."""
+    script = (
+        "import json, sys\nfrom nasty_lightning import Tagger\n"
+        f"print(Tagger.load({str(model_dir)!r}).tag({text!r}))\n"
+        f"print(json.dumps([n for n in {modules!r} if any(m == n or m.startswith(n + '.') for m in sys.modules)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    tags, imported = out.splitlines()
+    return tags, json.loads(imported)
 
 
 def metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import onnx
 import pytest
-from clirun import fit_args, nasty_train
+from clirun import fit_args, nasty_train, tag_in_fresh_process
 
 from nasty_lightning.errors import UserError
 from nasty_lightning.evaluate import evaluate
@@ -123,15 +121,9 @@ def v1_int8(morphology, tmp_path_factory) -> Path:
 
 def test_a_quantized_model_tags_without_importing_transformers(v1_int8):
     """Its labels come from config.json as ``bert_family`` reads it: transformers' import is a second of start-up."""
-    script = (
-        "import sys\nfrom nasty_lightning import Tagger\n"
-        f"print(Tagger.load({str(v1_int8)!r}).tag('the cat sat .'))\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers'}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    tags, modules = out.splitlines()
+    tags, modules = tag_in_fresh_process(v1_int8, "the cat sat .", ("transformers",))
     assert tags == str(Tagger.load(v1_int8).tag("the cat sat ."))
-    assert modules == "[]"
+    assert modules == []
 
 
 def test_a_quantized_model_whose_config_json_is_not_json_gets_one_line(v1_int8, tmp_path):
