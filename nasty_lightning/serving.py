@@ -15,7 +15,9 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import sys
 import time
 from queue import Empty
@@ -182,14 +184,18 @@ class PipeTransport(MessageTransport):
 
     LitServe's fast transport sends every answer through ZeroMQ and a broker process (more processes' and
     I/O threads' wake-ups); its other one reads a manager queue from a thread. Here the worker (one process,
-    one thread) writes the pickled answer to a pipe, and the HTTP server's event loop reads it as soon as the
-    pipe becomes readable.
+    one thread) writes the pickled answer to a pipe with ``Connection.send``, and the HTTP server's event
+    loop reads it as it arrives, without blocking: an answer larger than the pipe's buffer comes in pieces.
+    (Reading it with ``Connection.recv`` once the pipe was readable failed there under uvloop, whose
+    ``add_reader`` makes the pipe non-blocking, and that error stopped LitServe's reading of answers.)
     """
 
     def __init__(self, consumers: int) -> None:
         pipes = [multiprocessing.get_context("spawn").Pipe(duplex=False) for _ in range(consumers)]
         self._readers = [r for r, _ in pipes]
         self._writers = [w for _, w in pipes]
+        for reader in self._readers:
+            os.set_blocking(reader.fileno(), False)
         self._closed = False
 
     def send(self, item: Any, consumer_id: int) -> None:
@@ -199,21 +205,51 @@ class PipeTransport(MessageTransport):
         """The next answer for this HTTP server, or None after ``timeout`` (at most 1 s) without one."""
         if self._closed:
             raise asyncio.CancelledError("transport closed")
-        reader = self._readers[consumer_id]
-        if not reader.poll():
-            loop = asyncio.get_running_loop()
-            ready = loop.create_future()
-            loop.add_reader(reader.fileno(), lambda: ready.done() or ready.set_result(None))
-            try:
-                await asyncio.wait_for(ready, 1.0 if timeout is None else min(timeout, 1.0))
-            except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on, not before
+        fd = self._readers[consumer_id].fileno()
+        try:
+            header = os.read(fd, 4)
+        except BlockingIOError:
+            if not await _readable(fd, 1.0 if timeout is None else min(timeout, 1.0)):
                 return None
-            finally:
-                loop.remove_reader(reader.fileno())
-        return reader.recv()
+            header = b""
+        header += await _read_exactly(fd, 4 - len(header))
+        (size,) = struct.unpack("!i", header)
+        if size == -1:  # Connection.send's header for a message of 2 GiB or more
+            (size,) = struct.unpack("!Q", await _read_exactly(fd, 8))
+        return pickle.loads(await _read_exactly(fd, size))
 
     def close(self, send_sentinel: bool = True) -> None:
         self._closed = True
+
+
+async def _readable(fd: int, timeout: float | None = None) -> bool:
+    """Wait until the non-blocking ``fd`` has something to read; False after ``timeout`` seconds without."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on, not before
+        return False
+    finally:
+        loop.remove_reader(fd)
+    return True
+
+
+async def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from the non-blocking ``fd``, waiting on the event loop whenever none is there yet."""
+    chunks = []
+    while size:
+        try:
+            chunk = os.read(fd, min(size, 2**20))
+        except BlockingIOError:
+            await _readable(fd)
+            continue
+        if not chunk:
+            raise EOFError("the worker closed its answer pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 class FastPredict:

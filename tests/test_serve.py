@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
+import pickle
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -181,22 +184,43 @@ def test_with_an_api_key_every_request_takes_fastapis_path_and_its_key_check(mon
     assert FastPredict not in middlewares()
 
 
-def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out():
+def _event_loops() -> list:
+    loops = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    with contextlib.suppress(ImportError):  # uvicorn's loop where installed; its add_reader makes a pipe non-blocking
+        import uvloop
+
+        loops.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return loops
+
+
+@pytest.mark.parametrize("new_loop", _event_loops())
+def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out(new_loop):
     transport = PipeTransport(consumers=2)
-    answer = ("uid", (Response("x" * 200_000), "OK", "REGULAR", 0))  # larger than a pipe's buffer
+    answers = [("uid", (Response("x" * 200_000), "OK", "REGULAR", 0)), ("b", ())]  # the first, above a pipe's buffer
+
+    def send_slowly() -> None:  # the first answer as Connection.send frames it, in pieces as a busy writer may
+        data = pickle.dumps(answers[0])
+        frame = struct.pack("!i", len(data)) + data
+        for start in range(0, len(frame), 50_000):
+            os.write(transport._writers[1].fileno(), frame[start : start + 50_000])
+            time.sleep(0.02)
+        transport.send(answers[1], 1)
 
     async def receive() -> list:
         got = [await transport.areceive(1, timeout=0.05)]  # nothing sent yet
-        writer = threading.Thread(target=lambda: [transport.send(answer, 1), transport.send(("b", ()), 1)])
-        writer.start()
-        got += [await transport.areceive(1), await transport.areceive(1)]
-        writer.join()
+        for _ in range(2):  # the second time, the pipe has been waited on: uvloop has made it non-blocking
+            writer = threading.Thread(target=send_slowly)
+            writer.start()
+            got += [await transport.areceive(1), await transport.areceive(1)]
+            writer.join()
         return got
 
-    nothing, first, second = asyncio.run(receive())
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        nothing, *got = runner.run(receive())
     assert nothing is None
-    assert first[0] == "uid" and first[1][0].body == answer[1][0].body
-    assert second == ("b", ())
+    for first, second in (got[:2], got[2:]):
+        assert first[0] == "uid" and first[1][0].body == answers[0][1][0].body
+        assert second == ("b", ())
 
 
 def test_a_request_is_shown_without_its_text():
@@ -247,7 +271,9 @@ def server():
     port = _free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
     command = [NASTY_TRAIN, "serve", "--model_dir", str(V1), "--port", str(port), "--threads", "1"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -258,9 +284,14 @@ def server():
         assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
         time.sleep(0.2)
     yield port, process
-    if process.poll() is None:
-        process.kill()
-        process.communicate()
+    if process.poll() is None:  # the SIGTERM test did not stop it (on another xdist worker, or it failed)
+        process.terminate()
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):  # killed alone, serve leaves its HTTP and model processes
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.integration
@@ -289,6 +320,11 @@ def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(ser
     status, body = _request(port, "POST", "/predict", b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}')
     assert status == 413, body
     assert _request(port, "GET", "/predict")[0] == 405
+
+    many = [{"words": ["the", "cat", "sat", "on", "the", "mat", "."] * 10}] * 100  # a 300 KB answer, twice
+    for _ in range(2):
+        status, body = _request(port, "POST", "/predict", json.dumps(many).encode())
+        assert status == 200 and [len(s["words"]) for s in json.loads(body)] == [70] * 100
 
     sentences = [["the", "cat", "sat"], ["a", "dog", "ran", "near", "the", "mat"]] * 4
     answers: dict[int, tuple[int, str]] = {}
