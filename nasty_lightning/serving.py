@@ -11,6 +11,7 @@ argument as the request schema, and FastAPI needs it as a class, not a string.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import multiprocessing
@@ -359,10 +360,12 @@ class TaggingAPI(litserve.LitAPI):
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=0.0, loop=GreedyBatches())
         self.model_dir, self.batch_size, self.threads, self.precision = model_dir, batch_size, threads, precision
+        self.serve_pid = os.getpid()
 
     def setup(self, device: str) -> None:
         from nasty_lightning.inference import Tagger, use_threads
 
+        _stop_with(self.serve_pid)
         use_threads(self.threads)
         self.tagger = Tagger.load(
             self.model_dir, batch_size=self.batch_size, threads=self.threads, precision=self.precision
@@ -451,6 +454,7 @@ def serve(
     server = PipeServer(api, accelerator="cpu", devices=1, workers_per_device=1, max_payload_size=MAX_BODY_BYTES)
     server.app.add_exception_handler(RequestValidationError, _validation_error)
     _stop_on_sigterm()
+    os.register_at_fork(after_in_child=functools.partial(_stop_with, os.getpid()))  # LitServe's forked processes
     print(
         f"serving {model_dir} at http://{host}:{port}: POST /predict, GET /health (Ctrl-C stops)",
         file=sys.stderr,
@@ -475,3 +479,16 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def _stop_with(parent: int) -> None:
+    """On Linux, SIGTERM to this process when ``parent`` (``serve``'s own process) dies, so that a ``serve``
+    killed outright (SIGKILL, the out-of-memory killer) leaves no HTTP server holding its port, no model in
+    memory and no LitServe manager behind. Elsewhere, and in ``parent`` itself, nothing."""
+    if sys.platform != "linux" or os.getpid() == parent:
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before that
+        os.kill(os.getpid(), signal.SIGTERM)

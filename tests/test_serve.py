@@ -266,6 +266,18 @@ def _request(port: int, method: str, path: str, body: bytes | None = None, json_
     return response.status, response.read().decode()
 
 
+def _wait_for_health(port: int, process: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while True:
+        try:
+            if _request(port, "GET", "/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def server():
     port = _free_port()
@@ -274,15 +286,7 @@ def server():
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    deadline = time.time() + 120
-    while True:
-        try:
-            if _request(port, "GET", "/health")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
-        time.sleep(0.2)
+    _wait_for_health(port, process)
     yield port, process
     if process.poll() is None:  # the SIGTERM test did not stop it (on another xdist worker, or it failed)
         process.terminate()
@@ -351,3 +355,32 @@ def test_sigterm_stops_the_server_cleanly(server):
     assert "nasty-train serve: stopped" in err and "Traceback" not in err, err[-3000:]
     with pytest.raises(OSError):
         _request(port, "GET", "/health")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform != "linux", reason="the processes serve starts follow it through Linux's prctl")
+def test_killed_outright_serve_leaves_no_process_behind():
+    port = _free_port()
+    command = [NASTY_TRAIN, "serve", "--model_dir", str(V1), "--port", str(port), "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _wait_for_health(port, process)
+        group = subprocess.run(["ps", "-o", "pid=", "-g", str(process.pid)], capture_output=True, text=True)
+        assert len(group.stdout.split()) >= 4  # serve, its HTTP server, the model's worker, LitServe's manager
+        process.kill()
+        process.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            left = subprocess.run(["ps", "-o", "pid,args", "-g", str(process.pid)], capture_output=True, text=True)
+            pytest.fail(f"left behind:\n{left.stdout}")
+        with pytest.raises(OSError):
+            _request(port, "GET", "/health")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
