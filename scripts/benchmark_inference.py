@@ -20,8 +20,10 @@ Batch-of-one latency is ``Tagger.predict`` of one sentence (tokenisation and dec
 first ``--sentences`` dev sentences, after a warm-up; throughput tags the whole dev file in batches of 64.
 The server (``nasty-train serve``) is measured on loopback with one client sending one sentence per
 request, and with ``--clients`` clients at once (``--requests`` requests in all, each phase at most
-``--max_seconds``). What it adds to latency is measured apart (``added_latency``): one process tags blocks
-of sentences with ``Tagger`` and through the server in turn, and compares the two p50s.
+``--max_seconds``), each on a keep-alive connection of a minimal HTTP/1.1 client (``_Client``). What it
+adds to latency is measured apart (``added_latency``): one process tags blocks of sentences with ``Tagger``,
+through the server with that client, and through the server with Python's ``http.client``, in turn, and
+compares the p50s.
 
 ``served``: ``run``'s server phases alone, for one model directory.
 
@@ -310,7 +312,52 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Client:
+    """One keep-alive HTTP/1.1 connection that posts one sentence and reads the answer by its Content-Length.
+
+    The request's bytes are built before the clock starts. Python's ``http.client`` builds the request and
+    parses the answer's headers in Python on every call: a client's cost, not the server's, so the server
+    is timed with this client, and ``added_latency`` also gives what it adds with ``http.client``.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connect()
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client sets it
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def post(self, words: list[str]) -> float:
+        body = json.dumps({"words": words}).encode()
+        request = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        request += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        start = time.perf_counter()
+        self.sock.sendall(request)
+        answer = b""
+        while (end := answer.find(b"\r\n\r\n")) < 0:
+            answer += self._recv()
+        head = answer[:end].decode("latin-1").split("\r\n")
+        length = next(int(h.split(":", 1)[1]) for h in head[1:] if h.lower().startswith("content-length:"))
+        while len(answer) < end + 4 + length:
+            answer += self._recv()
+        seconds = time.perf_counter() - start
+        if head[0].split()[1] != "200":
+            raise SystemExit(f"the server answered {head[0]}")
+        return seconds
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise SystemExit("the server closed the connection")
+        return data
+
+
 def _post(connection: http.client.HTTPConnection, words: list[str]) -> float:
+    """``_Client.post`` with Python's ``http.client``."""
     body = json.dumps({"words": words})
     start = time.perf_counter()
     connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
@@ -328,11 +375,11 @@ def _clients(port: int, words: list[list[str]], clients: int, requests: int, max
     deadline = time.perf_counter() + max_seconds
 
     def client(k: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection = _Client(port)
         for i in range(k, requests, clients):
             if time.perf_counter() > deadline:
                 break
-            t = _post(connection, words[i % len(words)])
+            t = connection.post(words[i % len(words)])
             with lock:
                 times.append(t)
         connection.close()
@@ -357,47 +404,64 @@ def added_latency(
     model_dir: str, dev_file: str, port: int, threads: int, sentences: int, block: int = 50, pause: float = 2.0
 ) -> None:
     """What the server adds, in this process: the first ``sentences`` sentences in blocks of ``block``, each
-    block tagged back to back by ``Tagger`` here and sent back to back to the server, in turn (which first
-    alternates), ``pause`` seconds apart so that neither process's threads still spin (ONNX Runtime's spun
-    for more than 0.1 s after a run); the same sentences, interleaved in time, so drift between runs does
-    not count."""
+    block tagged back to back by ``Tagger`` here, sent back to back to the server with ``_Client``, and sent
+    again with ``http.client``, the three in turn (which goes first rotates), ``pause`` seconds apart so
+    that neither process's threads still spin (ONNX Runtime's spun for more than 0.1 s after a run); the
+    same sentences, interleaved in time, so drift between runs does not count."""
     from nasty_lightning.inference import Tagger, use_threads
 
     use_threads(threads)
     tagger = Tagger.load(model_dir, threads=threads)
     words = [s.words for s in _sentences(dev_file)][:sentences]
+    client = _Client(port)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    arms = {
+        "in process": lambda w: _timed(tagger.predict, [w]),
+        "served": client.post,
+        "http.client": lambda w: _post(connection, w),
+    }
     for w in words[:20]:
-        tagger.predict([w])
-        _post(connection, w)
-    inside, served, by_block = [], [], []
+        for run in arms.values():
+            run(w)
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    by_block: dict[str, list[float]] = {"served": [], "http.client": []}
+    names = list(arms)
     for k in range(0, len(words), block):
-        times: tuple[list[float], list[float]] = ([], [])
-        for arm in (0, 1) if k // block % 2 == 0 else (1, 0):
+        medians = {}
+        for arm in names[k // block % 3 :] + names[: k // block % 3]:
             time.sleep(pause)
-            if arm == 1:  # a new connection, outside the timing: the server closes one idle for 5 s
-                connection.close()
-                connection.connect()
-            for w in words[k : k + block]:
-                if arm == 0:
-                    start = time.perf_counter()
-                    tagger.predict([w])
-                    times[0].append(time.perf_counter() - start)
-                else:
-                    times[1].append(_post(connection, w))
-        inside += times[0]
-        served += times[1]
-        by_block.append(1e3 * (statistics.median(times[1]) - statistics.median(times[0])))
-    p50_inside, p50_served = 1e3 * statistics.median(inside), 1e3 * statistics.median(served)
+            client.close()  # new connections, outside the timing: the server closes one idle for 5 s
+            client.connect()
+            connection.close()
+            connection.connect()
+            block_times = [arms[arm](w) for w in words[k : k + block]]
+            times[arm] += block_times
+            medians[arm] = statistics.median(block_times)
+        for arm in by_block:
+            by_block[arm].append(1e3 * (medians[arm] - medians["in process"]))
+    p50 = {arm: 1e3 * statistics.median(t) for arm, t in times.items()}
     result = {
-        "in_process_p50_ms": p50_inside,
-        "served_p50_ms": p50_served,
-        "added_ms": p50_served - p50_inside,
+        "in_process_p50_ms": p50["in process"],
+        "served_p50_ms": p50["served"],
+        "added_ms": p50["served"] - p50["in process"],
         # the same difference block by block (the same sentences, next to each other in time): its spread
         # shows how far one invocation's figure can be trusted on a noisy machine
-        "added_by_block_ms": [min(by_block), statistics.median(by_block), max(by_block)],
+        "added_by_block_ms": _spread(by_block["served"]),
+        "http_client_p50_ms": p50["http.client"],
+        "added_with_http_client_ms": p50["http.client"] - p50["in process"],
+        "added_with_http_client_by_block_ms": _spread(by_block["http.client"]),
     }
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def _timed(run, *args) -> float:
+    start = time.perf_counter()
+    run(*args)
+    return time.perf_counter() - start
+
+
+def _spread(values: list[float]) -> list[float]:
+    return [min(values), statistics.median(values), max(values)]
 
 
 def server(
@@ -570,19 +634,23 @@ def run(
                 print(json.dumps(server_rows[-1]), flush=True)
     print(
         "\n| model | arm | clients | requests/s | p50 ms | p95 ms | added to p50 (in-process, served; by block "
-        "min/median/max) |"
+        "min/median/max) | added with http.client |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for s in server_rows:
-        over = (
-            f"{s['added_ms']:+.2f} ms ({s['in_process_p50_ms']:.2f}, {s['served_p50_ms']:.2f}; blocks "
-            f"{'/'.join(f'{x:+.2f}' for x in s['added_by_block_ms'])})"
-            if s["clients"] == 1
-            else ""
-        )
+        over = with_http_client = ""
+        if s["clients"] == 1:
+            over = (
+                f"{s['added_ms']:+.2f} ms ({s['in_process_p50_ms']:.2f}, {s['served_p50_ms']:.2f}; blocks "
+                f"{'/'.join(f'{x:+.2f}' for x in s['added_by_block_ms'])})"
+            )
+            with_http_client = (
+                f"{s['added_with_http_client_ms']:+.2f} ms (blocks "
+                f"{'/'.join(f'{x:+.2f}' for x in s['added_with_http_client_by_block_ms'])})"
+            )
         print(
             f"| {s['model']} | {s['arm']} | {s['clients']} | {s['requests_per_second']:.1f} | {s['p50_ms']:.2f} | "
-            f"{s['p95_ms']:.2f} | {over} |"
+            f"{s['p95_ms']:.2f} | {over} | {with_http_client} |"
         )
     if keep is None:
         shutil.rmtree(tmp, ignore_errors=True)
