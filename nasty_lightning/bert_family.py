@@ -268,15 +268,21 @@ class TokenClassifier(nn.Module):
         return Output(self.classifier(states[-1]), tuple(states) if output_hidden_states else None)
 
 
-def load(model_dir: Path) -> TokenClassifier | None:
-    """The token classifier of an exported model directory, or ``None`` where its ``config.json`` asks for
-    something this module does not implement, or its weights are not exactly what the configuration needs
-    (transformers' loading then reports what is wrong)."""
+def read_config_file(model_dir: Path) -> Config | None:
+    """The ``Config`` of ``model_dir``'s ``config.json``, or ``None`` where the file cannot be read as JSON or
+    asks for a model this module does not implement."""
     try:
         raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    config = read_config(raw) if isinstance(raw, dict) else None
+    return read_config(raw) if isinstance(raw, dict) else None
+
+
+def load(model_dir: Path) -> TokenClassifier | None:
+    """The token classifier of an exported model directory, or ``None`` where its ``config.json`` asks for
+    something this module does not implement, or its weights are not exactly what the configuration needs
+    (transformers' loading then reports what is wrong)."""
+    config = read_config_file(model_dir)
     if config is None:
         return None
     with torch.device("meta"):  # nothing allocated before the file's shapes are checked against config.json

@@ -334,12 +334,7 @@ def _model_dir_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | Tokenizer
 def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
     """The directory's ``config.json``: read by ``bert_family`` where it implements the model, which spares
     the import of transformers (more than a second of start-up), by transformers' ``AutoConfig`` elsewhere."""
-    path = model_dir / "config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path} ({err.__class__.__name__})") from None
-    config = bert_family.read_config(raw) if isinstance(raw, dict) else None
+    config = bert_family.read_config_file(model_dir)
     if config is not None:
         return config
     from transformers import AutoConfig
@@ -347,7 +342,7 @@ def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
     try:
         return AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {path} ({_first_line(err)})") from None
+        raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
 
 
 def _load_transformers(model_dir: Path) -> PreTrainedModel:
