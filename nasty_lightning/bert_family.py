@@ -129,19 +129,25 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
-        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, token_type_ids: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``positions``: given for packed rows (``packed_layout``); else counted along each row."""
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         batch, length = inputs_embeds.shape[:2]
-        positions = torch.arange(length, device=inputs_embeds.device).expand(batch, length)
-        if self.config.model_type in ("roberta", "xlm-roberta"):  # counted from after the padding id, as fairseq
-            pad = self.config.pad_token_id
-            if input_ids is not None:
-                real = input_ids.ne(pad).int()
-                positions = (torch.cumsum(real, dim=1).type_as(real) * real).long() + pad
-            else:
-                positions = positions + pad + 1
+        if positions is None:
+            positions = torch.arange(length, device=inputs_embeds.device).expand(batch, length)
+            if self.config.model_type in ("roberta", "xlm-roberta"):  # counted from after the padding id, as fairseq
+                pad = self.config.pad_token_id
+                if input_ids is not None:
+                    real = input_ids.ne(pad).int()
+                    positions = (torch.cumsum(real, dim=1).type_as(real) * real).long() + pad
+                else:
+                    positions = positions + pad + 1
         embeddings = inputs_embeds + self.position_embeddings(positions)
         if self.config.type_vocab_size:
             if token_type_ids is None:
@@ -152,7 +158,7 @@ class Embeddings(nn.Module):
 
 def attention(q: nn.Linear, k: nn.Linear, v: nn.Linear, x: torch.Tensor, mask: torch.Tensor, heads: int):
     """Multi-head self-attention over ``x`` (batch, length, hidden); ``mask``: (batch, 1, 1, length), true where
-    a key may be attended to."""
+    a key may be attended to, or (batch, 1, length, length) for packed rows, true where a query may attend to a key."""
     batch, length, hidden = x.shape
     split = [f(x).view(batch, length, heads, hidden // heads).transpose(1, 2) for f in (q, k, v)]
     return F.scaled_dot_product_attention(*split, attn_mask=mask).transpose(1, 2).reshape(batch, length, hidden)
@@ -225,11 +231,9 @@ class Encoder(nn.Module):
         stack.layer = nn.ModuleList((DistilBertLayer if distil else BertLayer)(config) for _ in range(config.layers))
         setattr(self, self.stack, stack)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, every: bool = False) -> list[torch.Tensor]:
-        """The last layer's output for the embeddings' output ``x``; with ``every``, ``x`` and every layer's."""
-        if attention_mask is None:
-            attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
-        mask = attention_mask.bool()[:, None, None, :]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, every: bool = False) -> list[torch.Tensor]:
+        """The last layer's output for the embeddings' output ``x`` and the attention ``mask``; with ``every``,
+        ``x`` and every layer's."""
         states = [x]
         for layer in getattr(self, self.stack).layer:
             x = layer(x, mask)
@@ -262,10 +266,32 @@ class TokenClassifier(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        packed: bool = False,
     ) -> Output:
-        x = self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids)
-        states = self.encoder(x, attention_mask, every=output_hidden_states)
+        """``packed``: rows hold several sentences, numbered 1, 2, ... in ``attention_mask`` (0: padding), each
+        with its own positions and attending to itself alone, so that each gets what it would alone in a row."""
+        positions = None
+        if attention_mask is None:
+            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+            attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+        if packed:
+            positions, mask = self.packed_layout(attention_mask)
+        else:
+            mask = attention_mask.bool()[:, None, None, :]
+        x = self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
+        states = self.encoder(x, mask, every=output_hidden_states)
         return Output(self.classifier(states[-1]), tuple(states) if output_hidden_states else None)
+
+    def packed_layout(self, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each position's id within its own sentence, and the (rows, 1, length, length) mask of attention within
+        sentences, for rows of sentences numbered 1, 2, ... (0: padding, which attends only to padding)."""
+        same = segments[:, :, None] == segments[:, None, :]
+        earlier = torch.ones(same.shape[1:], dtype=torch.bool, device=same.device).tril(-1)
+        positions = (same & earlier).sum(-1)  # the subwords of the same sentence before each one
+        if self.config.model_type in ("roberta", "xlm-roberta"):  # counted from after the padding id, as fairseq
+            pad = self.config.pad_token_id
+            positions = torch.where(segments > 0, positions + pad + 1, pad)
+        return positions, same[:, None]
 
 
 def read_config_file(model_dir: Path) -> Config | None:

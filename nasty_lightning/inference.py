@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from nasty_lightning import bert_family
-from nasty_lightning.batching import collate, padded_batches
+from nasty_lightning.batching import padded_batches
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
@@ -30,6 +30,7 @@ from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
+from nasty_lightning.packing import inference_rows
 from nasty_lightning.precision import cpu_has_native_bf16
 from nasty_lightning.tokenizer_file import TokenizerFile
 from nasty_lightning.untrusted import check_model_dir
@@ -101,10 +102,19 @@ class Network(torch.nn.Module):
         super().__init__()
         self.model, self.layers, self.casing = model, layers, casing
 
+    @property
+    def packs(self) -> bool:
+        """Whether rows may hold several sentences (``forward``'s ``packed``): with our own BERT family
+        (``bert_family.TokenClassifier.packed_layout``), not with transformers' classes."""
+        return isinstance(self.model, bert_family.TokenClassifier)
+
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, casing: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, casing: torch.Tensor, packed: bool = False
     ) -> tuple[torch.Tensor, ...]:
+        """``packed``: ``attention_mask`` numbers the sentences of each row 1, 2, ... (0: padding)."""
         inputs = encoder_inputs(self.model, input_ids, self.casing, casing)
+        if packed:
+            inputs["packed"] = True
         out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=len(self.layers) > 0)
         return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
@@ -305,16 +315,25 @@ class Tagger:
             weight = next(self.model.parameters())
             device = weight.device
             network = Network(self.model, self.layers, self.casing).to(device=device, dtype=weight.dtype)
-        for rows in padded_batches([len(w.input_ids) for w in windows], self.batch_size):
+        # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
+        # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.
+        packed = network.packs and 1 < len(windows) <= self.batch_size
+        if packed:
+            chunks = [range(len(windows))]
+        else:
+            chunks = padded_batches([len(w.input_ids) for w in windows], self.batch_size)
+        for rows in chunks:
             chunk = windows[rows.start : rows.stop]
-            batch = collate(chunk, self.tokenizer.pad_token_id)
-            logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
+            batch, places = inference_rows(chunk, self.tokenizer.pad_token_id, packed)
+            inputs = [batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")]
+            logits = network(*inputs, packed=True) if packed else network(*inputs)
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
             predicted = []
-            for r, mask in enumerate(batch["word_mask"]):
-                words = ids[r][mask]  # (words, heads)
+            for window, (r, start) in zip(chunk, places, strict=True):
+                at = start + torch.tensor(window.word_starts, dtype=torch.long)
+                words = ids[r][at]  # (words, heads)
                 for h, decode in self._decoders.items() if self.constrained else ():
-                    words[:, h] = torch.tensor(decode(logits[h][r][mask.to(device)]))
+                    words[:, h] = torch.tensor(decode(logits[h][r][at.to(device)]))
                 predicted.append(words.tolist())
             yield chunk, predicted
 

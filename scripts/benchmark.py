@@ -346,9 +346,10 @@ def compare(
 
     Arms: the Trainer at its defaults (float32), with ``bf16=True`` and with bf16 and
     ``train_sampling_strategy="group_by_length"``; ``nasty-train fit`` at its defaults (bf16-mixed where native)
-    and in 32-true. Where bf16 is not native, the Trainer in float32 with length grouping instead of its bf16
-    arms, and no 32-true arm of ours (our defaults are 32-true there); ``pipeline`` at its default batch size and at ``batch_size=64`` (float32 and bf16);
-    ``nasty-train tag`` in float32 and in bf16, each against ``pipeline`` at 64 in its precision.
+    and in 32-true; ``pipeline`` at its default batch size and at ``batch_size=64`` (float32 and bf16);
+    ``nasty-train tag`` in float32 and in bf16, each against ``pipeline`` at 64 in its precision. Where bf16 is
+    not native: the Trainer in float32 with length grouping instead of its bf16 arms, and no 32-true arm of
+    ours (our defaults are 32-true there).
     bf16 arms run only where the CPU computes bfloat16 natively. FLOP/s count the model's useful work:
     ``6 x non-embedding parameters x real subwords`` for training (forward and backward), ``2 x ...`` for
     tagging; attention scores (about 1% of it at these sentence lengths) and padding are not counted.

@@ -73,6 +73,23 @@ def test_logits_and_hidden_states_equal_transformers(name, tmp_path):
     assert model.config.id2label == reference.config.id2label
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_packed_row_computes_what_separate_rows_do(name, tmp_path):
+    """With ``packed``, sentences numbered 1, 2, ... in the mask share a row, each with its own positions and
+    attention."""
+    reference = _saved(CONFIGS[name](), tmp_path)
+    model = bert_family.load(tmp_path)
+    ids, mask = _padded_batch(reference.config.pad_token_id or 0)
+    lengths = mask.sum(1).tolist()  # 9, 6 and 3 subwords
+    packed_ids = torch.cat([ids[0], ids[1, :6], ids[2, :3], ids[2, :3]])[None]  # the last row twice
+    segments = torch.tensor([[1] * 9 + [2] * 6 + [3] * 3 + [4] * 3])
+    with torch.no_grad():
+        separate = reference(input_ids=ids, attention_mask=mask).logits
+        packed = model(input_ids=packed_ids, attention_mask=segments, packed=True).logits[0]
+    expected = torch.cat([separate[r, :n] for r, n in enumerate(lengths)] + [separate[2, :3]])
+    torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -99,3 +99,27 @@ def test_training_falls_back_to_padded_rows(tiny_bert, toy_treebank):
     with pytest.warns(UserWarning, match="does not give packed rows the outputs of separate rows"):
         batch = next(iter(data.train_dataloader()))
     assert "segments" not in batch and "attention_mask" in batch
+
+
+def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(monkeypatch):
+    """``Tagger`` with our BERT family: a batch of mixed lengths shares rows, and every tag is the tag of the
+    sentence tagged alone (packed rows compute what separate rows do, ``test_bert_family``)."""
+    from pathlib import Path
+
+    from nasty_lightning.inference import Network, Tagger
+
+    tagger = Tagger.load(Path(__file__).parent / "fixtures" / "v1_upos" / "model")
+    rng = random.Random(0)
+    vocab = ["the", "cat", "sat", "on", "a", "mat", ".", "dogs", "run", "quickly", ",", "and", "it", "rained"]
+    sentences = [[rng.choice(vocab) for _ in range(n)] for n in (1, 14, 3, 6, 2, 9, 4, 1, 11, 5)]
+    alone = [tagger.predict([s])["upos"][0] for s in sentences]
+    rows = []
+    forward = Network.forward
+
+    def counted(self, input_ids, attention_mask, casing, packed=False):
+        rows.append((input_ids.shape[0], int(attention_mask.max())))
+        return forward(self, input_ids, attention_mask, casing, packed)
+
+    monkeypatch.setattr(Network, "forward", counted)
+    assert tagger.predict(sentences)["upos"] == alone
+    assert len(rows) == 1 and rows[0][0] < len(sentences) and rows[0][1] > 1, rows  # one pass, shared rows
