@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ from nasty_lightning import packing
 from nasty_lightning.batching import collate
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.encoding import IGNORE, Window
+from nasty_lightning.inference import Network, Tagger
 from nasty_lightning.packing import accepts_packed_rows, block_mask, collate_packed, position_offset
 
 LENGTHS = [12, 3, 7, 5, 9, 4, 6, 2]  # packs into 4 rows of 12
@@ -104,10 +106,6 @@ def test_training_falls_back_to_padded_rows(tiny_bert, toy_treebank):
 def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(monkeypatch):
     """``Tagger`` with our BERT family: a batch of mixed lengths shares rows, and every tag is the tag of the
     sentence tagged alone (packed rows compute what separate rows do, ``test_bert_family``)."""
-    from pathlib import Path
-
-    from nasty_lightning.inference import Network, Tagger
-
     tagger = Tagger.load(Path(__file__).parent / "fixtures" / "v1_upos" / "model")
     rng = random.Random(0)
     vocab = ["the", "cat", "sat", "on", "a", "mat", ".", "dogs", "run", "quickly", ",", "and", "it", "rained"]
