@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from transformers import AutoModelForTokenClassification
 
 from nasty_lightning import packing
 from nasty_lightning.batching import collate
+from nasty_lightning.casing import casing_embedding
 from nasty_lightning.data import TaggingDataModule
 from nasty_lightning.encoding import IGNORE, Window
 from nasty_lightning.inference import Network, Tagger
@@ -108,9 +110,15 @@ def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(m
     sentence tagged alone (packed rows compute what separate rows do, ``test_bert_family``)."""
     tagger = Tagger.load(Path(__file__).parent / "fixtures" / "v1_upos" / "model")
     rng = random.Random(0)
-    vocab = ["the", "cat", "sat", "on", "a", "mat", ".", "dogs", "run", "quickly", ",", "and", "it", "rained"]
+    vocab = ["the", "Cat", "sat", "on", "a", "MAT", ".", "dogs", "Run", "quickly", ",", "and", "it", "rained"]
     sentences = [[rng.choice(vocab) for _ in range(n)] for n in (1, 14, 3, 6, 2, 9, 4, 1, 11, 5)]
+    torch.manual_seed(0)
+    casing = casing_embedding(tagger.model.config.hidden_size)
+    torch.nn.init.normal_(casing.weight)  # a model trained with --model.casing: its vectors join the embeddings
+    cased = dataclasses.replace(tagger, casing=casing)
     alone = [tagger.predict([s])["upos"][0] for s in sentences]
+    cased_alone = [cased.predict([s])["upos"][0] for s in sentences]
+    assert cased_alone != alone  # the casing vectors count
     rows = []
     forward = Network.forward
 
@@ -121,3 +129,4 @@ def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(m
     monkeypatch.setattr(Network, "forward", counted)
     assert tagger.predict(sentences)["upos"] == alone
     assert len(rows) == 1 and rows[0][0] < len(sentences) and rows[0][1] > 1, rows  # one pass, shared rows
+    assert cased.predict(sentences)["upos"] == cased_alone
