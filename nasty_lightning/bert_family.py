@@ -123,7 +123,11 @@ class Embeddings(nn.Module):
         super().__init__()
         self.config = config
         self.word_embeddings = Embedding(config.vocab_size, config.hidden_size)
-        self.position_embeddings = Embedding(config.max_positions, config.hidden_size)
+        # RoBERTa and XLM-R count positions from after the padding id, as transformers' table records it
+        roberta = config.model_type in ("roberta", "xlm-roberta")
+        self.position_embeddings = Embedding(
+            config.max_positions, config.hidden_size, padding_idx=config.pad_token_id if roberta else None
+        )
         if config.type_vocab_size:
             self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -135,7 +139,7 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``positions``: given for packed rows (``packed_layout``); else counted along each row."""
+        """``positions``: given for packed rows (``packing.position_offset`` onwards); else counted along each row."""
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         batch, length = inputs_embeds.shape[:2]
@@ -256,6 +260,8 @@ class TokenClassifier(nn.Module):
     def encoder(self) -> Encoder:
         return getattr(self, _PREFIX[self.config.model_type])
 
+    base_model = encoder  # transformers' name, which ``packing.position_offset`` reads
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.embeddings.word_embeddings
 
@@ -266,32 +272,20 @@ class TokenClassifier(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
-        packed: bool = False,
+        position_ids: torch.Tensor | None = None,
     ) -> Output:
-        """``packed``: rows hold several sentences, numbered 1, 2, ... in ``attention_mask`` (0: padding), each
-        with its own positions and attending to itself alone, so that each gets what it would alone in a row."""
-        positions = None
+        """As transformers takes them: ``attention_mask`` (batch, length), 1 on subwords and 0 on padding; or for
+        packed rows (``packing``) a (batch, 1, length, length) mask of which position may attend to which, with
+        the ``position_ids`` of every sentence of a row."""
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        if packed:
-            positions, mask = self.packed_layout(attention_mask)
-        else:
-            mask = attention_mask.bool()[:, None, None, :]
-        x = self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids, positions)
+        mask = attention_mask.bool()
+        if mask.dim() == 2:
+            mask = mask[:, None, None, :]
+        x = self.encoder.embeddings(input_ids, inputs_embeds, token_type_ids, position_ids)
         states = self.encoder(x, mask, every=output_hidden_states)
         return Output(self.classifier(states[-1]), tuple(states) if output_hidden_states else None)
-
-    def packed_layout(self, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each position's id within its own sentence, and the (rows, 1, length, length) mask of attention within
-        sentences, for rows of sentences numbered 1, 2, ... (0: padding, which attends only to padding)."""
-        same = segments[:, :, None] == segments[:, None, :]
-        earlier = torch.ones(same.shape[1:], dtype=torch.bool, device=same.device).tril(-1)
-        positions = (same & earlier).sum(-1)  # the subwords of the same sentence before each one
-        if self.config.model_type in ("roberta", "xlm-roberta"):  # counted from after the padding id, as fairseq
-            pad = self.config.pad_token_id
-            positions = torch.where(segments > 0, positions + pad + 1, pad)
-        return positions, same[:, None]
 
 
 def read_config_file(model_dir: Path) -> Config | None:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from nasty_lightning import bert_family
-from nasty_lightning.batching import padded_batches
+from nasty_lightning.batching import collate, padded_batches
 from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
@@ -30,7 +30,7 @@ from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
 from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
-from nasty_lightning.packing import inference_rows
+from nasty_lightning.packing import block_mask, pack, position_offset
 from nasty_lightning.precision import cpu_has_native_bf16
 from nasty_lightning.tokenizer_file import TokenizerFile
 from nasty_lightning.untrusted import check_model_dir
@@ -104,17 +104,21 @@ class Network(torch.nn.Module):
 
     @property
     def packs(self) -> bool:
-        """Whether rows may hold several sentences (``forward``'s ``packed``): with our own BERT family
-        (``bert_family.TokenClassifier.packed_layout``), not with transformers' classes."""
+        """Whether rows may hold several sentences (``packing``): with our own BERT family, not with transformers'
+        classes (``fit`` checks each of those with ``packing.accepts_packed_rows``; tagging keeps padded rows)."""
         return isinstance(self.model, bert_family.TokenClassifier)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, casing: torch.Tensor, packed: bool = False
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        casing: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """``packed``: ``attention_mask`` numbers the sentences of each row 1, 2, ... (0: padding)."""
+        """``attention_mask`` and ``position_ids`` as the encoder takes them (``bert_family.TokenClassifier``)."""
         inputs = encoder_inputs(self.model, input_ids, self.casing, casing)
-        if packed:
-            inputs["packed"] = True
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids
         out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=len(self.layers) > 0)
         return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
@@ -324,9 +328,14 @@ class Tagger:
             chunks = padded_batches([len(w.input_ids) for w in windows], self.batch_size)
         for rows in chunks:
             chunk = windows[rows.start : rows.stop]
-            batch, places = inference_rows(chunk, self.tokenizer.pad_token_id, packed)
-            inputs = [batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")]
-            logits = network(*inputs, packed=True) if packed else network(*inputs)
+            if packed:
+                batch, places = pack(chunk, self.tokenizer.pad_token_id)
+                positions = (batch["position_ids"] + position_offset(self.model)).to(device)
+                inputs = (batch["input_ids"], block_mask(batch["segments"]), batch["casing"])
+                logits = network(*(x.to(device) for x in inputs), position_ids=positions)
+            else:
+                batch, places = collate(chunk, self.tokenizer.pad_token_id), [(r, 0) for r in range(len(chunk))]
+                logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
             predicted = []
             for window, (r, start) in zip(chunk, places, strict=True):

@@ -69,7 +69,7 @@ def check_onnx(path: Path) -> None:
 class OnnxNetwork:
     """An ONNX graph of the encoder and every head, run by ONNX Runtime on the CPU."""
 
-    # One sentence a row: a graph traced from packed rows (``bert_family.TokenClassifier.packed_layout``) tagged
+    # One sentence a row: a graph traced from packed rows (``packing``) tagged
     # one sentence 13 to 40% slower (MiniLM INT8, AVX2-only CPU), and INT8 gained little from batching there.
     packs = False
 

@@ -21,7 +21,19 @@ from nasty_lightning.encoding import IGNORE, Window
 
 
 def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
-    """Pack a batch of labelled windows into rows as long as the longest window.
+    """Pack a batch of labelled windows into rows as long as the longest window (``pack``), with their labels."""
+    batch, places = pack(windows, pad_id)
+    labels = torch.full((*batch["input_ids"].shape, n_heads(windows)), IGNORE, dtype=torch.long)
+    for w, (r, start) in zip(windows, places, strict=True):
+        labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
+    batch["labels"] = labels
+    if loss_norm is not None:
+        batch["loss_norm"] = torch.tensor(loss_norm)
+    return batch
+
+
+def pack(windows: list[Window], pad_id: int) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+    """Windows in rows as long as the longest (``first_fit``), and where each starts (row, position).
 
     ``segments`` numbers the windows within each row (-1 for padding, which attends only to padding);
     ``position_ids`` restart at 0 for every window.
@@ -33,27 +45,19 @@ def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None =
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     casing = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
-    labels = torch.full((len(rows), width, n_heads(windows)), IGNORE, dtype=torch.long)
+    places = [(0, 0)] * len(windows)
     for r, members in enumerate(rows):
         start = 0
         for segment, i in enumerate(members):
-            w, n = windows[i], len(windows[i].input_ids)
+            w, n = windows[i], lengths[i]
             input_ids[r, start : start + n] = torch.tensor(w.input_ids)
             position_ids[r, start : start + n] = torch.arange(n)
             casing[r, start : start + n] = torch.tensor(w.casing)
             segments[r, start : start + n] = segment
-            labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
+            places[i] = (r, start)
             start += n
-    batch = {
-        "input_ids": input_ids,
-        "position_ids": position_ids,
-        "segments": segments,
-        "labels": labels,
-        "casing": casing,
-    }
-    if loss_norm is not None:
-        batch["loss_norm"] = torch.tensor(loss_norm)
-    return batch
+    batch = {"input_ids": input_ids, "position_ids": position_ids, "segments": segments, "casing": casing}
+    return batch, places
 
 
 def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -69,34 +73,6 @@ def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
         rows[row].append(i)
         free[row] -= lengths[i]
     return rows
-
-
-def inference_rows(
-    windows: list[Window], pad_id: int, packed: bool
-) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
-    """A batch to tag, and where each window starts in it (row, position).
-
-    ``packed``: the windows share rows as long as the longest (``first_fit``), and ``attention_mask`` numbers
-    the sentences of each row 1, 2, ... (``bert_family.TokenClassifier.packed_layout``); else one window a row,
-    padded, and ``attention_mask`` is 1 on subwords and 0 on padding, as every encoder takes it.
-    """
-    lengths = [len(w.input_ids) for w in windows]
-    width = max(lengths)
-    rows = first_fit(lengths, width) if packed else [[i] for i in range(len(windows))]
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    casing = torch.zeros((len(rows), width), dtype=torch.long)
-    places = [(0, 0)] * len(windows)
-    for r, members in enumerate(rows):
-        start = 0
-        for segment, i in enumerate(members, start=1):
-            w, n = windows[i], lengths[i]
-            input_ids[r, start : start + n] = torch.tensor(w.input_ids)
-            attention_mask[r, start : start + n] = segment
-            casing[r, start : start + n] = torch.tensor(w.casing)
-            places[i] = (r, start)
-            start += n
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "casing": casing}, places
 
 
 def block_mask(segments: torch.Tensor) -> torch.Tensor:

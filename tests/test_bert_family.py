@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from nasty_lightning import Tagger, bert_family
+from nasty_lightning.packing import block_mask, position_offset
 
 V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"  # a tiny BERT tagger of UPOS, trained on toy data
 SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -75,17 +76,17 @@ def test_logits_and_hidden_states_equal_transformers(name, tmp_path):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_a_packed_row_computes_what_separate_rows_do(name, tmp_path):
-    """With ``packed``, sentences numbered 1, 2, ... in the mask share a row, each with its own positions and
-    attention."""
+    """Sentences share a row as ``fit`` packs them (``packing``), each with its own positions and attention."""
     reference = _saved(CONFIGS[name](), tmp_path)
     model = bert_family.load(tmp_path)
     ids, mask = _padded_batch(reference.config.pad_token_id or 0)
     lengths = mask.sum(1).tolist()  # 9, 6 and 3 subwords
     packed_ids = torch.cat([ids[0], ids[1, :6], ids[2, :3], ids[2, :3]])[None]  # the last row twice
-    segments = torch.tensor([[1] * 9 + [2] * 6 + [3] * 3 + [4] * 3])
+    segments = torch.tensor([[0] * 9 + [1] * 6 + [2] * 3 + [3] * 3])
+    positions = torch.tensor([list(range(9)) + list(range(6)) + list(range(3)) * 2]) + position_offset(model)
     with torch.no_grad():
         separate = reference(input_ids=ids, attention_mask=mask).logits
-        packed = model(input_ids=packed_ids, attention_mask=segments, packed=True).logits[0]
+        packed = model(input_ids=packed_ids, attention_mask=block_mask(segments), position_ids=positions).logits[0]
     expected = torch.cat([separate[r, :n] for r, n in enumerate(lengths)] + [separate[2, :3]])
     torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
 
