@@ -145,8 +145,8 @@ class Embeddings(nn.Module):
         batch, length = inputs_embeds.shape[:2]
         if positions is None:
             positions = torch.arange(length, device=inputs_embeds.device).expand(batch, length)
-            if self.config.model_type in ("roberta", "xlm-roberta"):  # counted from after the padding id, as fairseq
-                pad = self.config.pad_token_id
+            pad = self.position_embeddings.padding_idx  # RoBERTa, XLM-R: counted from after it, as fairseq
+            if pad is not None:
                 if input_ids is not None:
                     real = input_ids.ne(pad).int()
                     positions = (torch.cumsum(real, dim=1).type_as(real) * real).long() + pad
