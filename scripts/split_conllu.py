@@ -1,12 +1,15 @@
-"""Split a CoNLL-U file in two, each sentence byte for byte as in the input, for the experiments of the README.
+"""Split a CoNLL-U or IOB2 file in two, each sentence byte for byte as in the input (sentences are the blocks between
+blank lines in both formats): to make a training and a validation file out of one file, or for the experiments in docs/.
 
+    python scripts/split_conllu.py first --conllu_file data/uner/en_ewt/en_ewt-ud-dev.iob2 --n 1600 --out data/uner/split
+    python scripts/split_conllu.py first --conllu_file data/ud/es_gsd/es_gsd-ud-dev.conllu --n 1000 --out runs/es
     python scripts/split_conllu.py genre --conllu_file data/ud/en_ewt/en_ewt-ud-train.conllu --held_out reviews \
         --out runs/genres
-    python scripts/split_conllu.py first --conllu_file data/ud/es_gsd/es_gsd-ud-dev.conllu --n 1000 --out runs/es
 
-``genre``: EWT's ``# sent_id`` names each sentence's source (answers, email, newsgroup, reviews, weblog); writes
-``<stem>-<held_out>.conllu`` (the held-out genre) and ``<stem>-other.conllu`` (every other genre).
-``first``: writes ``<stem>-first<n>.conllu`` and ``<stem>-rest.conllu``. Both print the sentence counts.
+``first``: writes ``<stem>-first<n><suffix>`` and ``<stem>-rest<suffix>``, the suffix of the input (``.conllu``,
+``.iob2``). ``genre``: EWT's ``# sent_id`` names each sentence's source (answers, email, newsgroup, reviews, weblog);
+writes ``<stem>-<held_out><suffix>`` (the held-out genre) and ``<stem>-other<suffix>`` (every other genre). Both print
+the sentence counts.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ def write_first(conllu_file: str, n: int, path: Path) -> Path:
     return path
 
 
-def _write(folder: Path, parts: dict[str, list[str]]) -> dict[str, int]:
+def _write(folder: Path, suffix: str, parts: dict[str, list[str]]) -> dict[str, int]:
     folder.mkdir(parents=True, exist_ok=True)
+    counts = {}
     for name, blocks in parts.items():
-        (folder / f"{name}.conllu").write_text("".join(b + "\n\n" for b in blocks), encoding="utf-8")
-    counts = {name: len(blocks) for name, blocks in parts.items()}
+        path = folder / f"{name}{suffix}"
+        path.write_text("".join(b + "\n\n" for b in blocks), encoding="utf-8")
+        counts[str(path)] = len(blocks)
     print(counts)
     return counts
 
@@ -57,9 +62,11 @@ def split_genre(conllu_file: str, held_out: str, out: str) -> dict[str, int]:
         raise SystemExit(
             f"{conllu_file}: no sentence of genre {held_out!r}; it has {', '.join(sorted(map(str, genres)))}"
         )
-    stem = Path(conllu_file).stem
+    path = Path(conllu_file)
+    stem = path.stem
     return _write(
         Path(out),
+        path.suffix,
         {
             f"{stem}-{held_out}": [b for b in blocks if genre(b) == held_out],
             f"{stem}-other": [b for b in blocks if genre(b) != held_out],
@@ -71,12 +78,14 @@ def split_first(conllu_file: str, n: int, out: str) -> dict[str, int]:
     """The first ``n`` sentences apart from the rest.
 
     Args:
-        conllu_file: A CoNLL-U file.
+        conllu_file: A CoNLL-U or IOB2 file.
         n: How many sentences go to the first part.
         out: Folder for the two files.
     """
-    blocks, stem = _blocks(conllu_file), Path(conllu_file).stem
-    return _write(Path(out), {f"{stem}-first{n}": blocks[:n], f"{stem}-rest": blocks[n:]})
+    blocks, path = _blocks(conllu_file), Path(conllu_file)
+    if not 0 < n < len(blocks):
+        raise SystemExit(f"{conllu_file} has {len(blocks)} sentences: --n must be from 1 to {len(blocks) - 1}, not {n}")
+    return _write(Path(out), path.suffix, {f"{path.stem}-first{n}": blocks[:n], f"{path.stem}-rest": blocks[n:]})
 
 
 if __name__ == "__main__":

@@ -186,3 +186,17 @@ def test_split_conllu_keeps_every_sentence_byte_for_byte(tmp_path):
     assert sentences(reviews, other) == sentences(source)  # every sentence once, unchanged
     first, rest = (tmp_path / "first" / f"ewt-{p}.conllu" for p in ("first2", "rest"))
     assert first.read_bytes() + rest.read_bytes() == source.read_bytes()
+
+
+def test_split_conllu_splits_an_iob2_file_into_files_of_the_same_format(tmp_path):
+    blocks = [f"# sent_id = s{i}\n1\tAnn\tB-PER\t-\t-\n2\tsat\tO\t-\t-\n" for i in range(5)]
+    source = tmp_path / "uner.iob2"
+    source.write_text("\n".join(blocks) + "\n", encoding="utf-8")
+    script = Path(__file__).parents[1] / "scripts" / "split_conllu.py"
+    run = [sys.executable, script, "first", "--n", "3", "--conllu_file", source, "--out", tmp_path / "split"]
+    subprocess.run(run, check=True, capture_output=True)
+    first, rest = tmp_path / "split" / "uner-first3.iob2", tmp_path / "split" / "uner-rest.iob2"
+    assert first.read_bytes() + rest.read_bytes() == source.read_bytes()
+    assert first.read_text().count("# sent_id") == 3 and rest.read_text().count("# sent_id") == 2
+    refused = subprocess.run([*run[:4], "5", *run[5:]], capture_output=True, text=True)
+    assert refused.returncode != 0 and "--n must be from 1 to 4, not 5" in refused.stderr
