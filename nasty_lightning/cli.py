@@ -35,6 +35,20 @@ MODEL_COMMANDS = {
     "quantize": "write an INT8 copy of an exported model, checked on a labelled file",
     "serve": "tag sentences sent over HTTP as JSON, batching concurrent requests",
 }
+# The fine-tuning guide's flags (README, "Options people change"), accepted by fit, validate and test as aliases
+# of our options: the guide's examples run unchanged.
+GUIDE_OPTIONS = {
+    "--model": "--model.model_name",
+    "--train": "--data.train_file",
+    "--validation": "--data.val_file",
+    "--test": "--data.test_file",
+    "--output": "--trainer.default_root_dir",
+    "--epochs": "--trainer.max_epochs",
+    "--batch-size": "--data.batch_size",
+    "--learning-rate": "--model.learning_rate",
+    "--max-length": "--data.max_length",
+    "--eval-steps": "--validation.every_n_steps",
+}
 USAGE = "\n".join(
     [
         "usage: nasty-train COMMAND [options]",
@@ -50,17 +64,54 @@ USAGE = "\n".join(
 
 
 class SuggestOptions:
-    """A jsonargparse parser mixin: an unrecognised option gets a "did you mean" with the closest ones."""
+    """A jsonargparse parser mixin: a mistake on the command line is one line on standard error (no usage
+    listing), and an unrecognised option gets a "did you mean" with the closest ones."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        unknown = re.findall(r"--[\w.\-]+", message.partition("nrecognized arguments:")[2])
-        known = [option for action in self._actions for option in action.option_strings]
-        hints = [
-            f"did you mean {' or '.join(close)} for {option}?"
-            for option in unknown
-            if (close := difflib.get_close_matches(option, known, n=2, cutoff=0.75))
-        ]
-        super().error(" ".join([message, *hints]), ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        known = sorted(set(re.findall(r"--[\w.\-]+", parser.format_usage())))  # the usage names every option
+        unknown = re.findall(r"(?:^|\s)(--[\w.\-]+)", message.partition("nrecognized arguments:")[2])
+        if unknown:
+            message = "; ".join(
+                f"unknown option {option}"
+                + (
+                    f", did you mean {' or '.join(close)}?"
+                    if (close := difflib.get_close_matches(option, known, 2, 0.75))
+                    else ""
+                )
+                for option in unknown
+            )
+        message = _one_line(message)
+        if not self.exit_on_error:
+            super().error(message, ex)
+        prog = parser.prog.replace(" [options]", "")
+        print(f"{prog}: error: {message} ({prog} --help lists every option)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's message on one line: ``Parser key "data.batch_size":\n  Expected ...`` becomes
+    ``--data.batch_size: Expected ...``."""
+    message = re.sub(r'Parser key "([\w.]+)":', r"--\1:", message)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def guide_options(argv: list[str]) -> list[str]:
+    """``argv`` with the guide's flags (``GUIDE_OPTIONS``) as the options they stand for. ``--model`` followed by
+    a config (a file, or a mapping in braces) keeps LightningCLI's meaning: the model's settings."""
+    out = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in GUIDE_OPTIONS and not (
+            name == "--model" and _is_model_config(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+        ):
+            arg = GUIDE_OPTIONS[name] + eq + value
+        out.append(arg)
+    return out
+
+
+def _is_model_config(value: str) -> bool:
+    return value.lstrip().startswith("{") or value.endswith((".yaml", ".yml", ".json"))
 
 
 class ModelCommandParser(SuggestOptions, ArgumentParser):
@@ -129,7 +180,9 @@ def main(args: list[str] | None = None) -> None:
         else:
             from nasty_lightning.train_cli import run
 
-            run(args)
+            if args is None:  # LightningCLI reads sys.argv (and warns when given both)
+                sys.argv[1:] = guide_options(argv)
+            run(None if args is None else guide_options(args))
     except UserError as err:
         print(f"nasty-train: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -174,16 +174,43 @@ def test_commands_can_be_found(capsys):
     [
         (
             ["fit", "--data.batchsize", "3"],
-            "did you mean --data.batch_size or --data.eval_batch_size for --data.batchsize?",
+            "nasty-train fit: error: unknown option --data.batchsize, did you mean --data.batch_size or "
+            "--data.eval_batch_size? (nasty-train fit --help lists every option)",
         ),
-        (["tag", "--model_dri", "x"], "did you mean --model_dir for --model_dri?"),
+        (
+            ["tag", "--model_dri", "x"],
+            "nasty-train tag: error: unknown option --model_dri, did you mean --model_dir? "
+            "(nasty-train tag --help lists every option)",
+        ),
+        (
+            ["tag", "--batch_size", "x"],
+            "nasty-train tag: error: --batch_size: Expected a <class 'int'>. Got value: x "
+            "(nasty-train tag --help lists every option)",
+        ),
     ],
 )
-def test_a_misspelt_option_gets_a_suggestion(argv, hint, capsys):
+def test_a_misspelt_option_gets_one_line_with_a_suggestion(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    assert hint in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().splitlines()[-1] == hint  # one line: no usage listing before it
+
+
+def test_the_guides_flags_are_aliases_of_fits_options(capsys):
+    guide = ["--model", "minilm", "--train", "t.conllu", "--validation", "v.conllu", "--test", "x.conllu"]
+    guide += ["--output", "runs/g", "--epochs", "5", "--batch-size", "8", "--learning-rate", "2e-5"]
+    with pytest.raises(SystemExit):
+        main(["fit", *guide, "--max-length=128", "--eval-steps", "100", "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["model_name"] == "minilm" and config["model"]["learning_rate"] == 2e-5
+    assert (config["data"]["train_file"], config["data"]["val_file"]) == ("t.conllu", "v.conllu")
+    assert (config["data"]["test_file"], config["data"]["batch_size"], config["data"]["max_length"]) == (
+        "x.conllu",
+        8,
+        128,
+    )
+    assert (config["trainer"]["default_root_dir"], config["trainer"]["max_epochs"]) == ("runs/g", 5)
+    assert config["validation"]["every_n_steps"] == 100
 
 
 def test_resume_from_last_of_a_finished_run_trains_no_further(tiny_bert, toy_treebank, tmp_path):
