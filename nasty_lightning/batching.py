@@ -19,7 +19,7 @@ from nasty_lightning.errors import UserError
 from nasty_lightning.sampling import draw
 
 BUCKET_BATCHES = 50
-# A forward pass's cost beyond its padded positions, counted in positions (README, Serving); what
+# A forward pass's cost beyond its padded positions, counted in positions (docs/benchmarks.md); what
 # ``padded_batches`` weighs one more, smaller batch against the padding it saves
 BATCH_OVERHEAD = 16
 

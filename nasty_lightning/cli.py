@@ -146,7 +146,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else args
     # oneDNN keeps a compiled kernel for every matrix shape it meets (up to 1,024 by default); with
     # bf16-mixed on CPU and batches of varying shape, a benchmark fit peaked 500 MB higher than with 64,
-    # which was as fast (README, Speed). Read at oneDNN's first use; a value set outside wins.
+    # which was as fast (docs/benchmarks.md). Read at oneDNN's first use; a value set outside wins.
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
     command = argv[0] if argv else None
     if command in (None, "-h", "--help"):
@@ -200,7 +200,7 @@ def entry() -> None:
 
     Importing PyTorch, transformers and Lightning makes millions of objects that live as long as the process.
     At CPython's default thresholds the cyclic garbage collector rescans them over and over while they load,
-    and once more at exit: 1.3 of the 4.5 s that tagging one sentence took (README, Speed). Here collections
+    and once more at exit: 1.3 of the 4.5 s that tagging one sentence took (docs/benchmarks.md). Here collections
     stay on, less often, and what is left when the command has finished is freed by the process's exit.
     ``main`` itself leaves the collector alone, for callers that go on after it (the tests).
     """
@@ -217,7 +217,7 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> bool:
     By default glibc serves every block above 32 MB (the word-embedding gradient of MiniLM is 47 MB, and
     one is made at every step) with a fresh ``mmap`` and returns it with ``munmap``, and gives back the
     top of its heap whenever enough of it is free: every step then pays the kernel to map and zero the same
-    memory again (a benchmark fit trained 1.06x as fast with this, README Speed). Here all blocks come from
+    memory again (a benchmark fit trained 1.06x as fast with this, docs/benchmarks.md). Here all blocks come from
     the heap and freed memory stays in the process for the next step. Left alone where the environment sets
     any ``MALLOC_`` variable (what you set wins) and on other C libraries.
     """

@@ -1,7 +1,7 @@
 """Dropout with a cheaper random mask, for training on the CPU.
 
 PyTorch draws a CPU dropout mask with ``bernoulli_``, one Mersenne-twister number per element: 17% of a
-bf16 MiniLM training step on a 2-core CPU, most of it in the attention probabilities' dropout (README,
+bf16 MiniLM training step on a 2-core CPU, most of it in the attention probabilities' dropout (docs/benchmarks.md,
 Speed). Here one 64-bit draw gives the random 16-bit numbers of four elements, and an element is dropped
 where its number falls below ``p`` of the range: the same rate up to 1/65,536, from the same seeded
 generator (so ``seed_everything`` and resumed runs draw the same masks); training ran 1.12x as fast.

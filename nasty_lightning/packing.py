@@ -6,7 +6,7 @@ as long as the longest one (first fit, longest first) leaves about 9%, and the m
 sentence gets its own positions (0, 1, ...) and a block-diagonal attention mask.
 
 The batch keeps the composition of a random batch. Batches of sentences of similar length waste
-nothing either, but in our benchmark they learned 2.4 points slower per epoch (README, Speed).
+nothing either, but in our benchmark they learned 2.4 points slower per epoch (docs/benchmarks.md).
 """
 
 from __future__ import annotations

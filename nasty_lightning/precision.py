@@ -2,7 +2,7 @@
 keeps accuracy, bf16-mixed where the hardware computes in bfloat16 natively, 32-true elsewhere.
 
 On our 2-core CPU with AVX512-BF16, bf16-mixed trained MiniLM 1.38x faster with the same dev accuracy
-(README, Speed). CPUs without native bfloat16 emulate it, which is slower than float32.
+(docs/benchmarks.md). CPUs without native bfloat16 emulate it, which is slower than float32.
 """
 
 from __future__ import annotations
