@@ -206,7 +206,14 @@ def entry() -> None:
     """
     gc.set_threshold(100_000, 20, 10)
     keep_freed_memory()
-    main()
+    try:
+        try:
+            main()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can be caught, not at the interpreter's exit
+    except BrokenPipeError:  # nasty-train eval ... | head -1: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in the buffer goes nowhere
+        sys.exit(141)  # as a program that SIGPIPE ends
     gc.freeze()  # every file is written and closed: no last collection to wait for at exit
 
 

@@ -1,8 +1,8 @@
 """Silence what a user of ``nasty-train`` cannot act on: third-party tips, deprecation notices, load reports.
 
 Called once by ``cli.main``, for the command-line tool only (the library leaves logging and warnings to
-its caller). What stays: our own lines, Lightning's device summary and model summary, warnings about the
-user's data and options, and every error.
+its caller). What stays: our own lines, warnings about the user's data and options (one line each, without
+the path of the code that warned), and every error.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Lightning's info lines that advertise products or describe its internals.
-_LIGHTNING_NOISE = ("💡 Tip:", "Loading `train_dataloader` to estimate", "`weights_only` was not set")
+_LIGHTNING_NOISE = (
+    "💡 Tip:",
+    "Loading `train_dataloader` to estimate",
+    "`weights_only` was not set",
+    "GPU available:",  # the accelerator fit uses is in its own first lines
+    "TPU available:",
+    "HPU available:",
+)
 # Warnings about Lightning's and jsonargparse's own code, or that our design makes moot.
 _WARNINGS = (
     r".*is deprecated.*",
@@ -42,11 +49,20 @@ def quiet() -> None:
     """
     for pattern in _WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    warnings.formatwarning = _one_line  # not the source line of the code that warned
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # the weight-loading report of every from_pretrained
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights", "Writing model shards"
     if "transformers" in sys.modules:  # imported already (nasty-train called from Python): the variables were read
         sys.modules["transformers"].utils.logging.set_verbosity_error()
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+def _one_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning as the user should see it: ``nasty-train: warning: ...``, without the path and line of the code
+    that raised it."""
+    return f"nasty-train: warning: {message}\n"
 
 
 def quiet_lightning() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 
 import pytest
 import torch
@@ -283,3 +284,23 @@ def test_malloc_is_told_to_keep_freed_memory_unless_the_environment_says_otherwi
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_freed_memory({})
+
+
+def test_a_warning_is_one_line_without_the_path_of_the_code():
+    import subprocess
+
+    script = "from nasty_lightning.quiet import quiet; import warnings; quiet(); warnings.warn('dev.conllu: 3 words')"
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert err == "nasty-train: warning: dev.conllu: 3 words\n"
+
+
+def test_output_to_a_closed_pipe_ends_quietly():
+    import subprocess
+
+    from clirun import NASTY_TRAIN
+
+    process = subprocess.Popen([NASTY_TRAIN, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head -1` does once it has its line, here before anything is written
+    err = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 141 and err == "", err
