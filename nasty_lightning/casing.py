@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# The class names travel with an exported model: the model directory's format names them, in id order.
+from nasty_lightning.model_dir import CASING_FILE, CASINGS  # noqa: F401 - warm_start imports CASING_FILE from here
+
 if TYPE_CHECKING:  # no PyTorch at import: the constants serve --help and export's metadata
     import torch
     from torch import nn
 
-CASING_FILE = "casing.safetensors"
-# Class 0 is no word at all: special tokens and padding. The names travel with an exported model.
-CASINGS = ("none", "lower", "title", "upper", "mixed", "digits", "letters_digits", "other")
 _CLASS = {name: i for i, name in enumerate(CASINGS)}
 
 

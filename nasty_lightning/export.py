@@ -4,26 +4,32 @@ The directory loads with plain ``transformers`` (``AutoModelForTokenClassificati
 ``pipeline("token-classification")``) and with :class:`nasty_lightning.Tagger`, which also reads
 ``nasty_lightning.json`` (label column, window size). Weights are written as safetensors.
 
-The checkpoint is read as untrusted input (``nasty_lightning.untrusted``): its tokenizer file names are
-checked before anything is written. The folder is built beside its place and swapped in whole
-(``nasty_lightning.outputs``), so a failed export leaves an earlier one as it was.
+The checkpoint is read as untrusted input (``nasty_lightning.untrusted``): its tokenizer files must have the
+names a tokenizer writes (``model_dir.TOKENIZER_FILES``), checked before anything is written. The folder is
+built beside its place and swapped in whole (``nasty_lightning.outputs``), so a failed export leaves an
+earlier one as it was; files of an earlier export that export does not write (``model_dir.OWN_FILES``) stay.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from nasty_lightning.casing import CASING_FILE, CASINGS
-from nasty_lightning.heads import ALLTAGS, HEADS_FILE, LEMMA, META_FILE, metric_name, saved_labels, tag_columns
+from nasty_lightning.heads import ALLTAGS, LEMMA, metric_name, saved_labels, tag_columns
+from nasty_lightning.model_dir import (
+    CARD_FILE,
+    CASING_FILE,
+    CASINGS,
+    CURVES_FILE,
+    HEADS_FILE,
+    META_FILE,
+    OWN_FILES,
+    write_meta,
+)
 from nasty_lightning.outputs import atomic_dir, check_output_dir
-
-CARD_FILE = "README.md"
-CURVES_FILE = "training_curves.png"
 
 
 def export(ckpt_path: str, output_dir: str) -> Path:
@@ -31,7 +37,8 @@ def export(ckpt_path: str, output_dir: str) -> Path:
 
     Args:
         ckpt_path: Checkpoint written by ``nasty-train fit`` (e.g. RUN/checkpoints/best.ckpt).
-        output_dir: Directory to write: a new or empty one, or an earlier export, which is replaced whole.
+        output_dir: Directory to write: a new or empty one, or an earlier export, whose files are replaced
+            (other files put there are kept).
     """
     return export_checkpoint(ckpt_path, output_dir, what="--output_dir")
 
@@ -48,10 +55,10 @@ def export_checkpoint(
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    from nasty_lightning.untrusted import load_checkpoint, plain_file_name
+    from nasty_lightning.untrusted import load_checkpoint
 
     check_output_dir(output_dir, what, marker=META_FILE)
-    ckpt = load_checkpoint(ckpt_path)  # refuses unsafe tokenizer file names before anything is written
+    ckpt = load_checkpoint(ckpt_path)  # refuses names that are not tokenizer files before anything is written
     data_state = ckpt["TaggingDataModule"]
 
     config = AutoConfig.for_model(**ckpt["hf_config"])
@@ -82,15 +89,15 @@ def export_checkpoint(
     curves = plot_curves(metrics_csv, step, title) if metrics_csv.is_file() else None
     card = model_card(ckpt, config.id2label, summary or {}, curves is not None)
 
-    with atomic_dir(output_dir) as out:
+    with atomic_dir(output_dir, OWN_FILES) as out:
+        for name, content in ckpt["tokenizer_files"].items():  # first: nothing of the model's is written over
+            (out / name).write_bytes(content)
         model.save_pretrained(out)
         if heads:
             save_file(heads, out / HEADS_FILE)
         if casing is not None:
             save_file({"weight": casing.contiguous()}, out / CASING_FILE)
-        for name, content in ckpt["tokenizer_files"].items():
-            (out / plain_file_name(name, f"checkpoint {ckpt_path}")).write_bytes(content)
-        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_meta(out, meta)
         if curves is not None:
             (out / CURVES_FILE).write_bytes(curves)
         (out / CARD_FILE).write_text(card)

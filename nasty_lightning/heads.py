@@ -13,21 +13,30 @@ PyTorch: the data, the Lightning module, export and the tagger all use it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 from nasty_lightning.errors import UserError
 from nasty_lightning.lemmas import apply_script, check_script, edit_script
+from nasty_lightning.model_dir import HEADS_FILE, META_FILE  # noqa: F401 - warm_start imports them from here
 
-META_FILE = "nasty_lightning.json"  # an exported model's columns, labels of the heads after the first, window size
-HEADS_FILE = "heads.safetensors"  # an exported model's heads after the first: {column}.weight and {column}.bias
 IGNORE = -100  # a word without a label: no loss, no score
 TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
 LEMMA = "lemma"
 NER = "ner"
 ALLTAGS = "alltags"
 FEATS = "feats"
+# Columns no head predicts: ``tag`` writes a column's predictions over it, and these hold the words and
+# their ids, or (MISC) what else is known of a word, entities included.
+NOT_PREDICTED = {
+    "id": "the word ids",
+    "form": "the words",
+    "head": "word ids",
+    "deps": "word ids",
+    "misc": "SpaceAfter, NER= and other notes",
+}
 # The features the UD scorer (CoNLL 2018 shared task, udtools' udeval) compares in UFeats and AllTags;
 # the others (Typo, Style, ExtPos, NumForm, language-specific ones) it ignores.
 UNIVERSAL_FEATURES = frozenset(
@@ -96,10 +105,25 @@ class Head:
         return list(values)
 
     def check(self, source: str) -> None:
-        """Raise ``UserError`` at a label this head cannot use (a lemma head's labels must be edit scripts)."""
-        if self.is_lemma:
-            for script in self.vocab.labels:
-                check_script(script, source)
+        """Raise ``UserError`` at a label this head cannot use or ``tag`` could not write: a lemma head's labels
+        must be edit scripts of printable strings (a lemma may hold spaces); others printable, without spaces
+        (CoNLL-U allows none in those columns), and entity tags without ``|`` (they go in MISC, ``NER=``)."""
+        for label in self.vocab.labels:
+            if self.is_lemma:
+                check_script(label, source)
+                writable = all(part.isprintable() for part in json.loads(label) if isinstance(part, str))
+            else:
+                writable = (
+                    label.isprintable()
+                    and " " not in label
+                    and label != ""
+                    and not (self.column == NER and "|" in label)
+                )
+            if not writable:
+                raise UserError(
+                    f"{source}: the {self.column} label {label!r} cannot be written in a CoNLL-U column "
+                    "(empty, or with whitespace, an unprintable character or, in an entity tag, '|')"
+                )
 
     def decode(self, ids: Sequence[int], words: Sequence[str]) -> list[str]:
         """The column's values for ``words`` from the predicted ids."""
@@ -113,14 +137,21 @@ def universal_features(feats: str) -> str:
     return "|".join(sorted(f for f in feats.split("|") if f.split("=", 1)[0] in UNIVERSAL_FEATURES))
 
 
-def label_columns(label_column: str | Sequence[str]) -> list[str]:
-    """The predicted columns, in order, from ``--data.label_column`` (one name or a list)."""
+def label_columns(label_column: str | Sequence[str], source: str = "--data.label_column") -> list[str]:
+    """The predicted columns, in order, from ``--data.label_column`` (one name or a list), or from the model
+    directory file ``source``."""
     columns = [label_column] if isinstance(label_column, str) else list(label_column)
     if not columns:
-        raise UserError("--data.label_column names no column")
+        raise UserError(f"{source} names no column")
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
-        raise UserError(f"--data.label_column names {', '.join(repeated)} more than once")
+        raise UserError(f"{source} names {', '.join(repeated)} more than once")
+    for column in columns:
+        if column in NOT_PREDICTED:
+            raise UserError(
+                f"{source} names {column!r}, a column no head predicts: tag would write its predictions over "
+                f"{NOT_PREDICTED[column]}"
+            )
     return columns
 
 

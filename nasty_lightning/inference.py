@@ -4,13 +4,15 @@ A model directory may come from anywhere, so loading it never runs code from it:
 names model code (``auto_map``) or weights stored only as a pickle (``pytorch_model.bin``) are refused
 (``nasty_lightning.untrusted.check_model_dir``), and weights are read from safetensors only, or from the
 ONNX graph of a quantized model (``nasty_lightning.onnx_model``: tensors and standard operators only).
+Its files must belong together (``model_dir.check_weights``, ``heads.Head.check``), and are read again
+where an export replaced the folder while they were read (``model_dir.snapshot``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,27 @@ from tqdm.auto import tqdm
 
 from nasty_lightning import bert_family
 from nasty_lightning.batching import collate, padded_batches
-from nasty_lightning.casing import CASING_FILE, CASINGS, casing_embedding, encoder_inputs
+from nasty_lightning.casing import casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
 from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
 from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
-from nasty_lightning.heads import HEADS_FILE, META_FILE, Head, LabelVocab, label_columns
-from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION, QUANTIZED_FILES, OnnxNetwork
+from nasty_lightning.heads import Head, LabelVocab, label_columns
+from nasty_lightning.model_dir import (
+    CASING_FILE,
+    CONFIG_FILE,
+    FLOAT_FILES,
+    HEADS_FILE,
+    META_FILE,
+    ONNX_FILE,
+    QUANTIZATION,
+    QUANTIZED_FILES,
+    WEIGHTS_FILE,
+    check_weights,
+    read_meta,
+    snapshot,
+)
+from nasty_lightning.onnx_model import OnnxNetwork
 from nasty_lightning.packing import block_mask, pack, position_offset
 from nasty_lightning.precision import cpu_has_native_bf16
 from nasty_lightning.tokenizer_file import TokenizerFile
@@ -38,7 +54,7 @@ from nasty_lightning.untrusted import check_model_dir
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", META_FILE)
+LOAD_ATTEMPTS = 5  # reads of a model directory that an export or quantize keeps replacing meanwhile
 PRECISIONS = ("float32", "bf16", "auto")
 MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
 
@@ -123,31 +139,6 @@ class Network(torch.nn.Module):
         return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
 
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / META_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err.__class__.__name__})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("label_column"), str):
-        raise UserError(f"{path} names no label_column")
-    if isinstance(meta.get("max_length"), bool) or not isinstance(meta.get("max_length"), int):
-        raise UserError(f"{path} gives no whole number as max_length")
-    heads = meta.get("heads", [])
-    if not isinstance(heads, list) or not all(
-        isinstance(h, dict)
-        and isinstance(h.get("column"), str)
-        and isinstance(h.get("labels"), list)
-        and h["labels"]
-        and all(isinstance(label, str) for label in h["labels"])
-        for h in heads
-    ):
-        raise UserError(f"{path}: 'heads' must be a list of {{column, labels}} with the labels as strings")
-    if "casing" in meta and meta["casing"] != list(CASINGS):
-        raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
-    return meta
-
-
 def _load_heads(model_dir: Path, heads: list[Head], hidden: int) -> torch.nn.ModuleDict:
     """The linear layers of the heads after the first, from HEADS_FILE (safetensors: tensors only)."""
     layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads})
@@ -225,17 +216,36 @@ class Tagger:
         """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``), or by
         ``nasty-train quantize``, running no code from it. ``threads``: for a quantized model, its ONNX
         Runtime threads (``None``: PyTorch's number of threads, see ``use_threads``). ``precision``: the
-        weights' type (``inference_dtype``); a quantized model computes in INT8 whatever it says."""
+        weights' type (``inference_dtype``); a quantized model computes in INT8 whatever it says.
+
+        Where an export or quantize replaces the directory while it is read, it is read again: the tagger
+        is always one model's files, never a mix of two."""
         check_batch_size(batch_size)
         dtype = inference_dtype(precision)
         model_dir = Path(model_dir)
+        for attempt in range(LOAD_ATTEMPTS):
+            before = snapshot(model_dir)
+            try:
+                tagger, failure = cls._load(model_dir, batch_size, threads, dtype), None
+            except (UserError, OSError) as err:
+                tagger, failure = None, err
+            if snapshot(model_dir) == before:
+                if failure is not None:
+                    raise failure
+                return tagger
+            time.sleep(0.1 * attempt)
+        raise UserError(f"{model_dir} was replaced while it was read, {LOAD_ATTEMPTS} times; try when it is written")
+
+    @classmethod
+    def _load(cls, model_dir: Path, batch_size: int, threads: int | None, dtype: torch.dtype) -> Tagger:
         check_model_dir(model_dir)
         meta = read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
         if QUANTIZATION in meta or (model_dir / ONNX_FILE).exists():
             return cls._load_onnx(model_dir, meta, batch_size, threads)
-        missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
+        missing = [name for name in FLOAT_FILES if not (model_dir / name).is_file()]
         if missing:
             raise UserError(f"{model_dir} is not an exported model directory: missing {', '.join(missing)}")
+        check_weights(model_dir, meta["max_length"])
         model = bert_family.load(model_dir) or _load_transformers(model_dir)
         model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         heads = _heads(model_dir, model.config, meta)
@@ -254,10 +264,9 @@ class Tagger:
                 f"{model_dir} holds {ONNX_FILE} but its {META_FILE} records no quantization: the files do not "
                 "belong together (quantize the model again)"
             )
-        if (model_dir / "model.safetensors").exists():
-            raise UserError(
-                f"{model_dir} holds both {ONNX_FILE} and model.safetensors: the files do not belong together"
-            )
+        if (model_dir / WEIGHTS_FILE).exists():
+            raise UserError(f"{model_dir} holds both {ONNX_FILE} and {WEIGHTS_FILE}: the files do not belong together")
+        check_weights(model_dir, meta["max_length"])
         heads = _heads(model_dir, _read_config(model_dir), meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
         tokenizer = _model_dir_tokenizer(model_dir)
@@ -276,19 +285,30 @@ class Tagger:
         columns = [predicted[c] for c in self.columns]
         return [list(zip(w, *(c[i] for c in columns), strict=True)) for i, w in enumerate(words)]
 
-    def entities(self, text: str) -> list[tuple[str, str, int, int]]:
+    def entities(
+        self, text: str | Sequence[str] | Sequence[Sequence[str]]
+    ) -> list[tuple[str, str, int, int]] | list[list[tuple[str, str, int, int]]]:
         """The named entities of raw text, as (text, type, start, end) with character offsets into ``text``,
-        from the model's column of IOB2 tags (its first, if several)."""
+        from the model's column of IOB2 tags (its first, if several).
+
+        A list of texts, or of pre-split sentences, is tagged in one batch and gives one such list per item, in
+        the order given; for a pre-split sentence, start and end count words (first word, last word + 1) and
+        the entity's text is its words joined by spaces."""
         heads = [h for h in self.heads if is_iob2_vocabulary(list(h.vocab.labels))]
         if not heads:
             raise UserError(f"the model tags {', '.join(self.columns)}, not IOB2 entities")
-        words = word_spans(text)
-        tags = self.predict([[w for w, _, _ in words]])[heads[0].column][0]
+        items = [text] if isinstance(text, str) else list(text)
+        words = [word_spans(t) if isinstance(t, str) else [(w, i, i + 1) for i, w in enumerate(t)] for t in items]
+        tags = self.predict([[w for w, _, _ in s] for s in words])[heads[0].column]
         found = []
-        for kind, first, end in spans(tags):
-            start, stop = words[first][1], words[end - 1][2]
-            found.append((text[start:stop], kind, start, stop))
-        return found
+        for item, item_words, item_tags in zip(items, words, tags, strict=True):
+            found.append([])
+            for kind, first, end in spans(item_tags):
+                start, stop = item_words[first][1], item_words[end - 1][2]
+                found[-1].append(
+                    (item[start:stop] if isinstance(item, str) else " ".join(item[start:stop]), kind, start, stop)
+                )
+        return found[0] if isinstance(text, str) else found
 
     def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]:
         """Every predicted column's value for every word of every sentence, by column; long sentences are
@@ -297,13 +317,14 @@ class Tagger:
         ``progress`` shows a progress bar on standard error (when it is a terminal).
         """
         ids: list[list[list[int]]] = [[[] for _ in words] for words in sentences]  # sentence, word, head
-        windows = encode(sentences, self.tokenizer, self.max_length, long_words="truncate")
+        present = [i for i, words in enumerate(sentences) if words]  # a sentence without words has no tags
+        windows = encode([sentences[i] for i in present], self.tokenizer, self.max_length, long_words="truncate")
         windows.sort(key=lambda w: len(w.input_ids))  # similar lengths together: little padding
         with tqdm(total=len(windows), unit="sent", disable=None if progress else True, desc="tagging") as bar:
             for chunk, predicted in self._batches(windows):
                 for window, window_ids in zip(chunk, predicted, strict=True):
                     start = window.first_word
-                    ids[window.sentence][start : start + len(window_ids)] = window_ids
+                    ids[present[window.sentence]][start : start + len(window_ids)] = window_ids
                 bar.update(len(chunk))
         return {
             head.column: [head.decode([w[h] for w in s], words) for s, words in zip(ids, sentences, strict=True)]
@@ -370,7 +391,7 @@ def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
     try:
         return AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {model_dir / 'config.json'} ({_first_line(err)})") from None
+        raise UserError(f"cannot read {model_dir / CONFIG_FILE} ({_first_line(err)})") from None
 
 
 def _load_transformers(model_dir: Path) -> PreTrainedModel:
@@ -381,7 +402,7 @@ def _load_transformers(model_dir: Path) -> PreTrainedModel:
         return AutoModelForTokenClassification.from_pretrained(
             model_dir, use_safetensors=True, trust_remote_code=False
         ).eval()
-    except (OSError, ValueError, SafetensorError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
 
 
@@ -394,7 +415,7 @@ def _heads(model_dir: Path, config: PretrainedConfig | bert_family.Config, meta:
     first = [config.id2label[i] for i in range(config.num_labels)]
     heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
     heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
-    label_columns([h.column for h in heads])  # no column twice
+    label_columns([h.column for h in heads], str(model_dir / META_FILE))  # no column twice, none of NOT_PREDICTED
     for head in heads:
-        head.check(str(model_dir / META_FILE))
+        head.check(str(model_dir / (CONFIG_FILE if head is heads[0] else META_FILE)))
     return heads

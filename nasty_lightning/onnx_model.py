@@ -5,7 +5,8 @@ The graph maps (input ids, attention mask, casing classes) to every head's logit
 of its own. What could still reach outside the model directory is refused before ONNX Runtime opens
 it: tensors stored in external files (``data_location: EXTERNAL`` names a path to read), and
 operators of a domain other than ONNX's and ONNX Runtime's own (a custom operator needs a library
-loaded into the process). The graph's outputs must match the heads the model directory names.
+loaded into the process), in the graph, the graphs nested in its nodes and the model's local functions.
+The graph's outputs must match the heads the model directory names.
 """
 
 from __future__ import annotations
@@ -15,21 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.heads import META_FILE
+from nasty_lightning.model_dir import META_FILE, ONNX_FILE, QUANTIZATION  # noqa: F401 - warm_start's import
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
-ONNX_FILE = "model.onnx"
-QUANTIZATION = "quantization"  # the META_FILE entry of a quantized model: how, and what it measured
-QUANTIZED_FILES = (ONNX_FILE, "config.json", "tokenizer_config.json", META_FILE)
 INPUTS = ("input_ids", "attention_mask", "casing")
 _DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # ONNX's operators and ONNX Runtime's contrib ones
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """A graph and every graph nested in its nodes' attributes (If, Loop, Scan bodies)."""
+def _graphs(graph: onnx.GraphProto | onnx.FunctionProto) -> Iterator[onnx.GraphProto | onnx.FunctionProto]:
+    """A graph (or a local function's body) and every graph nested in its nodes' attributes (If, Loop, Scan)."""
     yield graph
     for node in graph.node:
         for attribute in node.attribute:
@@ -39,10 +37,16 @@ def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                 yield from _graphs(sub)
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    for g in _graphs(graph):
-        yield from g.initializer
-        yield from (s.values for s in g.sparse_initializer)
+def _model_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto | onnx.FunctionProto]:
+    """The main graph, the model's local functions, and every graph nested in either."""
+    for top in (model.graph, *model.functions):
+        yield from _graphs(top)
+
+
+def _tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    for g in _model_graphs(model):
+        yield from getattr(g, "initializer", ())  # a function has none of its own
+        yield from (s.values for s in getattr(g, "sparse_initializer", ()))
         for node in g.node:
             for attribute in node.attribute:
                 if attribute.HasField("t"):
@@ -58,10 +62,12 @@ def check_onnx(path: Path) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # the protobuf parser raises DecodeError, and others on a truncated file
         raise UserError(f"{path} is not an ONNX model ({err.__class__.__name__})") from None
-    for tensor in _tensors(model.graph):
+    for tensor in _tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             raise UserError(f"{path}: tensor {tensor.name!r} is stored in another file, which is refused")
-    domains = {o.domain for o in model.opset_import} | {n.domain for g in _graphs(model.graph) for n in g.node}
+    imports = [*model.opset_import, *(o for f in model.functions for o in f.opset_import)]
+    domains = {o.domain for o in imports} | {n.domain for g in _model_graphs(model) for n in g.node}
+    domains |= {f.domain for f in model.functions}
     if domains - _DOMAINS:
         raise UserError(f"{path} needs operators of {', '.join(sorted(domains - _DOMAINS))}, which are refused")
 

@@ -9,10 +9,12 @@ with the usual permissions (``0666`` and ``0777`` less the umask), unlike ``mkst
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,22 +87,28 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``path`` to fill; on success it takes the place of ``path`` (an earlier
-    folder there is removed), on failure it is removed and ``path`` stays as it was.
+def atomic_dir(path: str | Path, own: Collection[str] = ()) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; on success it takes the place of ``path``, on failure it is
+    removed and ``path`` stays as it was.
 
-    Its files are given the usual permissions, whatever wrote them (``save_pretrained`` of transformers 5
-    writes ``model.safetensors`` as ``0600``). The swap is two renames, so for an instant neither folder
-    is at ``path``; no reader ever sees a folder with only some of the new files.
+    Of an earlier folder at ``path``, only the files named in ``own`` (those the tool writes) are replaced
+    or removed: every other file and folder there is moved into the new folder right after the swap. The
+    new folder's files are given the usual permissions, whatever wrote them (``save_pretrained`` of
+    transformers 5 writes ``model.safetensors`` as ``0600``). The swap is two renames, so for an instant no
+    folder is at ``path``; no reader ever sees a folder with only some of the new files. What a killed run
+    left beside ``path`` is tidied first (``_tidy``), so nothing of it is lost or left behind.
     """
     target = _target(path)
     existed = target.exists()
-    token = secrets.token_hex(4)
-    building = target.with_name(f".{target.name}.{token}.part")
+    building = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
+        _tidy(target, own)
+        existed = target.exists()
         os.mkdir(building, 0o777)
+        building_lock = _lock(building)
     except OSError as err:
         raise _write_error(path, err, existed, "folder") from None
+    old, old_lock = building.with_suffix(".old"), None
     file_mode = building.stat().st_mode & 0o666  # 0o666 less the umask, as mkdir applied it to 0o777
     try:
         yield building
@@ -108,8 +116,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             if file.is_file():
                 file.chmod(file_mode)
                 _sync_file(file)
-        old = target.with_name(f".{target.name}.{token}.old")
         if existed:
+            old_lock = _lock(target, wait=True)  # the earlier folder, set aside, is this run's to empty
             os.rename(target, old)
         try:
             os.rename(building, target)
@@ -121,9 +129,61 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise _write_error(path, err, existed, "folder") from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
+        os.close(building_lock)
+        if old_lock is not None and not old.exists():
+            os.close(old_lock)
     if existed:
+        _move_others(old, target, own)
         shutil.rmtree(old, ignore_errors=True)
+        os.close(old_lock)
     _sync_folder(target.parent)
+
+
+def _lock(folder: Path, wait: bool = False) -> int:
+    """An open descriptor of ``folder`` that holds an exclusive lock on it until it is closed or the process
+    ends; without ``wait``, ``BlockingIOError`` where another process holds the lock."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _move_others(old: Path, target: Path, own: Collection[str]) -> None:
+    """Move every entry of ``old`` not named in ``own`` into ``target``, where ``target`` has none of that name."""
+    for entry in old.iterdir():
+        if entry.name not in own and not os.path.lexists(target / entry.name):
+            try:
+                os.rename(entry, target / entry.name)
+            except FileNotFoundError:  # moved by another run tidying the same folder
+                continue
+
+
+def _tidy(target: Path, own: Collection[str]) -> None:
+    """Deal with the folders a killed run left beside ``target``, those no running one holds (``_lock``):
+    a ``.NAME.HEX.old`` (the earlier folder, set aside by a swap) goes back to ``target`` if nothing is
+    there, else the files of it that the tool did not write are moved into ``target``, and it is removed;
+    a ``.NAME.HEX.part`` (a folder being built) is removed."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{8}}\.(part|old)")
+    if not target.parent.is_dir():
+        return
+    leftovers = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and not p.is_symlink() and p.is_dir()]
+    for leftover in sorted(leftovers, key=lambda p: p.stat().st_mtime, reverse=True):  # the latest .old first
+        try:
+            fd = _lock(leftover)
+        except OSError:
+            continue  # a running export's
+        try:
+            if leftover.suffix == ".old" and not os.path.lexists(target):
+                os.rename(leftover, target)
+                continue
+            if leftover.suffix == ".old":
+                _move_others(leftover, target, own)
+            shutil.rmtree(leftover, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def _write_error(path: str | Path, err: OSError, existed: bool, kind: str) -> UserError:

@@ -12,17 +12,14 @@ and after, and a copy that loses more than ``--max_accuracy_drop`` points on any
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.heads import META_FILE
-from nasty_lightning.onnx_model import ONNX_FILE, QUANTIZATION
+from nasty_lightning.model_dir import CARD_FILE, META_FILE, ONNX_FILE, OWN_FILES, QUANTIZATION, write_meta
 from nasty_lightning.outputs import atomic_dir, check_output_dir
 
-CARD_FILE = "README.md"
 METHOD = "ONNX Runtime dynamic quantization"
 
 
@@ -46,7 +43,8 @@ def quantize(
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
         calibration_file: Labelled CoNLL-U (or IOB2) file, with the columns the model predicts, that both
             models are scored on (a few hundred sentences from the training domain; the dev file will do).
-        output_dir: Directory to write: a new or empty one, or an earlier output, which is replaced whole.
+        output_dir: Directory to write, not ``model_dir`` nor a folder in or around it: a new or empty one, or
+            an earlier output, whose files are replaced (other files put there are kept).
         max_accuracy_drop: Most accuracy, in points (0.5 = half a percentage point), that any column may
             lose on the calibration file; a copy that loses more is not written.
         force: Write the copy even when it loses more than ``max_accuracy_drop``.
@@ -62,6 +60,12 @@ def quantize(
     check_batch_size(batch_size)
     threads = use_threads(threads)
     check_output_dir(output_dir, "--output_dir", marker=META_FILE)
+    source_dir, out_dir = Path(model_dir).resolve(), Path(output_dir).resolve()
+    if out_dir == source_dir or source_dir in out_dir.parents or out_dir in source_dir.parents:
+        raise UserError(
+            f"--output_dir {output_dir} is --model_dir {model_dir}, or a folder in or around it: "
+            "give the INT8 copy a folder of its own"
+        )
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")
@@ -69,7 +73,7 @@ def quantize(
     for column in source.columns:
         check_labels(calibration_file, sentences, column, complete=False)
     before = _measure(source, sentences, Path(model_dir))
-    with atomic_dir(output_dir) as out:
+    with atomic_dir(output_dir, OWN_FILES) as out:
         _write_int8(source, out, per_channel)
         after = _measure(Tagger.load(out, batch_size=batch_size, threads=threads), sentences, out)
         drops = {c: 100 * (before["accuracy"][c] - after["accuracy"][c]) for c in source.columns}
@@ -125,7 +129,7 @@ def write_graph_companions(source: Any, out: Path, quantization: dict[str, Any])
 
 
 def _write_meta(source: Any, out: Path, quantization: dict[str, Any]) -> None:
-    (out / META_FILE).write_text(json.dumps({**source.meta, QUANTIZATION: quantization}, indent=2) + "\n")
+    write_meta(out, {**source.meta, QUANTIZATION: quantization})
 
 
 def _size(folder: Path) -> int:

@@ -3,8 +3,8 @@
 Whatever their origin, these files never choose what code runs or where the tool writes:
 
 - Checkpoints load with ``weights_only`` (plain tensors and data; a pickle of anything else is refused).
-- Names of files to write (a checkpoint's tokenizer files) must be plain file names: no folder part, no
-  ``..``, not absolute, not hidden, and none of the files an export writes itself.
+- Names of files to write (a checkpoint's tokenizer files) must be names a tokenizer writes
+  (``model_dir.TOKENIZER_FILES``): no folder part, no ``..``, and none of the model's own files.
 - Model configurations must not name model code (``auto_map``), and model directories must hold their
   weights as safetensors, not as pickles (``pytorch_model.bin``), which can run code when loaded.
   ``trust_remote_code`` comes only from what the user types, never from a file.
@@ -26,13 +26,12 @@ from typing import Any
 import torch
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.model_dir import CONFIG_FILE, read_json, tokenizer_file_name
 
 CHECKPOINT_SUFFIX = ".ckpt"
 CHECKPOINT_KEYS = ("state_dict", "hf_config", "tokenizer_files", "TaggingDataModule")
-# Written by ``export`` itself: a checkpoint's tokenizer files may not replace them.
-EXPORT_FILES = {"config.json", "model.safetensors", "generation_config.json", "nasty_lightning.json", "README.md"}
 PICKLED_WEIGHTS = ("pytorch_model*.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth", "*.pkl", "*.ckpt")
-CODE_CONFIGS = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+CODE_CONFIGS = (CONFIG_FILE, "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
 
 
 def is_checkpoint(name: str) -> bool:
@@ -60,8 +59,12 @@ def load_checkpoint(ckpt_path: str | Path, mmap: bool = True) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path} is not a nasty-lightning checkpoint: missing {', '.join(missing)}")
     check_config(ckpt["hf_config"], f"checkpoint {path}")
-    for name in ckpt["tokenizer_files"]:
-        plain_file_name(name, f"checkpoint {path}")
+    if not isinstance(ckpt["tokenizer_files"], dict):
+        raise UserError(f"checkpoint {path}: its tokenizer files are not a mapping of names to contents")
+    for name, content in ckpt["tokenizer_files"].items():
+        tokenizer_file_name(name, f"checkpoint {path}")
+        if not isinstance(content, bytes):
+            raise UserError(f"checkpoint {path}: its tokenizer file {name} holds no bytes")
     return ckpt
 
 
@@ -77,20 +80,6 @@ def _intact_beside(path: Path) -> str:
             continue
         intact.append(other.name)
     return f"; intact checkpoints beside it: {', '.join(intact)}" if intact else ""
-
-
-def plain_file_name(name: object, source: str) -> str:
-    """``name`` if it is a plain file name that may be written into an export, else ``UserError``."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or name.startswith(".")
-        or any(c in name for c in "/\\\0:")
-        or Path(name).name != name
-        or name in EXPORT_FILES
-    ):
-        raise UserError(f"{source} names a file {name!r} that is not a plain tokenizer file name; refusing it")
-    return name
 
 
 def check_config(config: object, source: str) -> None:
@@ -120,11 +109,7 @@ def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
     for name in CODE_CONFIGS:
         file = path / name
         if file.is_file():
-            try:
-                config = json.loads(file.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise UserError(f"{file} is not valid JSON ({err.__class__.__name__})") from None
-            check_config(config, str(file))
+            check_config(read_json(file), str(file))
 
 
 @contextmanager
@@ -134,8 +119,8 @@ def checkpoint_model_dir(ckpt_path: str | Path) -> Iterator[tuple[Path, dict[str
     ckpt = load_checkpoint(ckpt_path)
     with tempfile.TemporaryDirectory(prefix="nasty-ckpt-") as tmp:
         folder = Path(tmp)
-        (folder / "config.json").write_text(json.dumps(ckpt["hf_config"]))
-        for name, content in ckpt["tokenizer_files"].items():
-            (folder / plain_file_name(name, f"checkpoint {ckpt_path}")).write_bytes(content)
+        (folder / CONFIG_FILE).write_text(json.dumps(ckpt["hf_config"]))
+        for name, content in ckpt["tokenizer_files"].items():  # names checked by load_checkpoint
+            (folder / name).write_bytes(content)
         check_model_dir(folder)
         yield folder, ckpt

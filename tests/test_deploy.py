@@ -24,8 +24,12 @@ from nasty_lightning.reading import read_sentences
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 MAX_LENGTH = "32"
-# Tokenizer file names a checkpoint may not give: they would write outside the export, or over its own files.
-UNSAFE_NAMES = ["../x", "{tmp}/x", "sub/x", ".hidden", "config.json", "model.safetensors"]
+# File names a checkpoint's tokenizer files may not have: they would write outside the export, or over its
+# own files (the heads, the casing embedding, the card's picture), or put a pickle or code beside them.
+UNSAFE_NAMES = [
+    "../x", "{tmp}/x", "sub/x", ".hidden", "config.json", "model.safetensors", "heads.safetensors",
+    "casing.safetensors", "training_curves.png", "nasty_lightning.json", "pytorch_model.bin", "modeling_evil.py",
+]  # fmt: skip
 
 # Comments, a multiword token, an empty node, trailing spaces in the MISC column, and a sentence far
 # longer than MAX_LENGTH subwords.
@@ -269,21 +273,28 @@ def test_export_refuses_a_checkpoint_naming_an_unsafe_tokenizer_file(run, tmp_pa
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "model"
     err = cli_error(capsys, "export", "--ckpt_path", crafted, "--output_dir", out)
-    assert err == f"checkpoint {crafted} names a file {name!r} that is not a plain tokenizer file name; refusing it"
+    assert err == f"checkpoint {crafted} names a file {name!r} that is not a tokenizer file; refusing it"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.ckpt", "out"]
     assert list((tmp_path / "out").iterdir()) == []  # neither out/model nor out/x (../x from out/model)
 
 
-def test_exports_have_the_usual_permissions_and_replace_an_earlier_export_whole(run, tmp_path, capsys):
+def test_exports_have_the_usual_permissions_and_replace_only_their_own_files(run, tmp_path, capsys):
     mask = os.umask(0)
     os.umask(mask)
     for file in (run / "model").iterdir():  # the export at the end of fit
         assert file.stat().st_mode & 0o777 == 0o666 & ~mask, file
     out, best = tmp_path / "m", run / "checkpoints" / "best.ckpt"
     main(["export", "--ckpt_path", str(best), "--output_dir", str(out)])
-    (out / "stale.bin").write_bytes(b"from an earlier export")
+    (out / "model.onnx").write_bytes(b"from an earlier quantize")  # a file of the tool's own: replaced
+    (out / "my_notes.txt").write_text("mine")  # the user's: kept, as they are
+    (out / "eval_results").mkdir()
+    (out / "eval_results" / "dev.json").write_text("{}")
+    (out / "my_notes.txt").chmod(0o600)
     main(["export", "--ckpt_path", str(best), "--output_dir", str(out)])
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (run / "model").iterdir())
+    mine = ["eval_results", "my_notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in (run / "model").iterdir()] + mine)
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "my_notes.txt").stat().st_mode & 0o777 == 0o600
+    assert (out / "eval_results" / "dev.json").read_text() == "{}"
     assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     assert out.stat().st_mode & 0o777 == 0o777 & ~mask and [p.name for p in tmp_path.iterdir()] == ["m"]
     mine = tmp_path / "mine"

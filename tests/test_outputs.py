@@ -107,7 +107,7 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
             (building / "a.txt").write_text("half")
             full_disk()
     assert [p.name for p in tmp_path.iterdir()] == ["model"] and [p.name for p in target.iterdir()] == ["stale.txt"]
-    with atomic_dir(target) as building:
+    with atomic_dir(target, own={"a.txt", "stale.txt"}) as building:
         (building / "a.txt").write_text("whole")
         (building / "a.txt").chmod(0o600)  # as save_pretrained leaves model.safetensors
     assert [p.name for p in tmp_path.iterdir()] == ["model"] and [p.name for p in target.iterdir()] == ["a.txt"]
