@@ -42,9 +42,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
+            reason = write_failure(err)
+            if reason is None:
+                raise
             raise UserError(
-                f"cannot write the checkpoint {path} ({err.strerror or err}); nothing saved before is lost: "
+                f"cannot write the checkpoint {path} ({reason}); nothing saved before is lost: "
                 f"{self._last_good(path.parent)}"
             ) from None
         finally:
@@ -52,13 +55,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.last_saved = path, checkpoint.get("global_step", 0)
 
     def _last_good(self, folder: Path) -> str:
+        """What is left to go on from: ``--ckpt_path last`` only where a ``last.ckpt`` is there to resume."""
+        last = folder / RESUMABLE
+        written = "no checkpoint of this run was written yet"
         if self.last_saved is not None:
-            path, step = self.last_saved
-            return f"the last checkpoint written is {path} (step {step}); make room and resume with --ckpt_path last"
-        if (folder / RESUMABLE).is_file():
-            return f"{folder / RESUMABLE} is from before this run; make room and resume with --ckpt_path last"
-        return "no checkpoint of this run was written yet; make room and start again"
+            written = "the last checkpoint written is {} (step {})".format(*self.last_saved)
+        if not last.is_file():
+            again = "make room and start again" + (" with --overwrite true" if self.last_saved else "")
+            return f"{written}; there is no {RESUMABLE} to resume from: {again}"
+        if self.last_saved is None:
+            written = f"{last} is from before this run"
+        elif self.last_saved[0] != last:
+            written += f", the last to resume from is {last}"
+        return f"{written}; make room and resume with --ckpt_path last"
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         """Always ``weights_only``, whatever Lightning asks: a checkpoint never runs code."""
         return load_checkpoint(path, mmap=False)
+
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a checkpoint could not be written (``No space left on device``), or None for an error that is no
+    failed write. ``torch.save`` reports a short write as ``RuntimeError: [enforce fail at inline_container.cc]
+    ... unexpected pos``, with the ``OSError`` of the file's write as its context."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause.strerror or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return str(err).splitlines()[0] if "inline_container.cc" in str(err) else None

@@ -22,7 +22,7 @@ from nasty_lightning.fetch import fetch_treebank_file
 from nasty_lightning.heads import LEMMA, Head, LabelVocab, label_columns, labels_by_column
 from nasty_lightning.packing import collate_packed
 from nasty_lightning.reading import Sentence, check_labels, read_sentences
-from nasty_lightning.sampling import augment, sample, temperature_draws
+from nasty_lightning.sampling import augment, check_augment_fits, sample, temperature_draws
 
 
 class TaggingDataModule(L.LightningDataModule):
@@ -118,6 +118,10 @@ class TaggingDataModule(L.LightningDataModule):
             )
         self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
         self.train_files, self.val_files = as_list(train_file), as_list(val_file)
+        seen = [Path(f).resolve() for f in self.val_files]
+        twice = next((f for f, r in zip(self.val_files, seen, strict=True) if seen.count(r) > 1), None)
+        if twice is not None:
+            raise UserError(f"--data.val_file names {twice} more than once")
         self._sentences: dict[str, list[Sentence]] = {}
         self._train_sample: list[int] | None = None
         if labels is not None:
@@ -131,6 +135,8 @@ class TaggingDataModule(L.LightningDataModule):
                     )
             sentences = [s for path in self.train_files for s in self.sentences(path)]
             sentences = [sentences[i] for i in self._sampled(len(sentences))]
+            if augment:
+                check_augment_fits(augment, sum(len(s.words) for s in sentences))
             vocabs = {}
             for column in columns:
                 head = Head(column, LabelVocab(()))
@@ -148,10 +154,16 @@ class TaggingDataModule(L.LightningDataModule):
 
     @property
     def label_vocab(self) -> list[str] | dict[str, list[str]]:
-        """The labels of every head by column, as the model takes them; one column's as a plain list, as
-        checkpoints of single-column models have always held them."""
+        """The labels of every head by column, as checkpoints hold them: one column's as a plain list, as those
+        of single-column models always have (``labels_by_column`` names its column too)."""
         if len(self.heads) == 1:
             return list(self.heads[0].vocab.labels)
+        return {head.column: list(head.vocab.labels) for head in self.heads}
+
+    @property
+    def labels_by_column(self) -> dict[str, list[str]]:
+        """The labels of every head by column, one column's too: what the model takes, so that its heads know
+        their columns (a warm start matches them by name)."""
         return {head.column: list(head.vocab.labels) for head in self.heads}
 
     def ensure_file(self, path: str) -> None:
@@ -179,6 +191,15 @@ class TaggingDataModule(L.LightningDataModule):
         if path not in self._sentences:
             self._sentences[path] = read_sentences(path)
         return self._sentences[path]
+
+    def check_files(self) -> None:
+        """Check, before training starts, what fit would otherwise find wrong later: every data file there
+        (or downloaded), well-formed and labelled, and ``max_length`` within the tokenizer's positions."""
+        for path in [*self.train_files, *self.val_files, *as_list(self.hparams.test_file)]:
+            self.ensure_file(path)
+            for head in self.heads:
+                check_labels(path, self.sentences(path), head.column, complete=head.needs_every_value)
+        self._load_tokenizer()
 
     def prepare_data(self) -> None:
         """Download missing files and fill the encoding cache (on one process per machine)."""

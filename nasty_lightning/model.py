@@ -50,7 +50,8 @@ class TokenTagger(L.LightningModule):
                 the guide's ``--model``. A checkpoint of an earlier run (``RUN/checkpoints/best.ckpt``) starts
                 from its fine-tuned weights (a warm start; tags matched by name and column, new ones start
                 untrained).
-            labels: Tag names in id order, by column for several (linked from the data module's vocabulary).
+            labels: Tag names in id order, by column (linked from the data module's vocabulary); a plain list
+                for one column without a name.
             learning_rate: Peak AdamW learning rate; the guide's ``--learning-rate``.
             weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
             warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
@@ -95,13 +96,15 @@ class TokenTagger(L.LightningModule):
         if any(not w >= 0 for w in weights.values()):
             raise UserError(f"--model.loss_weights must be at least 0, got {weights}")
         self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
+        if not any(self.loss_weights):
+            raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
         first = self.head_labels[0]
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by label name
         if is_checkpoint(source):
-            self.model = encoder_from_checkpoint(source, first)
+            self.model = encoder_from_checkpoint(source, first, self.columns[0])
         elif is_model_dir(source):
-            self.model = encoder_from_model_dir(source, first)
+            self.model = encoder_from_model_dir(source, first, self.columns[0])
         else:
             check_model_dir(source, trust_remote_code)
             try:

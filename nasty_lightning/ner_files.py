@@ -6,8 +6,10 @@ lines. A file is read as CoNLL-2003 when its suffix is ``.conll03`` or ``.conll2
 is a ``-DOCSTART-`` line. Every line is checked, and the first problem raises ``DataError``
 (``FILE:LINE: what is wrong``), as for CoNLL-U.
 
-Tags are used as IOB2 (every entity starts with ``B-``). Two other schemes are converted on read, with
-one warning per file that says so:
+Every tag is ``O``, or a prefix (``B-``, ``I-``, or one of BIOES below) and an entity type; anything else
+(``B-``, ``X-PER``, an empty ``NER=``) is a ``DataError`` at its line (``check_tag``). Tags are used as IOB2
+(every entity starts with ``B-``). Two other schemes are converted on read, with one warning per file that
+says so:
 
 - BIOES (also called IOBES; BILOU's ``L-``/``U-`` too): ``S-X`` becomes ``B-X``, ``E-X`` (``L-X``)
   becomes ``I-X``, ``U-X`` becomes ``B-X``;
@@ -19,6 +21,7 @@ one warning per file that says so:
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from conllu.models import Token, TokenList
 from nasty_lightning.errors import DataError
 
 CONLL2003_FIELDS = ("id", "form", "pos", "chunk", "ner")
+# A tag: O, or a prefix of IOB2, IOB1 or BIOES (BILOU) and an entity type; ``_`` is no tag (a word to skip).
+TAG = re.compile(r"O|[BIESLU]-\S+|_")
 CONLL2003_SUFFIXES = {".conll03", ".conll2003"}
 DOCSTART = "-DOCSTART-"
 
@@ -64,6 +69,16 @@ def conll2003_tokens(rows: list[tuple[int, list[str]]]) -> TokenList:
         [Token(zip(CONLL2003_FIELDS, [i, *columns], strict=True)) for i, (_, columns) in enumerate(rows, start=1)],
         default_fields=CONLL2003_FIELDS,
     )
+
+
+def check_tag(path: str, line: int, tag: str) -> None:
+    """Raise ``DataError`` at a tag that is not ``O``, ``_`` or a prefix and an entity type (``B-PER``)."""
+    if not TAG.fullmatch(tag):
+        raise DataError(
+            path,
+            line,
+            f"malformed NER tag {tag!r}: expected O, or B-TYPE or I-TYPE (IOB2; BIOES's S-, E- are read too)",
+        )
 
 
 def to_bio(tags: list[str]) -> list[str]:

@@ -70,7 +70,14 @@ from conllu.models import Metadata, Token, TokenList
 from conllu.parser import parse_comment_line
 
 from nasty_lightning.errors import DataError
-from nasty_lightning.ner_files import CONLL2003_FIELDS, as_iob2, conll2003_rows, conll2003_tokens, is_conll2003
+from nasty_lightning.ner_files import (
+    CONLL2003_FIELDS,
+    as_iob2,
+    check_tag,
+    conll2003_rows,
+    conll2003_tokens,
+    is_conll2003,
+)
 
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 IOB2_FIELDS = ("id", "form", "ner", "annotator1", "annotator2")
@@ -180,8 +187,11 @@ def columns_of(sentences: list[Sentence], path: str | Path) -> tuple[str, ...]:
 
 
 def _ner_as_iob2(path: str, sentences: list[Sentence]) -> None:
-    """Rewrite the NER tags of IOB1 or BIOES files as IOB2, in place."""
+    """Check every NER tag (``check_tag``), and rewrite those of IOB1 or BIOES files as IOB2, in place."""
     words = [[t for t in s.tokens if isinstance(t["id"], int)] for s in sentences]
+    for sentence, tokens in zip(sentences, words, strict=True):
+        for token, line in zip(tokens, sentence.word_lines, strict=True):
+            check_tag(path, line, token["ner"])
     converted = as_iob2(path, [[t["ner"] for t in tokens] for tokens in words])
     for tokens, tags in zip(words, converted or [], strict=False):
         for token, tag in zip(tokens, tags, strict=True):

@@ -6,10 +6,18 @@ same sentences.
 
 from __future__ import annotations
 
+import math
+import os
 import random
+import resource
 from collections.abc import Sequence
 
+from nasty_lightning.errors import UserError
+
 AUGMENT_RATE = 0.2  # the chance that an augmented copy replaces a word
+# Memory an augmented copy of a word takes while its copies are encoded, at the peak (measured on EWT with
+# MiniLM's and a WordPiece tokenizer: 220 to 260 bytes, most of it Python lists of subword ids); kept: 140.
+AUGMENT_BYTES_PER_WORD = 260
 
 
 def sample(n: int, k: int, seed: int) -> list[int]:
@@ -25,7 +33,10 @@ def temperature_draws(sizes: Sequence[int], temperature: float) -> list[int]:
     proportion to ``size ** (1 / temperature)``. Temperature 1 keeps every file's size; higher ones move
     toward equal shares, so a small file is seen more often and a large one less (multilingual training's
     temperature sampling)."""
-    weights = [n ** (1 / temperature) for n in sizes]
+    # n ** (1 / T), relative to the largest file's, in logarithms: a small T overflows floats otherwise
+    # (1e-9 gives the largest file the whole epoch, and every other file one sentence)
+    logs = [math.log(n) / temperature if n else -math.inf for n in sizes]
+    weights = [math.exp(x - max(logs)) for x in logs]
     total = sum(sizes)
     return [max(1, round(total * w / sum(weights))) for w in weights]
 
@@ -49,7 +60,8 @@ def augment(
 ) -> tuple[list[list[str]], list[list[tuple[int, ...]]]]:
     """``copies`` new versions of every sentence, each word replaced (with chance ``AUGMENT_RATE``) by another
     word seen with exactly the same labels (every head's) somewhere in ``words``. Labels never change; only
-    forms do."""
+    forms do. Refused (``check_augment_fits``) where the copies cannot fit in memory."""
+    check_augment_fits(copies, sum(map(len, words)))
     seen: dict[tuple[int, ...], dict[str, None]] = {}
     for sentence, ids in zip(words, labels, strict=True):
         for word, label in zip(sentence, ids, strict=True):
@@ -67,3 +79,29 @@ def augment(
             )
             new_labels.append(list(ids))
     return new_words, new_labels
+
+
+def check_augment_fits(copies: int, words: int) -> None:
+    """Refuse ``copies`` augmented copies of ``words`` training words that the memory cannot hold."""
+    need, free = copies * words * AUGMENT_BYTES_PER_WORD, available_memory()
+    if free is not None and need > free:
+        raise UserError(
+            f"--data.augment {copies} makes {copies * words:,} words of copies of the {words:,} training words, "
+            f"about {need / 2**30:,.1f} GiB of memory, and {free / 2**30:,.1f} GiB are available: "
+            f"give --data.augment {max(free // (words * AUGMENT_BYTES_PER_WORD), 0)} or less"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes the process may still allocate: the system's available memory (``MemAvailable``), or the
+    address-space limit (``ulimit -v``) if lower; None where neither is known."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo") as f:
+            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), free)
+    except (OSError, ValueError):
+        free = None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        free = limit if free is None else min(free, limit)
+    return free

@@ -38,6 +38,7 @@ from nasty_lightning.export import export_checkpoint
 from nasty_lightning.heads import ALLTAGS, NER, label_columns, metric_name
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
+from nasty_lightning.presets import resolve_model_name
 from nasty_lightning.progress import EpochBar, ProgressLines
 from nasty_lightning.quiet import quiet_lightning
 from nasty_lightning.untrusted import load_checkpoint
@@ -68,6 +69,7 @@ class NastyCLI(LightningCLI):
     def __init__(self, *args: Any, command: str = "", exit_stack: ExitStack, **kwargs: Any) -> None:
         self.command = command
         self._exit_stack = exit_stack  # holds the run folder's claim until the command ends
+        self._earlier_run: list[Path] = []  # what fit deletes before it trains: an earlier run's files
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -103,7 +105,7 @@ class NastyCLI(LightningCLI):
         parser.link_arguments("model.model_name", "data.model_name")
         parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
         parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)
-        parser.link_arguments("data.label_vocab", "model.labels", apply_on="instantiate")
+        parser.link_arguments("data.labels_by_column", "model.labels", apply_on="instantiate")
         parser.add_lightning_class_args(ValidationSchedule, "validation")
         parser.add_lightning_class_args(ProgressLines, "progress")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -208,9 +210,12 @@ class NastyCLI(LightningCLI):
         if cfg.ckpt_path is not None:
             _check_resume(cfg.ckpt_path, checkpoints / RESUMABLE)
         if rank_zero_only.rank == 0:
-            self._exit_stack.enter_context(
-                claim_run_folder(root, checkpoints, resume=cfg.ckpt_path is not None, overwrite=cfg.overwrite)
-            )
+            resume = cfg.ckpt_path is not None
+            self._exit_stack.enter_context(claim_run_folder(root, checkpoints, resume=resume, overwrite=cfg.overwrite))
+            if not resume:  # the earlier run goes once everything else is checked (before_fit)
+                self._earlier_run = earlier_run(root, checkpoints)
+                if cfg.overwrite:
+                    check_model_outside(cfg.model.model_name, self._earlier_run)
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
@@ -229,11 +234,18 @@ class NastyCLI(LightningCLI):
             )
 
     def before_fit(self) -> None:
-        if self.config_init[self.subcommand].ckpt_path is None:
-            return
-        last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / RESUMABLE
-        saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
-        check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
+        """The last checks, then the earlier run's files go (``--overwrite``): a command refused for its
+        settings, data or model leaves the folder as it was."""
+        self.datamodule.check_files()
+        if self.config_init[self.subcommand].ckpt_path is not None:
+            last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / RESUMABLE
+            saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
+            check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
+        for path in self._earlier_run:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     def instantiate_trainer(self, **kwargs: Any):
         config = self._get(self.config_init, "trainer")
@@ -318,27 +330,36 @@ def claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: boo
         lock.flush()
         for partial in checkpoints.glob(".*.part"):
             partial.unlink()
-        if not resume:
-            _clear_for_new_run(root, checkpoints, overwrite)
+        saved = [p for p in earlier_run(root, checkpoints) if p.name not in RUN_FILES]
+        if saved and not resume and not overwrite:
+            raise UserError(
+                f"{root} already holds a run ({saved[0]}); resume it with --ckpt_path last, replace it with "
+                "--overwrite true, or choose another --trainer.default_root_dir"
+            )
         yield
     finally:
         lock.close()  # releases the lock
 
 
-def _clear_for_new_run(root: Path, checkpoints: Path, overwrite: bool) -> None:
-    """Refuse to start over an earlier run's checkpoints or exported model unless told to overwrite them. The
-    logs of a run stopped before its first checkpoint hold nothing to resume, and go without asking."""
+def earlier_run(root: Path, checkpoints: Path) -> list[Path]:
+    """What a new run in ``root`` replaces: an earlier run's checkpoints and exported model (kept unless told
+    to overwrite them), and its logs (those of a run stopped before its first checkpoint go without asking)."""
     saved = sorted(checkpoints.glob("*.ckpt")) + ([root / "model"] if (root / "model").is_dir() else [])
-    if saved and not overwrite:
+    return saved + [path for name in RUN_FILES if (path := root / name).exists()]
+
+
+def check_model_outside(model_name: str, replaced: list[Path]) -> None:
+    """Refuse to start from a model that the new run deletes: a checkpoint or the model of the run it replaces."""
+    source = Path(resolve_model_name(model_name)).expanduser()
+    if not source.exists():
+        return
+    source = source.resolve()
+    inside = next((p for p in replaced if source.is_relative_to(p.resolve())), None)
+    if inside is not None:
         raise UserError(
-            f"{root} already holds a run ({saved[0]}); resume it with --ckpt_path last, replace it with "
-            "--overwrite true, or choose another --trainer.default_root_dir"
+            f"--model.model_name {model_name} is part of the run that --overwrite true deletes ({inside}); "
+            "copy it elsewhere first, or start the new run in another --trainer.default_root_dir"
         )
-    for path in [*saved, *(root / name for name in RUN_FILES)]:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
 
 
 def run(args: list[str] | None = None) -> None:

@@ -1,9 +1,10 @@
 """Starting ``fit`` from a fine-tuned model: a checkpoint of an earlier run, or an exported model directory.
 
 The encoder is taken whole, and the casing embedding where both models have one. Every head's rows are
-matched by label name, column by column: a label the source knows keeps its row, a label new in the data
-gets a new, untrained row, and a label the data lacks is dropped. Matching by position instead would give
-a new label set of the same size the old rows under the new names: silently wrong tags.
+matched by column name (the source's classifier may be another column's head), then by label name: a label
+the source knows keeps its row, a label new in the data gets a new, untrained row, and a label the data
+lacks is dropped. Matching by position instead would give a new label set of the same size the old rows
+under the new names: silently wrong tags.
 """
 
 from __future__ import annotations
@@ -39,19 +40,11 @@ def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: 
 def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
     """The labels of every column of a checkpoint or model directory, and the weights a warm start copies:
     ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), and ``casing``."""
-    weights: dict[str, torch.Tensor] = {}
     if is_checkpoint(source):
-        ckpt = load_checkpoint(source)
-        labels = saved_labels(ckpt["TaggingDataModule"])
-        state, first = ckpt["state_dict"], next(iter(labels))
-        for column in labels:
-            prefix = "model.classifier." if column == first else f"heads.{column}."
-            weights[f"{column}.weight"], weights[f"{column}.bias"] = state[f"{prefix}weight"], state[f"{prefix}bias"]
-        if "casing.weight" in state:
-            weights["casing"] = state["casing.weight"]
-        return labels, weights
+        return _checkpoint_heads(load_checkpoint(source))
     from nasty_lightning.inference import read_meta
 
+    weights: dict[str, torch.Tensor] = {}
     folder = Path(source)
     meta = read_meta(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
@@ -66,6 +59,18 @@ def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Te
     if (folder / CASING_FILE).is_file():
         with safe_open(folder / CASING_FILE, "pt") as f:
             weights["casing"] = f.get_tensor("weight")
+    return labels, weights
+
+
+def _checkpoint_heads(ckpt: dict) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
+    """``_source_heads`` of a loaded checkpoint."""
+    labels = saved_labels(ckpt["TaggingDataModule"])
+    state, first, weights = ckpt["state_dict"], next(iter(labels)), {}
+    for column in labels:
+        prefix = "model.classifier." if column == first else f"heads.{column}."
+        weights[f"{column}.weight"], weights[f"{column}.bias"] = state[f"{prefix}weight"], state[f"{prefix}bias"]
+    if "casing.weight" in state:
+        weights["casing"] = state["casing.weight"]
     return labels, weights
 
 
@@ -89,9 +94,9 @@ def _relabel(config: PretrainedConfig, labels: list[str]) -> None:
     config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 
 
-def encoder_from_model_dir(source: str, labels: list[str]) -> PreTrainedModel:
-    """The fine-tuned encoder of an exported model directory, with a classifier for ``labels``: rows of tags
-    the directory knows are copied by name, new tags start untrained (as the encoder's own new rows would)."""
+def encoder_from_model_dir(source: str, labels: list[str], column: str = "") -> PreTrainedModel:
+    """The fine-tuned encoder of an exported model directory, with a classifier for the ``labels`` of
+    ``column`` (``_match_classifier``)."""
     from nasty_lightning.inference import read_meta
     from nasty_lightning.onnx_model import QUANTIZATION
 
@@ -102,39 +107,51 @@ def encoder_from_model_dir(source: str, labels: list[str]) -> PreTrainedModel:
         model = AutoModelForTokenClassification.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the model in {source} ({str(err).splitlines()[0]})") from None
-    old = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    if old == labels:
-        return model
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, nn.Linear):
-        raise UserError(f"{source} has other tags, and its model has no classifier to match them")
-    fresh = nn.Linear(classifier.in_features, len(labels))
-    nn.init.normal_(fresh.weight, std=getattr(model.config, "initializer_range", 0.02))
-    nn.init.zeros_(fresh.bias)
-    _copy_rows(fresh, classifier.weight, classifier.bias, old, labels)
-    model.classifier, model.num_labels = fresh, len(labels)
-    _relabel(model.config, labels)
+    _match_classifier(model, labels, column, *_source_heads(source), source)
     return model
 
 
-def encoder_from_checkpoint(ckpt_path: str, labels: list[str]) -> PreTrainedModel:
-    """The fine-tuned encoder of a checkpoint, with a classifier for ``labels``: rows of tags the checkpoint
-    knows are copied by name, new tags start untrained. Needs no base model: the checkpoint has its config."""
+def encoder_from_checkpoint(ckpt_path: str, labels: list[str], column: str = "") -> PreTrainedModel:
+    """The fine-tuned encoder of a checkpoint, with a classifier for the ``labels`` of ``column``
+    (``_match_classifier``). Needs no base model: the checkpoint has its config."""
     with checkpoint_model_dir(ckpt_path) as (folder, ckpt):
         config = AutoConfig.from_pretrained(folder)
-    _relabel(config, labels)
     model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    old_labels = next(iter(saved_labels(ckpt["TaggingDataModule"]).values()))
-    if old_labels != labels:
-        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
-            raise UserError(f"checkpoint {ckpt_path} has other tags, and its model has no classifier to match them")
-        _copy_rows(model.classifier, weights["classifier.weight"], weights["classifier.bias"], old_labels, labels)
-        weights["classifier.weight"], weights["classifier.bias"] = model.classifier.weight, model.classifier.bias
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         raise UserError(
             f"checkpoint {ckpt_path}: its weights do not fit its own model configuration ({str(err).splitlines()[0]})"
         ) from None
+    _match_classifier(model, labels, column, *_checkpoint_heads(ckpt), ckpt_path)
     return model
+
+
+def _match_classifier(
+    model: PreTrainedModel,
+    labels: list[str],
+    column: str,
+    old: dict[str, list[str]],
+    weights: dict[str, torch.Tensor],
+    source: str,
+) -> None:
+    """Give ``model`` a classifier for the ``labels`` of ``column``, its rows from the source's head of the same
+    column, by label name: the source's classifier may predict another column (a model of ``[upos, xpos]``
+    warm-starting one of ``[xpos, upos]``). Labels the source's column lacks, and every label of a column the
+    source does not predict, start untrained. A column without a name (a single-column model made outside
+    ``fit``, whose labels are a plain list) takes the source's classifier, as the column it was trained on."""
+    first = next(iter(old))
+    match = column if column in old else None if column else first
+    if match == first and old[first] == labels:
+        return  # the classifier as it is
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, nn.Linear):
+        raise UserError(f"{source} has other tags, and its model has no classifier to match them")
+    fresh = nn.Linear(classifier.in_features, len(labels))
+    nn.init.normal_(fresh.weight, std=getattr(model.config, "initializer_range", 0.02))
+    nn.init.zeros_(fresh.bias)
+    if match is not None:
+        _copy_rows(fresh, weights[f"{match}.weight"], weights[f"{match}.bias"], old[match], labels)
+    model.classifier, model.num_labels = fresh, len(labels)
+    _relabel(model.config, labels)
