@@ -100,7 +100,7 @@ class TokenTagger(L.LightningModule):
             raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
         first = self.head_labels[0]
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
-        fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by label name
+        fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
         if is_checkpoint(source):
             self.model = encoder_from_checkpoint(source, first, self.columns[0])
         elif is_model_dir(source):

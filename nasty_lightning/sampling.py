@@ -93,14 +93,16 @@ def check_augment_fits(copies: int, words: int) -> None:
 
 
 def available_memory() -> int | None:
-    """Bytes the process may still allocate: the system's available memory (``MemAvailable``), or the
-    address-space limit (``ulimit -v``) if lower; None where neither is known."""
+    """Bytes the process may still allocate: the system's available memory (Linux's ``MemAvailable``, else the
+    free pages), or the address-space limit (``ulimit -v``) if lower; None where neither is known."""
+    free = None
     try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         with open("/proc/meminfo") as f:
-            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), free)
+            free = next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), None)
     except (OSError, ValueError):
-        free = None
+        pass
+    if free is None and hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit != resource.RLIM_INFINITY:
         free = limit if free is None else min(free, limit)

@@ -38,7 +38,6 @@ from nasty_lightning.export import export_checkpoint
 from nasty_lightning.heads import ALLTAGS, NER, label_columns, metric_name
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.precision import fastest_precision
-from nasty_lightning.presets import resolve_model_name
 from nasty_lightning.progress import EpochBar, ProgressLines
 from nasty_lightning.quiet import quiet_lightning
 from nasty_lightning.untrusted import load_checkpoint
@@ -213,9 +212,10 @@ class NastyCLI(LightningCLI):
             resume = cfg.ckpt_path is not None
             self._exit_stack.enter_context(claim_run_folder(root, checkpoints, resume=resume, overwrite=cfg.overwrite))
             if not resume:  # the earlier run goes once everything else is checked (before_fit)
-                self._earlier_run = earlier_run(root, checkpoints)
+                saved, logs = earlier_run(root, checkpoints)
                 if cfg.overwrite:
-                    check_model_outside(cfg.model.model_name, self._earlier_run)
+                    check_model_outside(cfg.model.model_name, saved)
+                self._earlier_run = saved + logs
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
@@ -330,7 +330,7 @@ def claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: boo
         lock.flush()
         for partial in checkpoints.glob(".*.part"):
             partial.unlink()
-        saved = [p for p in earlier_run(root, checkpoints) if p.name not in RUN_FILES]
+        saved, _ = earlier_run(root, checkpoints)
         if saved and not resume and not overwrite:
             raise UserError(
                 f"{root} already holds a run ({saved[0]}); resume it with --ckpt_path last, replace it with "
@@ -341,19 +341,16 @@ def claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: boo
         lock.close()  # releases the lock
 
 
-def earlier_run(root: Path, checkpoints: Path) -> list[Path]:
+def earlier_run(root: Path, checkpoints: Path) -> tuple[list[Path], list[Path]]:
     """What a new run in ``root`` replaces: an earlier run's checkpoints and exported model (kept unless told
     to overwrite them), and its logs (those of a run stopped before its first checkpoint go without asking)."""
     saved = sorted(checkpoints.glob("*.ckpt")) + ([root / "model"] if (root / "model").is_dir() else [])
-    return saved + [path for name in RUN_FILES if (path := root / name).exists()]
+    return saved, [path for name in RUN_FILES if (path := root / name).exists()]
 
 
 def check_model_outside(model_name: str, replaced: list[Path]) -> None:
     """Refuse to start from a model that the new run deletes: a checkpoint or the model of the run it replaces."""
-    source = Path(resolve_model_name(model_name)).expanduser()
-    if not source.exists():
-        return
-    source = source.resolve()
+    source = Path(model_name).resolve()  # presets and hub ids are no path in a run folder
     inside = next((p for p in replaced if source.is_relative_to(p.resolve())), None)
     if inside is not None:
         raise UserError(

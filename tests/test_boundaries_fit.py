@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 
@@ -55,24 +56,39 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (350_000, 350_000))
 
 
-def test_a_real_short_write_ends_in_one_line_that_resumes_only_from_a_last_ckpt(tiny_bert, toy_treebank, tmp_path):
-    # A real failed write: torch.save reports it as RuntimeError("[enforce fail at inline_container.cc] ...
-    # unexpected pos"), the OSError inside; a full disk (ENOSPC) fails the same way as this file-size limit.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real file system of 600 kB (best.ckpt fits, last.ckpt beside it does not), where mounting is allowed."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", folder], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", folder], check=True)
+
+
+@pytest.mark.parametrize("full", ["file_size_limit", "small_tmpfs"])
+def test_a_real_failed_write_is_one_line_that_resumes_only_from_a_last_ckpt(tiny_bert, toy_treebank, request, full):
+    # torch.save reports a short write as RuntimeError("[enforce fail at inline_container.cc] ... unexpected
+    # pos"), the OSError inside; the first limit needs no privileges, the second is a real full disk.
+    root = request.getfixturevalue("tmp_path") if full == "file_size_limit" else request.getfixturevalue(full)
     result = subprocess.run(
-        [NASTY_TRAIN, *fit_args(tiny_bert, toy_treebank, tmp_path)],
+        [NASTY_TRAIN, *fit_args(tiny_bert, toy_treebank, root)],
         capture_output=True,
         text=True,
-        env=env,
-        preexec_fn=limit_file_size,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"},
+        preexec_fn=limit_file_size if full == "file_size_limit" else None,
         timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    checkpoints = tmp_path / "checkpoints"
-    last = checkpoints / "last.ckpt"
-    assert line.startswith(f"nasty-train: error: cannot write the checkpoint {last} (File too large)")
+    checkpoints = root / "checkpoints"
+    reason = "File too large" if full == "file_size_limit" else "No space left on device"
+    assert line.startswith(f"nasty-train: error: cannot write the checkpoint {checkpoints / 'last.ckpt'} ({reason})")
     assert f"the last checkpoint written is {checkpoints / 'best.ckpt'} (step 5)" in line
     assert line.endswith("there is no last.ckpt to resume from: make room and start again with --overwrite true")
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt"]  # and no partial file
