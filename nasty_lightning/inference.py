@@ -27,7 +27,7 @@ from nasty_lightning import bert_family
 from nasty_lightning.batching import collate, padded_batches
 from nasty_lightning.casing import casing_embedding, encoder_inputs
 from nasty_lightning.decoding import IOB2Decoder, is_iob2_vocabulary
-from nasty_lightning.encoding import Window, check_pretokenized, encode, load_tokenizer
+from nasty_lightning.encoding import Window, encode
 from nasty_lightning.entities import spans
 from nasty_lightning.errors import UserError
 from nasty_lightning.heads import Head, LabelVocab, label_columns
@@ -48,7 +48,7 @@ from nasty_lightning.model_dir import (
 from nasty_lightning.onnx_model import OnnxNetwork
 from nasty_lightning.packing import block_mask, pack, position_offset
 from nasty_lightning.precision import cpu_has_native_bf16
-from nasty_lightning.tokenizer_file import TokenizerFile
+from nasty_lightning.tokenizer_file import TokenizerFile, model_dir_tokenizer
 from nasty_lightning.untrusted import check_model_dir
 
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
@@ -139,33 +139,15 @@ class Network(torch.nn.Module):
         return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
 
 
-def _load_heads(model_dir: Path, heads: list[Head], hidden: int) -> torch.nn.ModuleDict:
-    """The linear layers of the heads after the first, from HEADS_FILE (safetensors: tensors only)."""
-    layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads})
-    if not heads:
-        return layers
-    path = model_dir / HEADS_FILE
+def _load_weights(module: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
+    """``module`` with the weights of ``path`` (safetensors: tensors only); ``what`` names the module in errors."""
     try:
-        weights = load_file(path)
+        module.load_state_dict(load_file(path), strict=True)
     except (OSError, SafetensorError) as err:
-        raise UserError(f"cannot read the heads of {model_dir} from {HEADS_FILE} ({err})") from None
-    try:
-        layers.load_state_dict(weights, strict=True)
+        raise UserError(f"cannot read {what} from {path} ({err})") from None
     except RuntimeError as err:
-        raise UserError(f"{path} does not fit the heads {META_FILE} names ({str(err).splitlines()[0]})") from None
-    return layers.eval()
-
-
-def _load_casing(model_dir: Path, hidden: int) -> torch.nn.Embedding:
-    """The casing embedding of a model trained with ``--model.casing true``, from CASING_FILE."""
-    layer = casing_embedding(hidden)
-    try:
-        layer.load_state_dict(load_file(model_dir / CASING_FILE), strict=True)
-    except (OSError, SafetensorError) as err:
-        raise UserError(f"cannot read the casing embedding of {model_dir} from {CASING_FILE} ({err})") from None
-    except RuntimeError as err:
-        raise UserError(f"{model_dir / CASING_FILE} does not fit the model ({str(err).splitlines()[0]})") from None
-    return layer.eval()
+        raise UserError(f"{path} does not fit {what} ({str(err).splitlines()[0]})") from None
+    return module.eval()
 
 
 @dataclass
@@ -249,9 +231,14 @@ class Tagger:
         model = bert_family.load(model_dir) or _load_transformers(model_dir)
         model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         heads = _heads(model_dir, model.config, meta)
-        layers = _load_heads(model_dir, heads[1:], model.config.hidden_size)
-        casing = _load_casing(model_dir, model.config.hidden_size) if "casing" in meta else None
-        tokenizer = _model_dir_tokenizer(model_dir)
+        hidden = model.config.hidden_size
+        layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads[1:]})
+        if heads[1:]:
+            _load_weights(layers, model_dir / HEADS_FILE, f"the heads {META_FILE} names")
+        casing = casing_embedding(hidden) if "casing" in meta else None
+        if casing is not None:
+            _load_weights(casing, model_dir / CASING_FILE, "the casing embedding")
+        tokenizer = model_dir_tokenizer(model_dir)
         return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
 
     @classmethod
@@ -269,7 +256,7 @@ class Tagger:
         check_weights(model_dir, meta["max_length"])
         heads = _heads(model_dir, _read_config(model_dir), meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
-        tokenizer = _model_dir_tokenizer(model_dir)
+        tokenizer = model_dir_tokenizer(model_dir)
         return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
@@ -366,18 +353,6 @@ class Tagger:
                     words[:, h] = torch.tensor(decode(logits[h][r][at.to(device)]))
                 predicted.append(words.tolist())
             yield chunk, predicted
-
-
-def _model_dir_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase | TokenizerFile:
-    """The directory's tokenizer, read without transformers where it can be (``tokenizer_file``)."""
-    tokenizer = TokenizerFile.load(model_dir)
-    if tokenizer is not None:
-        try:
-            check_pretokenized(tokenizer, str(model_dir))
-            return tokenizer
-        except UserError:
-            pass
-    return load_tokenizer(str(model_dir))
 
 
 def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:

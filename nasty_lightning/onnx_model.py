@@ -65,9 +65,10 @@ def check_onnx(path: Path) -> None:
     for tensor in _tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             raise UserError(f"{path}: tensor {tensor.name!r} is stored in another file, which is refused")
-    imports = [*model.opset_import, *(o for f in model.functions for o in f.opset_import)]
-    domains = {o.domain for o in imports} | {n.domain for g in _model_graphs(model) for n in g.node}
-    domains |= {f.domain for f in model.functions}
+    local = {(f.domain, f.name) for f in model.functions}  # a call of one of these is no custom operator
+    imports = {o.domain for o in [*model.opset_import, *(o for f in model.functions for o in f.opset_import)]}
+    domains = imports - {domain for domain, _ in local}
+    domains |= {n.domain for g in _model_graphs(model) for n in g.node if (n.domain, n.op_type) not in local}
     if domains - _DOMAINS:
         raise UserError(f"{path} needs operators of {', '.join(sorted(domains - _DOMAINS))}, which are refused")
 

@@ -59,13 +59,13 @@ def quantize(
 
     check_batch_size(batch_size)
     threads = use_threads(threads)
-    check_output_dir(output_dir, "--output_dir", marker=META_FILE)
     source_dir, out_dir = Path(model_dir).resolve(), Path(output_dir).resolve()
     if out_dir == source_dir or source_dir in out_dir.parents or out_dir in source_dir.parents:
         raise UserError(
             f"--output_dir {output_dir} is --model_dir {model_dir}, or a folder in or around it: "
             "give the INT8 copy a folder of its own"
         )
+    check_output_dir(output_dir, "--output_dir", marker=META_FILE)
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")

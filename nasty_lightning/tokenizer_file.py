@@ -92,3 +92,19 @@ class TokenizerFile:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``out``."""
         self.backend.save(str(Path(out) / "tokenizer.json"))
         (Path(out) / "tokenizer_config.json").write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+
+
+def model_dir_tokenizer(folder: Path) -> Any:
+    """The tokenizer of a model directory: a ``TokenizerFile`` where it is one of ``PLAIN_CLASSES`` and encodes
+    pre-split words as transformers would, else transformers' own (``encoding.load_tokenizer``)."""
+    from nasty_lightning.encoding import check_pretokenized, load_tokenizer
+    from nasty_lightning.errors import UserError
+
+    tokenizer = TokenizerFile.load(folder)
+    if tokenizer is not None:
+        try:
+            check_pretokenized(tokenizer, str(folder))
+            return tokenizer
+        except UserError:
+            pass
+    return load_tokenizer(str(folder))
