@@ -23,7 +23,7 @@ from nasty_lightning.untrusted import check_model_dir, checkpoint_model_dir, is_
 if TYPE_CHECKING:  # transformers is imported where a tokenizer is loaded with it: tagging may not need it
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["IGNORE", "Window", "WordTooLong", "encode", "load_tokenizer"]
+__all__ = ["IGNORE", "Window", "WordTooLong", "encode", "load_tokenizer", "not_unicode"]
 
 
 @dataclass
@@ -44,6 +44,16 @@ class WordTooLong(UserError):
     def __init__(self, message: str, sentence: int, word: int) -> None:
         super().__init__(message)
         self.sentence, self.word = sentence, word
+
+
+def not_unicode(text: str) -> str | None:
+    """Why a tokenizer cannot take ``text``, or None. Tokenizers (Rust) take valid Unicode only, and a Python
+    string may hold a lone surrogate, as JSON's ``"\\ud800"`` decodes: text read from a file cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"character {err.start + 1} is a lone surrogate (U+{ord(text[err.start]):04X}), not Unicode text"
+    return None
 
 
 def load_tokenizer(model_name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

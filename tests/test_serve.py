@@ -1,39 +1,27 @@
-"""``nasty-train serve``: requests checked where they arrive, batched in the worker, a clean shutdown."""
+"""``nasty-train serve``: requests checked where they arrive, each answered on its own, bounded in time, a dead
+worker seen at once, a clean shutdown."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import json
 import os
-import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from queue import Queue
 
-import litserve.server as litserve_server
 import pytest
-from fastapi.responses import Response
 from pydantic import ValidationError
 
+from nasty_lightning import serving
 from nasty_lightning.inference import Tagger
-from nasty_lightning.serving import (
-    MAX_BODY_BYTES,
-    MAX_SENTENCES,
-    FastPredict,
-    GreedyBatches,
-    PipeServer,
-    PipeTransport,
-    TaggingAPI,
-    TagRequest,
-)
+from nasty_lightning.serving import MAX_BODY_BYTES, MAX_SENTENCES, TaggingAPI, TagRequest
 
 V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
@@ -61,166 +49,74 @@ def test_a_request_is_one_sentence_or_a_list_and_each_problem_has_its_message():
     assert "Content-Type: application/json" in _error(b'{"text": "a"}')
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def send(self, item, consumer_id) -> None:
-        self.sent.append(item)
-
-
-def test_the_worker_takes_every_waiting_request_as_one_batch_and_no_more():
-    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=3)
-    api.request_timeout = 30  # as LitServer sets it
-    queue: Queue = Queue()
-    for uid in "abcd":
-        queue.put((0, uid, time.monotonic(), {"text": uid}))
-    loop = GreedyBatches()
-    batch, timed_out = loop.get_batch_requests(api, queue, _Transport())
-    assert [uid for _, uid, _ in batch] == ["a", "b", "c"] and not timed_out
-    assert api.max_batch_size == 3  # restored
-    batch, _ = loop.get_batch_requests(api, queue, _Transport())
-    assert [uid for _, uid, _ in batch] == ["d"]  # the one left, at once: no waiting for more
+def test_text_the_tokenizer_cannot_take_is_refused_where_it_arrives():
+    assert (
+        _error({"text": "a \ud800 b"})
+        == "Value error, text: character 3 is a lone surrogate (U+D800), not Unicode text"
+    )
+    assert _error([{"text": "ok"}, {"words": ["a", "b\udfff"]}]) == (
+        "Value error, sentence 2: word 2: character 2 is a lone surrogate (U+DFFF), not Unicode text"
+    )
+    assert TagRequest.model_validate({"text": "caf\u00e9 \U0001f600"}).root.text == "caf\u00e9 \U0001f600"
 
 
-def test_the_worker_answers_each_request_of_a_batch_and_fails_them_all_together():
-    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=3)
-    api.request_timeout = 30
+def _tagged(answer) -> object:
+    """The (word, upos) pairs of an answer: one sentence's, or a list's."""
+    body = json.loads(answer.body)
+    if isinstance(body, list):
+        return [[(w["word"], w["upos"]) for w in s["words"]] for s in body]
+    return [(w["word"], w["upos"]) for w in body["words"]]
+
+
+@pytest.fixture(scope="module")
+def api() -> TaggingAPI:
+    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
     api.setup("cpu")
-    queue: Queue = Queue()
-    queue.put((0, "late", time.monotonic() - 60, TagRequest.model_validate({"text": "waited a minute"})))
-    requests = {"a": {"text": "the cat sat."}, "b": [{"words": ["a", "dog"]}, {"text": "ran"}]}
-    for uid, body in requests.items():
-        queue.put((0, uid, time.monotonic(), TagRequest.model_validate(body)))
-    queue.put((None, None, None, None))  # LitServe's sentinel, in the next batch: the loop returns
-    transport = _Transport()
-    GreedyBatches().run_batched_loop(api, queue, transport, callback_runner=None)
-    sent = {uid: message for uid, message in transport.sent}
-    expected = Tagger.load(V1).tag(["the cat sat.", ["a", "dog"], "ran"])
-    answer, status, _, _ = sent["a"]
-    assert status == "OK" and [(w["word"], w["upos"]) for w in json.loads(answer.body)["words"]] == expected[0]
-    answer, status, _, _ = sent["b"]
-    assert [[(w["word"], w["upos"]) for w in s["words"]] for s in json.loads(answer.body)] == expected[1:]
-    error, status, _, _ = sent["late"]
-    assert status == "ERROR" and error.status_code == 504
-
-    class Broken(TaggingAPI):
-        def predict(self, requests: list) -> list:
-            raise RuntimeError("out of memory")
-
-    broken = Broken(str(V1), batch_size=64, threads=1, max_batch_size=2)
-    broken.request_timeout = 30
-    for uid in "cd":
-        queue.put((0, uid, time.monotonic(), TagRequest.model_validate({"text": uid})))
-    queue.put((None, None, None, None))
-    transport = _Transport()
-    GreedyBatches().run_batched_loop(broken, queue, transport, callback_runner=None)
-    assert [(uid, message[1]) for uid, message in transport.sent] == [("c", "ERROR"), ("d", "ERROR")]
+    return api
 
 
-def _asgi(app, headers: list, chunks: list[bytes], path: str = "/predict") -> tuple[int, bytes]:
-    """One request through an ASGI app, its body in ``chunks``; the status and body it answers."""
-    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
-    incoming = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-    sent: list = []
-
-    async def receive():
-        return incoming.pop(0)
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+def test_each_request_of_a_batch_gets_its_own_answer_across_chunks(api, monkeypatch):
+    monkeypatch.setattr(serving, "CHUNK_WORDS", 5)  # the second request's sentences come in three chunks
+    bodies = [{"text": "the cat sat on a mat."}, [{"words": ["a", "dog"]}, {"text": "ran to the big red house"}]]
+    jobs = [api.decode_request(TagRequest.model_validate(body)) for body in bodies]
+    single, several = [api.encode_response(job) for job in api.predict(jobs)]
+    expected = Tagger.load(V1).tag(["the cat sat on a mat.", ["a", "dog"], "ran to the big red house"])
+    assert single.status_code == several.status_code == 200
+    assert _tagged(single) == expected[0] and _tagged(several) == expected[1:]
+    assert json.loads(single.body)["words"][1] == {"word": "cat", "upos": expected[0][1][1], "start": 4, "end": 7}
+    assert "start" not in json.loads(several.body)[0]["words"][0]  # offsets for text only
+    job = api.decode_request(TagRequest.model_validate({"words": ["a", "dog"]}))
+    assert _tagged(api.encode_response(api.predict(job))) == expected[1]  # one request (--max_batch_size 1)
 
 
-def test_the_fast_path_takes_a_valid_request_and_leaves_every_other_to_fastapi():
-    class Server:
-        litapi_connector = [TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)]
+def test_a_request_that_fails_in_the_worker_fails_alone(api, monkeypatch):
+    predict = api.tagger.predict
+    calls = []
 
-    async def fastapi(scope, receive, send):  # stands for the FastAPI app: answers 299 with the body it read
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await Response(body, status_code=299)(scope, receive, send)
+    def fragile(sentences: list[list[str]]) -> dict:
+        calls.append(len(sentences))
+        if ["boom"] in sentences:
+            raise RuntimeError("the tokenizer choked")
+        return predict(sentences)
 
-    fast = FastPredict(fastapi, Server())
-    handled = []
-
-    async def handle_request(request, request_type):
-        handled.append(request)
-        if request.root.words == ["slow"]:
-            raise litserve_server.HTTPException(504, "Request timed out")
-        return Response(b'{"words": []}', media_type="application/json")
-
-    fast.handler.handle_request = handle_request
-    json_type = [(b"content-type", b"application/json")]
-    assert _asgi(fast, json_type, [b'{"words": ["a",', b' "dog"]}']) == (200, b'{"words": []}')
-    assert handled[-1].root.words == ["a", "dog"]
-    assert _asgi(fast, json_type, [b'{"words": ["slow"]}']) == (504, b'{"detail":"Request timed out"}')
-    count = len(handled)
-    for headers, chunks, path in (
-        (json_type, [b'{"text": ', b'""}'], "/predict"),  # fails validation: FastAPI's 422
-        (json_type, [b'{"text": "x"'], "/predict"),  # not JSON
-        ([(b"content-type", b"text/plain")], [b'{"text": "x"}'], "/predict"),
-        (json_type, [b'{"text": "x"}'], "/health"),
-    ):
-        assert _asgi(fast, headers, chunks, path) == (299, b"".join(chunks))  # the body replayed, whole
-    assert len(handled) == count
+    monkeypatch.setattr(api.tagger, "predict", fragile)
+    bodies = [{"text": "the cat"}, [{"words": ["a"]}, {"words": ["boom"]}], {"words": ["a", "dog"]}]
+    answers = [
+        api.encode_response(j) for j in api.predict([api.decode_request(TagRequest.model_validate(b)) for b in bodies])
+    ]
+    assert [a.status_code for a in answers] == [200, 500, 200]
+    assert json.loads(answers[1].body) == {"detail": "tagging this request failed; the server's log has the reason"}
+    expected = Tagger.load(V1).tag(["the cat", ["a", "dog"]])
+    assert _tagged(answers[0]) == expected[0] and _tagged(answers[2]) == expected[1]
+    assert calls == [4, 1, 2, 1]  # the four sentences together, then each request's alone
 
 
-def test_with_an_api_key_every_request_takes_fastapis_path_and_its_key_check(monkeypatch):
-    def middlewares() -> list:
-        api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
-        server = PipeServer(api, accelerator="cpu", devices=1, workers_per_device=1, max_payload_size=MAX_BODY_BYTES)
-        return [m.cls for m in server.app.user_middleware]
-
-    assert FastPredict in middlewares()
-    assert middlewares().index(FastPredict) == len(middlewares()) - 1  # inside the body-size limit
-    monkeypatch.setattr(litserve_server, "LIT_SERVER_API_KEY", "secret")
-    assert FastPredict not in middlewares()
-
-
-def _event_loops() -> list:
-    loops = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    with contextlib.suppress(ImportError):  # uvicorn's loop where installed; its add_reader makes a pipe non-blocking
-        import uvloop
-
-        loops.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
-    return loops
-
-
-@pytest.mark.parametrize("new_loop", _event_loops())
-def test_answers_cross_the_pipe_in_order_and_a_quiet_pipe_times_out(new_loop):
-    transport = PipeTransport(consumers=2)
-    answers = [("uid", (Response("x" * 200_000), "OK", "REGULAR", 0)), ("b", ())]  # the first, above a pipe's buffer
-
-    def send_slowly() -> None:  # the first answer as Connection.send frames it, in pieces as a busy writer may
-        data = pickle.dumps(answers[0])
-        frame = struct.pack("!i", len(data)) + data
-        for start in range(0, len(frame), 50_000):
-            os.write(transport._writers[1].fileno(), frame[start : start + 50_000])
-            time.sleep(0.02)
-        transport.send(answers[1], 1)
-
-    async def receive() -> list:
-        got = [await transport.areceive(1, timeout=0.05)]  # nothing sent yet
-        for _ in range(2):  # the second time, the pipe has been waited on: uvloop has made it non-blocking
-            writer = threading.Thread(target=send_slowly)
-            writer.start()
-            got += [await transport.areceive(1), await transport.areceive(1)]
-            writer.join()
-        return got
-
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        nothing, *got = runner.run(receive())
-    assert nothing is None
-    for first, second in (got[:2], got[2:]):
-        assert first[0] == "uid" and first[1][0].body == answers[0][1][0].body
-        assert second == ("b", ())
+def test_a_request_past_its_deadline_gets_504_and_the_others_their_answers(api):
+    late, on_time = (TagRequest.model_validate({"text": "the cat"}) for _ in range(2))
+    late._arrived -= api.timeout + 1  # it waited longer than --timeout for the worker
+    answers = [api.encode_response(j) for j in api.predict([api.decode_request(r) for r in (late, on_time)])]
+    assert [a.status_code for a in answers] == [504, 200]
+    assert json.loads(answers[0].body) == {"detail": "the request waited more than --timeout 30 s for the model"}
 
 
 def test_a_request_is_shown_without_its_text():
@@ -229,37 +125,14 @@ def test_a_request_is_shown_without_its_text():
     assert f"{request}" == "TagRequest(2 sentences)"  # as LitServe formats its debug message
 
 
-def test_no_authentication_is_a_coroutine_and_an_api_key_is_still_checked(monkeypatch):
-    server = PipeServer.__new__(PipeServer)  # setup_auth reads only the API it is given
-    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
-    assert asyncio.iscoroutinefunction(server.setup_auth(api))
-    monkeypatch.setattr(litserve_server, "LIT_SERVER_API_KEY", "secret")
-    assert server.setup_auth(api) is litserve_server.api_key_auth
-
-
-def test_one_predict_answers_every_request_of_a_batch_in_order():
-    api = TaggingAPI(str(V1), batch_size=64, threads=1, max_batch_size=8)
-    api.setup("cpu")
-    requests = [
-        api.decode_request(TagRequest.model_validate({"text": "the cat sat on a mat."})),
-        api.decode_request(TagRequest.model_validate([{"words": ["a", "dog"]}, {"text": "ran"}])),
-    ]
-    single, several = api.predict(requests)
-    expected = Tagger.load(V1).tag(["the cat sat on a mat.", ["a", "dog"], "ran"])
-    assert [(w["word"], w["upos"]) for w in single["words"]] == expected[0]
-    assert single["words"][1] == {"word": "cat", "upos": expected[0][1][1], "start": 4, "end": 7}
-    assert [[(w["word"], w["upos"]) for w in s["words"]] for s in several] == expected[1:]
-    assert "start" not in several[0]["words"][0]  # offsets for text only
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _request(port: int, method: str, path: str, body: bytes | None = None, json_type: bool = True):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def _request(port: int, method: str, path: str, body: bytes | None = None, json_type: bool = True, timeout=30):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {"Content-Type": "application/json"} if json_type else {}
     connection.request(method, path, body, headers)
     response = connection.getresponse()
@@ -278,24 +151,31 @@ def _wait_for_health(port: int, process: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def _serving(*options: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``nasty-train serve`` of the tiny model on a free loopback port, with these options; stopped after."""
     port = _free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
-    command = [NASTY_TRAIN, "serve", "--model_dir", str(V1), "--port", str(port), "--threads", "1"]
+    command = [NASTY_TRAIN, "serve", "--model_dir", str(V1), "--port", str(port), "--threads", "1", *options]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    _wait_for_health(port, process)
-    yield port, process
-    if process.poll() is None:  # the SIGTERM test did not stop it (on another xdist worker, or it failed)
-        process.terminate()
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):  # killed alone, serve leaves its HTTP and model processes
-        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        _wait_for_health(port, process)
+        yield port, process
+    finally:
+        if process.poll() is None:  # not stopped by the test (or the test failed)
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=60)
+        with contextlib.suppress(ProcessLookupError):  # killed alone, serve leaves its HTTP and model processes
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with _serving() as served:
+        yield served
 
 
 @pytest.mark.integration
@@ -347,6 +227,27 @@ def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(ser
 
 
 @pytest.mark.integration
+def test_a_lone_surrogate_gets_422_and_the_requests_beside_it_their_answers(server):
+    port, _ = server
+    answers: dict[int, tuple[int, str]] = {}
+
+    def client(i: int) -> None:
+        body = {"text": "a \ud800 b"} if i == 36 else {"words": ["the", "cat", str(i)]}
+        answers[i] = _request(port, "POST", "/predict", json.dumps(body).encode())  # JSON's escape: a valid body
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(73)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers.pop(36) == (422, '{"detail":"text: character 3 is a lone surrogate (U+D800), not Unicode text"}')
+    expected = Tagger.load(V1).tag([["the", "cat", str(i)] for i in range(73)])
+    assert len(answers) == 72
+    for i, (status, body) in answers.items():
+        assert status == 200 and [(w["word"], w["upos"]) for w in json.loads(body)["words"]] == expected[i], body
+
+
+@pytest.mark.integration
 def test_sigterm_stops_the_server_cleanly(server):
     port, process = server
     process.send_signal(signal.SIGTERM)
@@ -357,15 +258,19 @@ def test_sigterm_stops_the_server_cleanly(server):
         _request(port, "GET", "/health")
 
 
-def _group(pgid: int) -> list[str]:
-    """The command lines of the live processes (zombies aside) in process group ``pgid``, from /proc."""
-    found = []
+def _processes() -> Iterator[tuple[int, int, int, str]]:
+    """Each live process (zombies aside): its id, parent's id, group and command line, from /proc."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-            if os.getpgid(int(pid)) == pgid and state != "Z":
-                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
-    return found
+            state, parent, group = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:3]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            if state != "Z":
+                yield int(pid), int(parent), int(group), command
+
+
+def _group(pgid: int) -> list[str]:
+    """The command lines of the live processes in process group ``pgid``."""
+    return [command for _, _, group, command in _processes() if group == pgid]
 
 
 @pytest.mark.integration
@@ -388,3 +293,80 @@ def test_killed_outright_serve_leaves_no_process_behind():
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    with _serving("--max_request_seconds", "1", "--timeout", "20", "--header_timeout", "1") as served:
+        yield served
+
+
+@pytest.mark.integration
+def test_a_request_past_its_time_gets_504_and_a_small_one_behind_it_its_answer(strict_server):
+    port, _ = strict_server
+    big = json.dumps([{"words": ["the", "cat", "sat", "on"] * 500}] * MAX_SENTENCES).encode()  # about 6 s to tag
+    answers: dict[str, tuple[int, str, float]] = {}
+
+    def client(name: str, body: bytes) -> None:
+        start = time.monotonic()
+        answers[name] = (*_request(port, "POST", "/predict", body, timeout=60), time.monotonic() - start)
+
+    first = threading.Thread(target=client, args=("big", big))
+    first.start()
+    time.sleep(1.5)  # the big request is being tagged
+    client("small", b'{"text": "the cat"}')
+    first.join(timeout=60)
+    status, body, seconds = answers["big"]
+    assert status == 504 and seconds < 10, (status, body[:300], seconds)
+    assert json.loads(body)["detail"].startswith("tagging the request took more than --max_request_seconds 1 s")
+    status, body, seconds = answers["small"]
+    assert status == 200 and seconds < 5, (status, body[:300], seconds)
+
+
+@pytest.mark.integration
+def test_a_connection_that_stops_sending_its_headers_is_closed(strict_server):
+    port, _ = strict_server
+    for sent in (b"POST /predict HTTP/1.1\r\nHost: x\r\n", b""):  # part of the headers, or nothing
+        with socket.create_connection(("127.0.0.1", port)) as half_open:
+            half_open.sendall(sent)
+            half_open.settimeout(10)
+            start = time.monotonic()
+            assert half_open.recv(100) == b""  # closed, with no answer
+            assert 0.5 < time.monotonic() - start < 5
+    assert _request(port, "POST", "/predict", b'{"text": "still serving"}')[0] == 200
+
+
+def _worker(serve: int) -> int:
+    """The process id of ``serve``'s model worker (spawned by multiprocessing)."""
+    return next(pid for pid, parent, _, command in _processes() if parent == serve and "spawn_main" in command)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the worker through /proc")
+def test_a_dead_worker_gets_503_at_once_and_serve_stops_with_one_line():
+    with _serving() as (port, process):
+        worker = _worker(process.pid)
+        waiting: list = []
+        body = json.dumps([{"words": ["the", "cat"] * 1000}] * MAX_SENTENCES).encode()  # seconds of tagging
+        request = threading.Thread(target=lambda: waiting.append(_request(port, "POST", "/predict", body)))
+        request.start()
+        time.sleep(1.5)
+        os.kill(worker, signal.SIGKILL)
+        start = time.monotonic()
+        while worker in [pid for pid, *_ in _processes()] and time.monotonic() - start < 5:  # SIGKILL takes a moment
+            time.sleep(0.01)
+        start = time.monotonic()
+        for method, path, body in (("GET", "/health", None), ("POST", "/predict", b'{"text": "a cat"}')):
+            try:
+                status = _request(port, method, path, body, timeout=5)[0]
+            except OSError:  # serve has already stopped its HTTP server (it looks every 2 s)
+                status = None
+            assert status in (503, None) and time.monotonic() - start < 1, (path, status)
+        request.join(timeout=30)
+        assert waiting and waiting[0][0] == 503, waiting  # the request in flight
+        assert time.monotonic() - start < 2
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"nasty-train: error: the model worker (process {worker}) died (signal 9, SIGKILL); the server stopped"
+    )
