@@ -20,105 +20,26 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import litserve
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, PrivateAttr, RootModel, ValidationError, model_validator
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from nasty_lightning.encoding import not_unicode
+from nasty_lightning.serving_http import TagRequest, timed_headers, validation_error
 
-MAX_SENTENCES = 256  # per request: a larger list gets 422
-MAX_WORDS = 2000  # per sentence, after splitting text
-MAX_BODY_BYTES = 16 * 2**20  # a larger body gets 413; the largest request of words above is about 13 MB of JSON
+MAX_BODY_BYTES = 16 * 2**20  # a larger body gets 413; the largest request TagRequest allows is about 13 MB
 CHUNK_WORDS = 1024  # the worker tags a batch in chunks of about this many words, checking the time between them
 BATCH_TIMEOUT = 0.001  # LitServe's wait for more requests after one: at 0 it polls its queue without pause
 WATCH_SECONDS = 0.2  # how often the HTTP process looks whether the worker is alive, while requests wait
 BACKSTOP_SECONDS = 10.0  # beyond --timeout, how long the HTTP process waits for an answer before it answers 504
 
 log = logging.getLogger(__name__)
-
-
-class SentenceIn(BaseModel):
-    """One sentence: running ``text`` (split into words as ``Tagger.tag`` splits it) or pre-split ``words``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    text: str | None = None
-    words: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _one_sentence(self) -> "SentenceIn":
-        from nasty_lightning.inference import split_words
-
-        if (self.text is None) == (self.words is None):
-            raise ValueError("give either 'text' or 'words'")
-        if self.words is not None and any(not w or len(w.split()) != 1 or w != w.strip() for w in self.words):
-            raise ValueError("every word must be a non-empty string without spaces")
-        for where, value in [("text", self.text)] if self.words is None else enumerate(self.words):
-            problem = not_unicode(value)
-            if problem:  # the tokenizer would fail on it, in the worker
-                raise ValueError(f"{where if where == 'text' else f'word {where + 1}'}: {problem}")
-        n = len(self.words if self.words is not None else split_words(self.text))
-        if n == 0:
-            raise ValueError("the sentence has no word")
-        if n > MAX_WORDS:
-            raise ValueError(f"the sentence has {n} words, more than {MAX_WORDS}")
-        return self
-
-
-class TagRequest(RootModel[Any]):
-    """A sentence (``SentenceIn``), or a list of 1 to ``MAX_SENTENCES`` of them. Validated here, in one step,
-    so a bad request gets one message (a union type would report every way it failed to match). ``arrived``:
-    when it was validated (``time.monotonic``, one clock for every process on Linux), for its deadline."""
-
-    _arrived: float = PrivateAttr(default_factory=time.monotonic)
-
-    @model_validator(mode="after")
-    def _sentences(self) -> "TagRequest":
-        if isinstance(self.root, bytes):  # FastAPI's reading of a body sent without a JSON content type
-            raise ValueError("send the body as JSON, with the header Content-Type: application/json")
-        many = isinstance(self.root, list)
-        if many and not 0 < len(self.root) <= MAX_SENTENCES:
-            raise ValueError(f"give from 1 to {MAX_SENTENCES} sentences, not {len(self.root)}")
-        items = self.root if many else [self.root]
-        sentences = []
-        for n, item in enumerate(items):
-            where = f"sentence {n + 1}: " if many else ""
-            if not isinstance(item, dict):
-                raise ValueError(f"{where}expected an object with 'text' or 'words', got {type(item).__name__}")
-            try:
-                sentences.append(SentenceIn.model_validate(item))
-            except ValidationError as err:
-                first = err.errors()[0]
-                field = ".".join(str(x) for x in first["loc"])
-                raise ValueError(
-                    f"{where}{field + ': ' if field else ''}{first['msg'].removeprefix('Value error, ')}"
-                ) from None
-        self.root = sentences if many else sentences[0]
-        return self
-
-    @property
-    def arrived(self) -> float:
-        return self._arrived
-
-    def __repr__(self) -> str:
-        """Short, without the text: LitServe formats every request into a debug message, logged or not."""
-        return f"TagRequest({len(self.root) if isinstance(self.root, list) else 1} sentences)"
-
-    __str__ = __repr__
-
-
-async def _validation_error(request: Any, err: RequestValidationError) -> JSONResponse:
-    """One line for a bad request: the reason, without echoing its body back."""
-    first = err.errors()[0] if err.errors() else {"msg": "invalid request"}
-    message = "the body is not valid JSON" if first.get("type") == "json_invalid" else first["msg"]
-    return JSONResponse(status_code=422, content={"detail": message.removeprefix("Value error, ")})
 
 
 @dataclass(eq=False)  # hashed by identity
@@ -206,39 +127,30 @@ class TaggingAPI(litserve.LitAPI):
     def predict(self, jobs: list[Job] | Job) -> list[Job] | Job:
         """Tag the sentences of every request, in chunks of about ``CHUNK_WORDS`` words in the order they came.
 
-        Between chunks, a request past its deadline (``--timeout`` after it arrived), or tagged for longer than
-        ``--max_request_seconds``, gets 504 and the rest of it is dropped; a chunk that fails is tagged again
+        Before each chunk, a request past its deadline (``--timeout`` after it arrived), or tagged for longer
+        than ``--max_request_seconds``, gets 504 and the rest of it is dropped; a chunk that fails is tagged again
         request by request, and a request that fails alone gets 500. LitServe fails every request of a batch
         when ``predict`` raises: this does not raise. (With ``--max_batch_size 1`` LitServe passes one request.)
         """
-        batch = jobs if isinstance(jobs, list) else [jobs]
-        now = time.monotonic()
-        for job in batch:
-            if now > job.deadline:
-                job.error = (504, f"the request waited more than --timeout {self.timeout:g} s for the model")
-        pending = [(job, s) for job in batch if job.error is None for s in range(len(job.sentences))]
-        first = 0
-        while first < len(pending):
-            end, words = first, 0
-            while end < len(pending) and (end == first or words + len(_words(pending[end])) <= CHUNK_WORDS):
-                words += len(_words(pending[end]))
-                end += 1
-            self._tag_chunk([(job, s) for job, s in pending[first:end] if job.error is None])
-            first = end
+        pending = [(job, s) for job in (jobs if isinstance(jobs, list) else [jobs]) for s in range(len(job.sentences))]
+        for chunk in _chunks(pending):
             now = time.monotonic()
-            for job in {job for job, _ in pending[first:] if job.error is None}:
-                if now > job.deadline:
-                    job.error = (504, f"the request was not tagged within --timeout {self.timeout:g} s")
-                elif job.started is not None and now - job.started > self.max_request_seconds:
+            for job in dict.fromkeys(job for job, _ in chunk):
+                if job.error is None and now > job.deadline:
+                    job.error = (504, f"the request was not tagged within --timeout {self.timeout:g} s of its arrival")
+                elif job.error is None and job.started is not None and now - job.started > self.max_request_seconds:
                     job.error = (
                         504,
                         f"tagging the request took more than --max_request_seconds {self.max_request_seconds:g} s; "
                         "send fewer or shorter sentences in each request",
                     )
+            self._tag_chunk([(job, s) for job, s in chunk if job.error is None])
         return jobs
 
     def _tag_chunk(self, chunk: list[tuple[Job, int]]) -> None:
         """Tag these sentences together; if that fails, each request's alone."""
+        if not chunk:
+            return
         now = time.monotonic()
         for job, _ in chunk:
             job.started = job.started or now
@@ -285,6 +197,20 @@ class TaggingAPI(litserve.LitAPI):
 def _words(item: tuple[Job, int]) -> list[str]:
     job, s = item
     return job.sentences[s][0]
+
+
+def _chunks(items: list[tuple[Job, int]]) -> Iterator[list[tuple[Job, int]]]:
+    """Runs of sentences of at most ``CHUNK_WORDS`` words in all (a longer sentence alone)."""
+    chunk: list[tuple[Job, int]] = []
+    words = 0
+    for item in items:
+        if chunk and words + len(_words(item)) > CHUNK_WORDS:
+            yield chunk
+            chunk, words = [], 0
+        chunk.append(item)
+        words += len(_words(item))
+    if chunk:
+        yield chunk
 
 
 class WatchWorker:
@@ -335,41 +261,6 @@ class WatchWorker:
 
 def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
-
-
-def timed_headers(seconds: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, closing a connection that has not sent a whole request's headers within
-    ``seconds`` of opening, or of its previous answer. uvicorn has no such timeout (its keep-alive timer stops
-    at a request's first byte), so a client that sent part of its headers and then nothing held its connection
-    for ever. An answer in progress, or a body being sent, is not timed."""
-
-    class HeaderTimeout(AutoHTTPProtocol):
-        header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            self.arm_header_timer()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.arm_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            super().connection_lost(exc)
-
-        def arm_header_timer(self) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            self.header_timer = self.loop.call_later(seconds, self.headers_late)
-
-        def headers_late(self) -> None:
-            idle = self.cycle is None or self.cycle.response_complete  # no request whose headers came since
-            if idle and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeout
 
 
 def serve(
@@ -435,7 +326,7 @@ def serve(
     )
     # LitServe adds gzip, which every request passed through: answers are JSON for loopback or a local network
     server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not GZipMiddleware]
-    server.app.add_exception_handler(RequestValidationError, _validation_error)
+    server.app.add_exception_handler(RequestValidationError, validation_error)
     _stop_on_sigterm()
     os.register_at_fork(after_in_child=functools.partial(_stop_with, os.getpid()))  # LitServe's forked processes
     print(

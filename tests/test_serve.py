@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from nasty_lightning import serving
 from nasty_lightning.inference import Tagger
-from nasty_lightning.serving import MAX_BODY_BYTES, MAX_SENTENCES, TaggingAPI, TagRequest
+from nasty_lightning.serving import MAX_BODY_BYTES, TaggingAPI
+from nasty_lightning.serving_http import MAX_SENTENCES, TagRequest
 
 V1 = Path(__file__).parent / "fixtures" / "v1_upos" / "model"
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
@@ -116,7 +117,7 @@ def test_a_request_past_its_deadline_gets_504_and_the_others_their_answers(api):
     late._arrived -= api.timeout + 1  # it waited longer than --timeout for the worker
     answers = [api.encode_response(j) for j in api.predict([api.decode_request(r) for r in (late, on_time)])]
     assert [a.status_code for a in answers] == [504, 200]
-    assert json.loads(answers[0].body) == {"detail": "the request waited more than --timeout 30 s for the model"}
+    assert json.loads(answers[0].body) == {"detail": "the request was not tagged within --timeout 30 s of its arrival"}
 
 
 def test_a_request_is_shown_without_its_text():
