@@ -311,7 +311,14 @@ def test_iob2_text_comments_are_not_compared(tmp_path):
 
 
 LABELS = [
-    pytest.param(CLEAN, "f.conllu", "deps", 1, "no word has a value in the column 'deps'", id="no-labels"),
+    pytest.param(
+        conllu(word("1", lemma="_"), word("2", lemma="_")),
+        "f.conllu",
+        "lemma",
+        1,
+        "no word has a value in the column 'lemma'",
+        id="no-labels",
+    ),
     pytest.param(
         CLEAN, "f.conllu", "ner", 1, "no column 'ner' in this file (its columns: id, form, lemma", id="conllu"
     ),
