@@ -3,6 +3,7 @@ worker seen at once, a clean shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -118,6 +119,58 @@ def test_a_request_past_its_deadline_gets_504_and_the_others_their_answers(api):
     answers = [api.encode_response(j) for j in api.predict([api.decode_request(r) for r in (late, on_time)])]
     assert [a.status_code for a in answers] == [504, 200]
     assert json.loads(answers[0].body) == {"detail": "the request was not tagged within --timeout 30 s of its arrival"}
+
+
+class _Api:
+    """Stands for ``TaggingAPI`` in ``WatchWorker``: its path, and whether its worker lives."""
+
+    api_path = "/predict"
+    alive = True
+
+    def worker_alive(self) -> bool:
+        return self.alive
+
+
+async def _asgi(app) -> tuple[int, bytes]:
+    """A ``POST /predict`` through an ASGI app: the status and body it answers."""
+    sent: list = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": "POST", "path": "/predict", "headers": []}, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_the_watch_answers_503_once_the_worker_is_dead_and_504_when_no_answer_comes(monkeypatch):
+    monkeypatch.setattr(serving, "WATCH_SECONDS", 0.01)
+    api = _Api()
+
+    async def silent(scope, receive, send) -> None:  # a worker that never answers
+        await asyncio.sleep(60)
+
+    async def slow(scope, receive, send) -> None:  # an answer that has begun when the backstop comes
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.3)
+        await send({"type": "http.response.body", "body": b"all of it"})
+
+    async def scenario() -> list:
+        watch = serving.WatchWorker(silent, api, backstop=0.2)
+        got = [await _asgi(watch), await _asgi(serving.WatchWorker(slow, api, backstop=0.1))]
+        waiting = asyncio.ensure_future(_asgi(watch))
+        await asyncio.sleep(0.05)
+        api.alive = False
+        got.append(await asyncio.wait_for(waiting, 1))
+        return [*got, await asyncio.wait_for(_asgi(watch), 0.1)]
+
+    late, begun, in_flight, after = asyncio.run(scenario())
+    assert late == (504, b'{"detail":"no answer from the model within 0.2 s"}')
+    assert begun == (200, b"all of it")
+    assert in_flight == (503, b'{"detail":"the model worker died; the server is stopping"}')
+    assert after == (503, b'{"detail":"the model worker has died; the server is stopping"}')
 
 
 def test_a_request_is_shown_without_its_text():
