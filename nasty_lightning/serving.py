@@ -80,6 +80,8 @@ class TaggingAPI(litserve.LitAPI):
         from nasty_lightning.inference import Tagger, use_threads
 
         _stop_with(self.serve_pid)
+        if os.getpid() != self.serve_pid:  # the worker: serve stops it on a terminal's Ctrl-C, which reaches it too
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         use_threads(self.threads)
         self.tagger = Tagger.load(
             self.model_dir, batch_size=self.batch_size, threads=self.threads, precision=self.precision
@@ -320,7 +322,7 @@ def serve(
         accelerator="cpu",
         devices=1,
         workers_per_device=1,
-        timeout=False,  # TaggingAPI.predict times requests itself, and answers 504 (LitServe's answers 500)
+        timeout=False,  # TaggingAPI.predict times requests (LitServe's only their wait in its queue)
         max_payload_size=MAX_BODY_BYTES,
         middlewares=[(WatchWorker, {"api": api, "backstop": timeout + BACKSTOP_SECONDS})],
     )

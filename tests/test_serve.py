@@ -312,6 +312,15 @@ def test_sigterm_stops_the_server_cleanly(server):
         _request(port, "GET", "/health")
 
 
+@pytest.mark.integration
+def test_ctrl_c_in_a_terminal_stops_the_server_cleanly():
+    with _serving() as (port, process):
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to serve and every process it started
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "nasty-train serve: stopped"
+
+
 def _processes() -> Iterator[tuple[int, int, int, str]]:
     """Each live process (zombies aside): its id, parent's id, group and command line, from /proc."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
