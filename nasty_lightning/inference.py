@@ -263,7 +263,8 @@ class Tagger:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
 
         Returns one list per sentence, in the order given, of a tuple per word: the word and its value in
-        every predicted column, in the order of ``columns`` (``(word, tag)`` for a model of one column).
+        every predicted column, in the order of ``columns`` (``(word, tag)`` for a model of one column); a
+        sentence without words (``""``) gets an empty list.
         """
         if isinstance(sentences, str):
             sentences = [sentences]

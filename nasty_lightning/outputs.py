@@ -3,7 +3,8 @@
 Outputs are checked before any work starts (``check_output``, ``check_output_dir``), so a mistyped
 path fails at once rather than after tagging a treebank. Files are then written whole or not at all
 (``write_atomic``) and an export folder is built beside its place and swapped in (``atomic_dir``):
-a full disk or a kill leaves the previous file or folder as it was. Temporary files are created
+a full disk or a kill leaves the previous file or folder as it was, and of an earlier folder only the
+files the tool writes are replaced; what the user put there stays. Temporary files are created
 with the usual permissions (``0666`` and ``0777`` less the umask), unlike ``mkstemp``'s ``0600``.
 """
 
@@ -46,8 +47,8 @@ def check_output(path: str | Path, what: str) -> None:
 
 
 def check_output_dir(path: str | Path, what: str, marker: str) -> None:
-    """Refuse an output folder that cannot be written, or that holds files other than an earlier output
-    (recognised by its ``marker`` file), which ``atomic_dir`` would replace."""
+    """Refuse an output folder that cannot be written, or a folder with files that is not an earlier output
+    (recognised by its ``marker`` file), whose files ``atomic_dir`` would replace."""
     target = _target(path)
     if target.exists() and not target.is_dir():
         raise UserError(f"{what} {path}: it is a file, not a folder")
