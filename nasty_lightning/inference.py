@@ -34,13 +34,10 @@ from nasty_lightning.heads import Head, LabelVocab, label_columns
 from nasty_lightning.model_dir import (
     CASING_FILE,
     CONFIG_FILE,
-    FLOAT_FILES,
     HEADS_FILE,
     META_FILE,
     ONNX_FILE,
-    QUANTIZATION,
-    QUANTIZED_FILES,
-    WEIGHTS_FILE,
+    check_files,
     check_weights,
     read_meta,
     snapshot,
@@ -209,25 +206,28 @@ class Tagger:
             before = snapshot(model_dir)
             try:
                 tagger, failure = cls._load(model_dir, batch_size, threads, dtype), None
-            except (UserError, OSError) as err:
+            except Exception as err:  # noqa: BLE001 - raised as it is unless the folder changed meanwhile
                 tagger, failure = None, err
-            if snapshot(model_dir) == before:
-                if failure is not None:
-                    raise failure
-                return tagger
-            time.sleep(0.1 * attempt)
-        raise UserError(f"{model_dir} was replaced while it was read, {LOAD_ATTEMPTS} times; try when it is written")
+            after = snapshot(model_dir)
+            if (after == before and after[0] is not None) or attempt == LOAD_ATTEMPTS - 1:
+                break
+            time.sleep(0.01 * 2**attempt)  # a folder that is not there may be between the renames of a swap
+        if failure is not None:
+            raise failure
+        if after != before:
+            raise UserError(
+                f"{model_dir} was replaced while it was read, {LOAD_ATTEMPTS} times; try when it is written"
+            )
+        return tagger
 
     @classmethod
     def _load(cls, model_dir: Path, batch_size: int, threads: int | None, dtype: torch.dtype) -> Tagger:
         check_model_dir(model_dir)
         meta = read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
-        if QUANTIZATION in meta or (model_dir / ONNX_FILE).exists():
-            return cls._load_onnx(model_dir, meta, batch_size, threads)
-        missing = [name for name in FLOAT_FILES if not (model_dir / name).is_file()]
-        if missing:
-            raise UserError(f"{model_dir} is not an exported model directory: missing {', '.join(missing)}")
+        quantized = check_files(model_dir, meta)
         check_weights(model_dir, meta["max_length"])
+        if quantized:
+            return cls._load_onnx(model_dir, meta, batch_size, threads)
         model = bert_family.load(model_dir) or _load_transformers(model_dir)
         model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         heads = _heads(model_dir, model.config, meta)
@@ -243,17 +243,6 @@ class Tagger:
 
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
-        missing = [name for name in QUANTIZED_FILES if not (model_dir / name).is_file()]
-        if missing:
-            raise UserError(f"{model_dir} is not a quantized model directory: missing {', '.join(missing)}")
-        if QUANTIZATION not in meta:
-            raise UserError(
-                f"{model_dir} holds {ONNX_FILE} but its {META_FILE} records no quantization: the files do not "
-                "belong together (quantize the model again)"
-            )
-        if (model_dir / WEIGHTS_FILE).exists():
-            raise UserError(f"{model_dir} holds both {ONNX_FILE} and {WEIGHTS_FILE}: the files do not belong together")
-        check_weights(model_dir, meta["max_length"])
         heads = _heads(model_dir, _read_config(model_dir), meta)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
         tokenizer = model_dir_tokenizer(model_dir)

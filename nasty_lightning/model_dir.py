@@ -108,6 +108,24 @@ def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def check_files(folder: Path, meta: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds a quantized model rather than a float one (``meta`` is its ``META_FILE``, or
+    empty), after checking that it has the files of that kind and none of the other's."""
+    quantized = QUANTIZATION in meta or (Path(folder) / ONNX_FILE).exists()
+    missing = [name for name in (QUANTIZED_FILES if quantized else FLOAT_FILES) if not (Path(folder) / name).is_file()]
+    if missing:
+        kind = "a quantized" if quantized else "an exported"
+        raise UserError(f"{folder} is not {kind} model directory: missing {', '.join(missing)}")
+    if quantized and QUANTIZATION not in meta:
+        raise UserError(
+            f"{folder} holds {ONNX_FILE} but its {META_FILE} records no quantization: the files do not belong "
+            "together (quantize the model again)"
+        )
+    if quantized and (Path(folder) / WEIGHTS_FILE).exists():
+        raise UserError(f"{folder} holds both {ONNX_FILE} and {WEIGHTS_FILE}: the files do not belong together")
+    return quantized
+
+
 def tensor_shapes(path: Path) -> dict[str, list[int]]:
     """The shape of every tensor of a safetensors file, from its header (the tensors are not read)."""
     try:
