@@ -50,6 +50,7 @@ def check_script(script: str, source: str) -> None:
     except json.JSONDecodeError:
         parts = None
     whole = isinstance(parts, list) and len(parts) == 2 and parts[0] == WHOLE and isinstance(parts[1], str)
+    whole = whole and parts[1] != ""  # an empty lemma cannot be written in a CoNLL-U column
     rule = isinstance(parts, list) and len(parts) == 5 and parts[0] in (LOWER, KEEP)
     if rule:
         _, cut_front, add_front, cut_back, add_back = parts
@@ -60,13 +61,14 @@ def check_script(script: str, source: str) -> None:
 
 
 def apply_script(script: str, form: str) -> str:
-    """The lemma ``script`` makes of ``form``; the (cased) form itself where the script cuts more than it has."""
+    """The lemma ``script`` makes of ``form``; the (cased) form itself where the script cuts all it has or more
+    (a script keeps at least one character of the form it was made from, so it was made from another form)."""
     parts = json.loads(script)
     if parts[0] == WHOLE:
         return parts[1]
     casing, cut_front, add_front, cut_back, add_back = parts
     source = form.lower() if casing == LOWER else form
-    if cut_front + cut_back > len(source):
+    if cut_front + cut_back >= len(source):
         return source
     return add_front + source[cut_front : len(source) - cut_back] + add_back
 

@@ -13,10 +13,11 @@ import torch
 from clirun import fit_args, metrics, nasty_train
 from conftest import SHARED_DATA
 
+from nasty_lightning.errors import UserError
 from nasty_lightning.evaluate import alltags
 from nasty_lightning.heads import IGNORE, Head, LabelVocab, label_columns
 from nasty_lightning.inference import Tagger
-from nasty_lightning.lemmas import apply_script, coverage, edit_script
+from nasty_lightning.lemmas import apply_script, check_script, coverage, edit_script
 from nasty_lightning.model import TokenTagger
 from nasty_lightning.reading import read_sentences
 from nasty_lightning.scores import Scores
@@ -48,6 +49,12 @@ def test_a_script_generalises_and_never_fails():
     assert apply_script(edit_script("studies", "study"), "Flies") == "fly"  # lower-cased, then -ies -> -y
     assert apply_script(edit_script("Mondays", "Monday"), "Fridays") == "Friday"  # casing kept
     assert apply_script('["lower",0,"",5,""]', "Cat") == "cat"  # cuts more than the word has: the word
+    assert apply_script('["lower",0,"",1,""]', "S") == "s"  # cuts all it has: the word, never an empty lemma
+
+
+def test_a_script_that_writes_an_empty_lemma_is_refused():
+    with pytest.raises(UserError, match="is not a lemma edit script"):
+        check_script('["=",""]', "model/nasty_lightning.json")
 
 
 @pytest.mark.skipif(not EWT_DEV.is_file(), reason="needs UD English-EWT dev")
