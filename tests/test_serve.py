@@ -78,7 +78,7 @@ def api() -> TaggingAPI:
 
 
 def test_each_request_of_a_batch_gets_its_own_answer_across_chunks(api, monkeypatch):
-    monkeypatch.setattr(serving, "CHUNK_WORDS", 5)  # the second request's sentences come in three chunks
+    monkeypatch.setattr(serving, "CHUNK_WORDS", 5)  # three chunks: 7 words, then 2, then 6 (the second request)
     bodies = [{"text": "the cat sat on a mat."}, [{"words": ["a", "dog"]}, {"text": "ran to the big red house"}]]
     jobs = [api.decode_request(TagRequest.model_validate(body)) for body in bodies]
     single, several = [api.encode_response(job) for job in api.predict(jobs)]
