@@ -64,8 +64,8 @@ def _trainer_setup(train_file: str, dev_file: str, model: str, column: str, seed
     (train sentences, dev sentences, labels, tokenizer, train rows, dev rows, model)."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer, set_seed
 
-    from nasty_lightning.presets import resolve_model_name
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
+    from nasty_lightning.formats.presets import resolve_model_name
 
     train, dev = read_sentences(train_file), read_sentences(dev_file)
     labels = sorted({t for s in train for t in s.labels(column) if t})
@@ -146,7 +146,7 @@ def ours_fit(
 ) -> None:
     """(b) nasty-train fit with the same settings (plus ``options``, more nasty-train arguments); training
     time excludes the validation passes. Runs as the ``nasty-train`` program does (``cli.entry``)."""
-    from nasty_lightning.cli import entry
+    from nasty_lightning.commands.cli import entry
 
     sys.argv = [
         "nasty-train",
@@ -176,9 +176,9 @@ def ours_fit(
         *shlex.split(options),
     ]
     entry()
-    from nasty_lightning.export import callback_state
-    from nasty_lightning.reading import read_sentences
-    from nasty_lightning.untrusted import load_checkpoint
+    from nasty_lightning.formats.conllu import read_sentences
+    from nasty_lightning.formats.untrusted import load_checkpoint
+    from nasty_lightning.inference.export import callback_state
 
     ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
     record = callback_state(ckpt, "RunRecord")
@@ -194,7 +194,7 @@ def pipeline_tag(model_dir: str, dev_file: str, batch_size: int | None = None, b
     import torch
     from transformers import AutoTokenizer, pipeline
 
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
 
     sentences = read_sentences(dev_file)
     words = [s.words for s in sentences]
@@ -224,7 +224,7 @@ def ours_tag(model_dir: str, dev_file: str, precision: str = "float32") -> None:
     """(b) the ``nasty-train tag`` command on the dev file, weights in ``precision``; its tagging time is the one
     it reports (the model's work, as the pipeline's: loading and reading not counted), its whole time that of
     the ``nasty-train tag`` process."""
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
 
     with tempfile.TemporaryDirectory() as tmp:
         tagged = Path(tmp) / "tagged.conllu"
@@ -312,8 +312,8 @@ def _work(model: str, files: dict[str, str]) -> tuple[int, dict[str, int]]:
     tokens included, padding not; 512 at most a sentence, as both recipes encode them)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from nasty_lightning.presets import resolve_model_name
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
+    from nasty_lightning.formats.presets import resolve_model_name
 
     path = resolve_model_name(model)
     encoder = AutoModel.from_pretrained(path)
@@ -366,7 +366,7 @@ def compare(
             machine hits all alike.
         threads: Torch threads in every run (default: all cores).
     """
-    from nasty_lightning.precision import cpu_has_native_bf16, fastest_precision
+    from nasty_lightning.modelling.precision import cpu_has_native_bf16, fastest_precision
 
     threads = threads or os.cpu_count()
     bf16 = cpu_has_native_bf16()
@@ -600,10 +600,10 @@ def ours_ner(train_file: str, dev_file: str, recipe: str, seed: int, run_dir: st
     """(b) nasty-train fit with a config, then its exported model tags the dev words, with the best valid tag
     sequence (Viterbi) and with each word's most likely tag; both scored by seqeval like (a)."""
     from nasty_lightning import Tagger
-    from nasty_lightning.cli import main
-    from nasty_lightning.export import callback_state
-    from nasty_lightning.reading import read_sentences
-    from nasty_lightning.untrusted import load_checkpoint
+    from nasty_lightning.commands.cli import main
+    from nasty_lightning.formats.conllu import read_sentences
+    from nasty_lightning.formats.untrusted import load_checkpoint
+    from nasty_lightning.inference.export import callback_state
 
     sys.argv = ["nasty-train"]
     main(
@@ -658,7 +658,7 @@ def ner(
     """
     import yaml
 
-    from nasty_lightning.precision import fastest_precision
+    from nasty_lightning.modelling.precision import fastest_precision
 
     threads = threads or os.cpu_count()
     settings = yaml.safe_load(Path(recipe).read_text(encoding="utf-8"))

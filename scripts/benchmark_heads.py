@@ -71,7 +71,7 @@ def main(
         max_epochs: Epochs of each run (the guide's 3).
         rounds: Tagging rounds per model, interleaved; the fastest counts.
     """
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)

@@ -77,15 +77,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _sentences(dev_file: str) -> list:
-    from nasty_lightning.reading import read_sentences
+    from nasty_lightning.formats.conllu import read_sentences
 
     return read_sentences(dev_file)
 
 
 def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: bool = False) -> None:
     """One arm, in this process: batch-of-one latency, batched throughput and accuracy of the first column."""
-    from nasty_lightning.evaluate import column_scores
-    from nasty_lightning.inference import Tagger, use_threads
+    from nasty_lightning.commands.evaluate import column_scores
+    from nasty_lightning.inference.tagger import Tagger, use_threads
 
     use_threads(threads)
     tagger = Tagger.load(model_dir, threads=threads, precision="bf16" if bf16 else "float32")
@@ -120,10 +120,11 @@ def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: b
 
 def float_onnx(model_dir: str, output_dir: str) -> None:
     """A model directory holding ``model_dir`` as one float32 ONNX graph (the ``onnx float32`` arm)."""
-    from nasty_lightning.inference import Network, Tagger
-    from nasty_lightning.onnx_model import ONNX_FILE, write_onnx
-    from nasty_lightning.quantize import write_graph_companions
-    from nasty_lightning.quiet import quiet_onnx_export
+    from nasty_lightning.commands.quiet import quiet_onnx_export
+    from nasty_lightning.formats.model_dir import ONNX_FILE
+    from nasty_lightning.inference.onnx_model import write_onnx
+    from nasty_lightning.inference.quantize import write_graph_companions
+    from nasty_lightning.inference.tagger import Network, Tagger
 
     tagger = Tagger.load(model_dir)
     out = Path(output_dir)
@@ -139,8 +140,8 @@ def random_roberta(model_dir: str, output_dir: str) -> None:
     import torch
     from transformers import AutoModelForTokenClassification, RobertaConfig
 
-    from nasty_lightning.heads import META_FILE
-    from nasty_lightning.inference import Tagger
+    from nasty_lightning.formats.model_dir import META_FILE
+    from nasty_lightning.inference.tagger import Tagger
 
     torch.manual_seed(0)
     tagger = Tagger.load(model_dir)
@@ -187,11 +188,11 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from nasty_lightning.batching import collate
-    from nasty_lightning.encoding import encode
-    from nasty_lightning.inference import Network, Tagger, use_threads
-    from nasty_lightning.onnx_model import write_onnx
-    from nasty_lightning.quiet import quiet_onnx_export
+    from nasty_lightning.commands.quiet import quiet_onnx_export
+    from nasty_lightning.data.batching import collate
+    from nasty_lightning.data.encoding import encode
+    from nasty_lightning.inference.onnx_model import write_onnx
+    from nasty_lightning.inference.tagger import Network, Tagger, use_threads
 
     use_threads(threads)
     tmp = Path(out_dir or tempfile.mkdtemp(prefix="quantizers-")).resolve()
@@ -408,7 +409,7 @@ def added_latency(
     again with ``http.client``, the three in turn (which goes first rotates), ``pause`` seconds apart so
     that neither process's threads still spin (ONNX Runtime's spun for more than 0.1 s after a run); the
     same sentences, interleaved in time, so drift between runs does not count."""
-    from nasty_lightning.inference import Tagger, use_threads
+    from nasty_lightning.inference.tagger import Tagger, use_threads
 
     use_threads(threads)
     tagger = Tagger.load(model_dir, threads=threads)
@@ -530,7 +531,7 @@ def served(
 
 
 def _cpu() -> str:
-    from nasty_lightning.precision import cpu_info
+    from nasty_lightning.modelling.precision import cpu_info
 
     name, flags = cpu_info()
     shown = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8"})
@@ -562,7 +563,7 @@ def run(
         roberta: Also measure the randomly initialised roberta-base-shaped model.
         keep: Folder to keep the quantized and ONNX models in (default: a temporary folder, removed).
     """
-    from nasty_lightning.precision import cpu_has_native_bf16
+    from nasty_lightning.modelling.precision import cpu_has_native_bf16
 
     tmp = Path(keep or tempfile.mkdtemp(prefix="bench-inference-"))
     tmp.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from jsonargparse import auto_cli
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.fetch import fetch_treebank_file
+from nasty_lightning.formats.fetch import fetch_treebank_file
 
 
 def fetch_ud(

@@ -17,6 +17,8 @@ from toy_data import toy_sentences, write_conllu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Where the README tells users to put the data (data/, a link to it), else the workspace's ../shared/data.
+FIXTURES = Path(__file__).parent / "fixtures"
+V1_MODEL = FIXTURES / "v1_upos" / "model"  # a tiny BERT tagger of UPOS, trained on the toy data, as export wrote it
 SHARED_DATA = next((d for d in (ROOT / "data", ROOT.parent / "shared" / "data") if d.is_dir()), ROOT / "data")
 
 

@@ -1,0 +1,387 @@
+"""The trainer commands of ``nasty-train`` (fit, validate, test): a LightningCLI.
+
+Every option comes from a typed signature (``TokenTagger``, ``TaggingDataModule``, the Trainer, the
+callbacks), so YAML configs and command-line overrides share one schema and ``--help`` shows each option
+with its docstring. ``cli.main`` dispatches here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import inspect
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from nasty_lightning.commands.cli import TRAINER_COMMANDS, SuggestOptions
+from nasty_lightning.commands.quiet import quiet_lightning
+from nasty_lightning.data.datamodule import TaggingDataModule
+from nasty_lightning.errors import UserError
+from nasty_lightning.formats.untrusted import load_checkpoint
+from nasty_lightning.inference.export import export_checkpoint
+from nasty_lightning.labels.heads import ALLTAGS, NER, label_columns, metric_name
+from nasty_lightning.modelling.precision import fastest_precision
+from nasty_lightning.training.callbacks import (
+    LastCheckpoint,
+    RandomState,
+    RunRecord,
+    ValidationSchedule,
+    check_resume_settings,
+    resume_settings,
+)
+from nasty_lightning.training.checkpoint_io import RESUMABLE, AtomicCheckpointIO
+from nasty_lightning.training.module import TokenTagger
+from nasty_lightning.training.progress import EpochBar, ProgressLines
+
+RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml")
+LOCK_FILE = ".lock"
+
+CKPT_PATH_HELP = (
+    "A checkpoint of nasty-train fit (RUN/checkpoints/best.ckpt): the model, its tags, tokenizer and settings come "
+    "from it, no base model or training file is needed; options you give win over its settings.",
+    "Resume the run in --trainer.default_root_dir: 'last' continues it from its checkpoints/last.ckpt, exactly. "
+    "The resumed run must keep the training file and the settings its batches and learning-rate schedule depend "
+    "on (--data.batch_size, max_tokens, max_length, bucket, label_column, --seed_everything, the number of "
+    "devices, --trainer.accumulate_grad_batches, max_epochs, max_steps, precision, --model.learning_rate, "
+    "weight_decay, warmup_ratio); it may change the rest (validation and checkpoint intervals, early stopping, "
+    "validation and test files, workers, cache, progress bar). To start a new run from another run's "
+    "weights, give its checkpoint as --model.model_name in a new folder (a warm start).",
+)
+
+
+class NastyParser(SuggestOptions, LightningArgumentParser):
+    """Lightning's parser, suggesting the option meant when one is misspelt."""
+
+
+class NastyCLI(LightningCLI):
+    """LightningCLI with the label vocabulary linked from data to model, and one folder per run."""
+
+    def __init__(self, *args: Any, command: str = "", exit_stack: ExitStack, **kwargs: Any) -> None:
+        self.command = command
+        self._exit_stack = exit_stack  # holds the run folder's claim until the command ends
+        self._earlier_run: list[Path] = []  # what fit deletes before it trains: an earlier run's files
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's, less ``predict``: ``nasty-train tag`` writes what a model predicts."""
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name in TRAINER_COMMANDS}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: start afresh in a --trainer.default_root_dir that already holds a run, deleting its "
+            "checkpoints and logs (without it, such a folder is refused unless resuming with --ckpt_path).",
+        )
+        parser.add_argument(
+            "--monitor",
+            type=str | None,
+            default=None,
+            help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
+            "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), or a logged metric "
+            "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner; else what "
+            "--checkpoint.monitor and --early_stopping.monitor say, the first column's accuracy (val_acc) unless set.",
+        )
+        precision = next(a for a in parser._actions if a.dest == "trainer.precision")
+        precision.help = (
+            "Numeric precision: 32-true, bf16-mixed, 16-mixed, 64-true, ... Default for fit: bf16-mixed where the "
+            "device computes in bfloat16 natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16, AMX or "
+            "Arm BF16), else 32-true; for validate and test: 32-true. Validation during fit computes in this "
+            "precision unless --model.validation_precision float32; test scores always in float32, as the exported "
+            "model tags."
+        )
+        parser.link_arguments("model.model_name", "data.model_name")
+        parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)
+        parser.link_arguments("data.labels_by_column", "model.labels", apply_on="instantiate")
+        parser.add_lightning_class_args(ValidationSchedule, "validation")
+        parser.add_lightning_class_args(ProgressLines, "progress")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults(
+            {
+                "early_stopping.monitor": "val_acc",
+                "early_stopping.mode": "max",
+                "early_stopping.patience": 3,
+                "early_stopping.check_on_train_epoch_end": False,  # after every validation, as the checkpoints
+            }
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": False,  # last.ckpt is written by last_checkpoint
+                "checkpoint.save_on_train_epoch_end": False,  # after every validation, mid-epoch ones too
+            }
+        )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "epoch_checkpoint")
+        parser.set_defaults(
+            {
+                "epoch_checkpoint.filename": "{epoch}",
+                "epoch_checkpoint.save_top_k": -1,
+                "epoch_checkpoint.every_n_epochs": 1,
+                "epoch_checkpoint.save_on_train_epoch_end": True,
+            }
+        )
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        ckpt_path = next(a for a in parser._actions if a.dest == "ckpt_path")
+        ckpt_path.help = CKPT_PATH_HELP[subcommand == "fit"]
+        return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = args  # parsed again in _parse_ckpt_path, over the checkpoint's settings
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the model's settings and the label vocabulary from ``--ckpt_path`` (validate, test).
+
+        The checkpoint's values become defaults, and the command line and config files are parsed again over
+        them: what the user types wins over what a file says. ``trust_remote_code`` is never taken from a
+        file. The encoder is built from the checkpoint itself (its config, tokenizer files and weights),
+        so no base model is needed. For ``fit``, ``--ckpt_path`` resumes the run folder's own run: the
+        config it was started with is the one to give again.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or subcommand == "fit":
+            return
+        ckpt = load_checkpoint(ckpt_path)  # a clear error for a missing, corrupt, foreign or unsafe file
+        saved = ckpt.get("hyper_parameters", {})
+        keep = set(inspect.signature(TokenTagger.__init__).parameters) - {"self", "labels", "trust_remote_code"}
+        defaults = {f"model.{k}": v for k, v in saved.items() if k in keep}
+        defaults["model.model_name"] = str(ckpt_path)
+        data_state = ckpt["TaggingDataModule"]
+        defaults.update({f"data.{k}": data_state[k] for k in ("labels", "label_column", "max_length")})
+        self._subcommand_parsers[subcommand].set_defaults(defaults)
+        self.config = self.parser.parse_args(self._args)
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        root = Path(cfg.trainer.default_root_dir or os.getcwd())
+        for key in ("checkpoint", "epoch_checkpoint", "last_checkpoint"):
+            if cfg[key].dirpath is None:
+                cfg[key].dirpath = str(root / "checkpoints")
+        if cfg.progress.lines or (cfg.progress.lines is None and not sys.stdout.isatty()):
+            cfg.trainer.enable_progress_bar = False  # a log file gets lines of text, not a bar redrawn in it
+        if self.subcommand != "fit":  # results are printed; the run folder's logs stay those of fit
+            self.save_config_callback = None
+            if cfg.trainer.logger is None:
+                cfg.trainer.logger = False
+            return
+        if cfg.trainer.precision is None:
+            cfg.trainer.precision = fastest_precision(cfg.trainer.accelerator)
+        columns = label_columns(cfg.data.label_column)
+        if cfg.monitor is None and columns[0] == NER:
+            cfg.monitor = "f1"  # entity F1, not the accuracy of mostly-O tags
+        if cfg.monitor is not None:
+            metric = monitored_metric(cfg.monitor, columns)
+            for key in ("checkpoint", "early_stopping"):
+                cfg[key].monitor, cfg[key].mode = metric, "min" if metric.endswith("_loss") else "max"
+        if not cfg.data.val_file:
+            raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
+        if cfg.trainer.logger in (None, True):
+            cfg.trainer.logger = {
+                "class_path": "nasty_lightning.training.runlog.RunLogger",
+                "init_args": {"save_dir": str(root), "name": "", "version": ""},
+            }
+        if cfg.trainer.max_epochs is not None and cfg.trainer.max_epochs < 1:
+            raise UserError(
+                f"--trainer.max_epochs must be at least 1, got {cfg.trainer.max_epochs} (the learning rate decays "
+                "to 0 at the last epoch, so a fine-tuning run has a fixed number of epochs)"
+            )
+        checkpoints = Path(cfg.last_checkpoint.dirpath)
+        if cfg.ckpt_path is not None:
+            _check_resume(cfg.ckpt_path, checkpoints / RESUMABLE)
+        if rank_zero_only.rank == 0:
+            resume = cfg.ckpt_path is not None
+            self._exit_stack.enter_context(claim_run_folder(root, checkpoints, resume=resume, overwrite=cfg.overwrite))
+            if not resume:  # the earlier run goes once everything else is checked (before_fit)
+                saved, logs = earlier_run(root, checkpoints)
+                if cfg.overwrite:
+                    check_model_outside(cfg.model.model_name, saved)
+                self._earlier_run = saved + logs
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        logged = {"val_loss", *self.model.val_scores.named("val")}
+        for key in ("checkpoint", "early_stopping"):
+            monitor = self._get(self.config_init, key).monitor
+            if self.subcommand == "fit" and monitor not in logged:
+                raise UserError(
+                    f"--{key}.monitor {monitor} is not a validation metric of this model ({', '.join(sorted(logged))})"
+                )
+        limit, wanted = self.model.max_positions, self.datamodule.hparams.max_length
+        if limit is not None and wanted > limit:
+            raise UserError(
+                f"--data.max_length {wanted} exceeds the {limit} positions of {self.model.hparams.model_name!r}; "
+                f"give --data.max_length {limit} or less"
+            )
+
+    def before_fit(self) -> None:
+        """The last checks, then the earlier run's files go (``--overwrite``): a command refused for its
+        settings, data or model leaves the folder as it was."""
+        self.datamodule.check_files()
+        if self.config_init[self.subcommand].ckpt_path is not None:
+            last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / RESUMABLE
+            saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
+            check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
+        for path in self._earlier_run:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def instantiate_trainer(self, **kwargs: Any):
+        config = self._get(self.config_init, "trainer")
+        callbacks = config.get("callbacks") or []
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, EpochBar()]  # Lightning's bar, with epochs counted from 1
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks[:0] = [RunRecord(self.command), RandomState()]  # before checkpoints, which save their state
+        # last.ckpt after the other checkpoints, so that it holds their state after their own saves: a run
+        # resumed from it knows its best.ckpt (else Lightning saves the next best beside it, as best-v1.ckpt)
+        last = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+        trainer.callbacks = [c for c in trainer.callbacks if c not in last] + last
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def after_fit(self) -> None:
+        """Score the best checkpoint on the test file, if there is one, and export it to RUN/model."""
+        best = self._get(self.config_init, "checkpoint").best_model_path
+        if not best:
+            return
+        summary: dict[str, Any] = {
+            "epochs_run": self.trainer.current_epoch,
+            "stopped_early": self._get(self.config_init, "early_stopping").stopped_epoch > 0,
+        }
+        if self.datamodule.hparams.test_file:
+            [summary["test"]] = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        if self.trainer.is_global_zero:
+            out = export_checkpoint(best, Path(self.trainer.default_root_dir) / "model", summary)
+            print(f"Exported the best checkpoint to {out}", flush=True)
+
+
+def monitored_metric(monitor: str, columns: list[str]) -> str:
+    """The logged metric that ``--monitor`` names: a column's accuracy, AllTags, or a metric by its name."""
+    if monitor in columns:
+        return metric_name(columns, monitor) if len(columns) > 1 else "val_acc"
+    if monitor in (ALLTAGS, "f1"):
+        return f"val_{monitor}"
+    return monitor
+
+
+def _seed_or_zero(seed: int | bool | None) -> int:
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def _check_resume(ckpt_path: str, last: Path) -> None:
+    """``fit --ckpt_path`` continues the run folder's own run from its ``last.ckpt``, and nothing else."""
+    if ckpt_path != "last" and Path(ckpt_path).resolve() != last.resolve():
+        raise UserError(
+            f"fit --ckpt_path resumes the run in --trainer.default_root_dir from its last.ckpt: give --ckpt_path "
+            f"last. To start a new run from the weights of {ckpt_path}, give it as the model in a new folder: "
+            f"--model.model_name {ckpt_path} (a warm start)"
+        )
+    if not last.is_file():
+        raise UserError(f"--ckpt_path last: there is no {last} to resume")
+    load_checkpoint(last)  # a clear error for a truncated or unsafe file, naming the intact ones beside it
+
+
+@contextmanager
+def claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: bool) -> Iterator[None]:
+    """Hold ``root`` for this run while it lasts, and refuse to start a new run over an earlier one unless
+    resuming it or told to overwrite it.
+
+    The claim is an exclusive ``flock`` on ``root/.lock``: a second ``fit`` on the same folder is refused at
+    once, and the kernel releases the lock when the process ends, however it ends, so a killed run leaves
+    nothing stuck. Checkpoint files that a killed write left half-written (``.*.part``) are removed.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the whole run
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise UserError(
+                f"{root} is in use by another nasty-train fit (process {holder}); wait for it to end, "
+                "or choose another --trainer.default_root_dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        for partial in checkpoints.glob(".*.part"):
+            partial.unlink()
+        saved, _ = earlier_run(root, checkpoints)
+        if saved and not resume and not overwrite:
+            raise UserError(
+                f"{root} already holds a run ({saved[0]}); resume it with --ckpt_path last, replace it with "
+                "--overwrite true, or choose another --trainer.default_root_dir"
+            )
+        yield
+    finally:
+        lock.close()  # releases the lock
+
+
+def earlier_run(root: Path, checkpoints: Path) -> tuple[list[Path], list[Path]]:
+    """What a new run in ``root`` replaces: an earlier run's checkpoints and exported model (kept unless told
+    to overwrite them), and its logs (those of a run stopped before its first checkpoint go without asking)."""
+    saved = sorted(checkpoints.glob("*.ckpt")) + ([root / "model"] if (root / "model").is_dir() else [])
+    return saved, [path for name in RUN_FILES if (path := root / name).exists()]
+
+
+def check_model_outside(model_name: str, replaced: list[Path]) -> None:
+    """Refuse to start from a model that the new run deletes: a checkpoint or the model of the run it replaces."""
+    source = Path(model_name).resolve()  # presets and hub ids are no path in a run folder
+    inside = next((p for p in replaced if source.is_relative_to(p.resolve())), None)
+    if inside is not None:
+        raise UserError(
+            f"--model.model_name {model_name} is part of the run that --overwrite true deletes ({inside}); "
+            "copy it elsewhere first, or start the new run in another --trainer.default_root_dir"
+        )
+
+
+def run(args: list[str] | None = None) -> None:
+    """Run the LightningCLI on ``args`` (the command line when ``None``)."""
+    quiet_lightning()
+    with ExitStack() as exit_stack:
+        NastyCLI(
+            TokenTagger,
+            TaggingDataModule,
+            args=args,
+            command=shlex.join(["nasty-train", *(sys.argv[1:] if args is None else args)]),
+            exit_stack=exit_stack,
+            seed_everything_default=42,
+            trainer_defaults={
+                "max_epochs": 3,
+                "default_root_dir": "runs/default",
+                "use_distributed_sampler": False,
+                "log_every_n_steps": 10,  # Lightning's 50 leaves short runs without a training curve
+            },
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay
+            parser_class=NastyParser,
+            parser_kwargs={
+                "prog": "nasty-train",
+                "description": "Fine-tune transformer encoders on CoNLL-U files.",
+                **{name: {"description": f"nasty-train {name}: {text}."} for name, text in TRAINER_COMMANDS.items()},
+            },
+        )

@@ -1,0 +1,464 @@
+"""The data module: CoNLL-U files in, batches of subword windows out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from nasty_lightning.data.batching import SentenceBatchSampler, collate
+from nasty_lightning.data.cache import cache_key, load_windows, save_windows
+from nasty_lightning.data.encoding import IGNORE, Window, WordTooLong, encode, load_tokenizer
+from nasty_lightning.data.packing import collate_packed
+from nasty_lightning.data.sampling import augment, check_augment_fits, sample, temperature_draws
+from nasty_lightning.errors import DataError, UserError
+from nasty_lightning.formats.conllu import Sentence, check_labels, read_sentences
+from nasty_lightning.formats.fetch import fetch_treebank_file
+from nasty_lightning.labels.heads import LEMMA, Head, LabelVocab, label_columns, labels_by_column
+
+
+class TaggingDataModule(L.LightningDataModule):
+    """Reads CoNLL-U (or IOB2) files, builds the label vocabulary and serves subword batches."""
+
+    def __init__(
+        self,
+        train_file: str | list[str] | None = None,
+        val_file: str | list[str] | None = None,
+        test_file: str | None = None,
+        label_column: str | list[str] = "upos",
+        batch_size: int = 16,
+        eval_batch_size: int = 64,
+        max_tokens: int | None = None,
+        max_length: int = 512,
+        pack: bool = True,
+        bucket: bool = False,
+        num_workers: int = 0,
+        treebank: str | None = None,
+        cache_dir: str | None = "~/.cache/nasty_lightning",
+        labels: list[str] | dict[str, list[str]] | None = None,
+        model_name: str = "minilm",
+        trust_remote_code: bool = False,
+        seed: int = 42,
+        sampling_temperature: float = 1.0,
+        max_train_sentences: int | None = None,
+        augment: int = 0,
+    ) -> None:
+        """
+        Args:
+            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``. A list
+                of files (``[en.conllu, es.conllu]``) trains on all of them, with one label vocabulary.
+            val_file: Validation file, scored after every epoch; the guide's ``--validation``. With a list, the
+                scores are those of all files together, and each file's too: ``val_acc/<file stem>``.
+            test_file: Test file, used by ``nasty-train test``.
+            label_column: Column to predict: upos, xpos, deprel, feats, lemma, ... (``ner`` for IOB2 files), or a
+                list of them, ``[upos, xpos, feats, lemma]``: one model, one encoder pass, one head per column
+                (lemmas as edit scripts from the form). Validation's ``validation_accuracy`` (``val_acc``) is
+                the first column's; the others are logged as ``val_<column>``, with ``val_alltags`` (UPOS, XPOS
+                and FEATS all right) when two of those are predicted.
+            batch_size: Sentences (windows of long sentences) per training batch; per device under DDP.
+            eval_batch_size: Sentences per validation and test batch (sorted by length, so with little padding);
+                larger batches cost less per sentence (EWT dev validated in 3.6 s instead of 4.5 s at 16).
+            max_tokens: Instead of ``batch_size`` sentences, as many as fit in this many subword positions,
+                padding included (batches of long sentences hold fewer); implies sorting by length.
+            max_length: Most subwords in one sequence, special tokens included; longer sentences are
+                split into several windows at word boundaries, never truncated.
+            pack: Pack each training batch's sentences into rows as long as its longest one, each sentence
+                with its own positions and attending only to itself: the same batches, with little padding.
+                Models that cannot take packed rows train on padded rows (with a warning).
+            bucket: Put training sentences of similar length in the same batch. Wastes no compute on padding
+                either, but learned 2.4 points slower per epoch than random batches in our benchmark (README).
+                Evaluation batches are always sorted by length.
+            num_workers: DataLoader worker processes.
+            treebank: UD treebank repository (``UD_English-EWT``) from which missing data files are
+                downloaded; without it, missing files are an error.
+            cache_dir: Where encoded files are kept, keyed by file content, tokenizer and max_length, so that
+                later runs skip tokenization; ``null`` turns the cache off.
+            labels: Label vocabulary (by column, for several); taken from the training file when it is not
+                given (and from the checkpoint with ``--ckpt_path``).
+            model_name: Model whose tokenizer encodes the words (linked from ``--model.model_name``).
+            trust_remote_code: Run tokenizer code shipped with a hub model (linked from ``--model.trust_remote_code``).
+            seed: Seed of the batch order, of the sample and of augmentation (linked from ``--seed_everything``).
+            sampling_temperature: With several training files, how many sentences each gives an epoch: in
+                proportion to its size ``** (1 / T)``, the epoch's size unchanged. 1 keeps every file's size;
+                higher values give a small file (a language with little data) more of each epoch, a large one
+                less (multilingual models train at 3 to 5); a file's sentences are all seen before any repeats.
+            max_train_sentences: Train on this many sentences drawn from the training data, the same ones in
+                every run with the same seed (a smaller sample is part of a larger one): few-shot learning
+                curves. The label vocabulary is the sample's.
+            augment: Add this many altered copies of every training sentence, in which each word is replaced
+                (one chance in five) by another word that the training data gives exactly the same labels;
+                labels never change. Not with a lemma column, whose labels depend on the word.
+        """
+        super().__init__()
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size <= 0:
+                raise UserError(f"--data.{name} must be positive, got {size}")
+        if max_tokens is not None and max_tokens < max_length:
+            raise UserError(f"--data.max_tokens {max_tokens} must be at least --data.max_length ({max_length})")
+        if not sampling_temperature > 0:
+            raise UserError(f"--data.sampling_temperature must be positive, got {sampling_temperature}")
+        if max_tokens is not None and sampling_temperature != 1:
+            raise UserError("--data.sampling_temperature needs batches of --data.batch_size, not --data.max_tokens")
+        if max_train_sentences is not None and max_train_sentences <= 0:
+            raise UserError(f"--data.max_train_sentences must be positive, got {max_train_sentences}")
+        if augment < 0:
+            raise UserError(f"--data.augment must be at least 0, got {augment}")
+        columns = label_columns(label_column)
+        if augment and LEMMA in columns:
+            raise UserError(
+                "--data.augment replaces words, which would change their lemmas' edit scripts: not with lemma"
+            )
+        self.save_hyperparameters(ignore=["labels"])  # the model's hparams hold them, as ``labels``
+        self.train_files, self.val_files = as_list(train_file), as_list(val_file)
+        seen = [Path(f).resolve() for f in self.val_files]
+        twice = next((f for f, r in zip(self.val_files, seen, strict=True) if seen.count(r) > 1), None)
+        if twice is not None:
+            raise UserError(f"--data.val_file names {twice} more than once")
+        self._sentences: dict[str, list[Sentence]] = {}
+        self._train_sample: list[int] | None = None
+        if labels is not None:
+            vocabs = {c: LabelVocab(tuple(v)) for c, v in labels_by_column(labels, columns).items()}
+        elif self.train_files:
+            for path in self.train_files:
+                self.ensure_file(path)
+                for column in columns:
+                    check_labels(
+                        path, self.sentences(path), column, complete=Head(column, LabelVocab(())).needs_every_value
+                    )
+            sentences = [s for path in self.train_files for s in self.sentences(path)]
+            sentences = [sentences[i] for i in self._sampled(len(sentences))]
+            if augment:
+                check_augment_fits(augment, sum(len(s.words) for s in sentences))
+            vocabs = {}
+            for column in columns:
+                head = Head(column, LabelVocab(()))
+                vocabs[column] = LabelVocab.of(v for s in sentences for v in head.targets(s.words, s.labels(column)))
+        else:
+            raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
+        self.heads = [Head(column, vocab) for column, vocab in vocabs.items()]
+        self.datasets: dict[str, list[Window]] = {}
+        self.file_stats: dict[str, dict[str, int]] = {}
+        self.val_parts: list[tuple[str, int]] = []  # with several validation files: (name, first sentence)
+        self._train_groups: list[int] = []  # the training file of each training window
+        self.tokenizer = None
+        self._train_sampler: SentenceBatchSampler | None = None
+        self._resume_at: dict[str, int] | None = None
+
+    @property
+    def label_vocab(self) -> list[str] | dict[str, list[str]]:
+        """The labels of every head by column, as checkpoints hold them: one column's as a plain list, as those
+        of single-column models always have (``labels_by_column`` names its column too)."""
+        if len(self.heads) == 1:
+            return list(self.heads[0].vocab.labels)
+        return {head.column: list(head.vocab.labels) for head in self.heads}
+
+    @property
+    def labels_by_column(self) -> dict[str, list[str]]:
+        """The labels of every head by column, one column's too: what the model takes, so that its heads know
+        their columns (a warm start matches them by name)."""
+        return {head.column: list(head.vocab.labels) for head in self.heads}
+
+    def ensure_file(self, path: str) -> None:
+        if Path(path).is_file():
+            return
+        if self.hparams.treebank is None:
+            raise UserError(
+                f"{path} does not exist; put the file there, set --data.treebank to download it, "
+                "or point --data.train_file / --data.val_file / --data.test_file at your copy"
+            )
+        fetch_treebank_file(self.hparams.treebank, path)
+
+    def _sampled(self, n: int) -> range | list[int]:
+        """The training sentences used, as indices into all training files' sentences in order."""
+        k = self.hparams.max_train_sentences
+        if k is None:
+            return range(n)
+        if k > n:
+            raise UserError(f"--data.max_train_sentences {k} is more than the {n} training sentences")
+        if self._train_sample is None:
+            self._train_sample = sample(n, k, self.hparams.seed)
+        return self._train_sample
+
+    def sentences(self, path: str) -> list[Sentence]:
+        if path not in self._sentences:
+            self._sentences[path] = read_sentences(path)
+        return self._sentences[path]
+
+    def check_files(self) -> None:
+        """Check, before training starts, what fit would otherwise find wrong later: every data file there
+        (or downloaded), well-formed and labelled, and ``max_length`` within the tokenizer's positions."""
+        for path in [*self.train_files, *self.val_files, *as_list(self.hparams.test_file)]:
+            self.ensure_file(path)
+            for head in self.heads:
+                check_labels(path, self.sentences(path), head.column, complete=head.needs_every_value)
+        self._load_tokenizer()
+
+    def prepare_data(self) -> None:
+        """Download missing files and fill the encoding cache (on one process per machine)."""
+        h = self.hparams
+        for path in [*self.train_files, *self.val_files, *as_list(h.test_file)]:
+            self.ensure_file(path)
+            if h.cache_dir is not None:
+                self._load_tokenizer()
+                cache = self._cache_file(path)
+                if not cache.is_file():
+                    save_windows(cache, *self._encode(path))
+
+    def _load_tokenizer(self) -> None:
+        if self.tokenizer is not None:
+            return
+        h = self.hparams
+        self.tokenizer = load_tokenizer(h.model_name, h.trust_remote_code)
+        limit = self.tokenizer.model_max_length
+        if limit < 1_000_000 and h.max_length > limit:  # tokenizers without a limit say 1e30
+            raise UserError(f"--data.max_length {h.max_length} exceeds the {limit} positions of {h.model_name!r}")
+
+    def setup(self, stage: str) -> None:
+        h = self.hparams
+        self._load_tokenizer()
+        splits = {
+            "fit": {"train": self.train_files, "val": self.val_files},
+            "validate": {"val": self.val_files},
+            "test": {"test": as_list(h.test_file)},
+        }[stage]
+        for split, paths in splits.items():
+            if not paths:
+                if split == "val" and stage == "fit":
+                    continue
+                raise UserError(f"--data.{split}_file is needed for {stage}")
+            if split not in self.datasets:
+                self.datasets[split] = self._split_dataset(split, paths)
+
+    def _split_dataset(self, split: str, paths: list[str]) -> list[Window]:
+        """The windows of one or more files, numbered as one run of sentences; for training, only the sampled
+        sentences, and their augmented copies."""
+        windows, groups, starts, total = [], [], [], 0
+        for group, path in enumerate(paths):
+            file_windows = self._dataset(path)
+            windows += [replace(w, sentence=w.sentence + total) for w in file_windows] if total else file_windows
+            groups += [group] * len(file_windows)
+            starts.append(total)
+            total += self.file_stats[path]["sentences"]
+        if split == "val":
+            names = [Path(p).stem for p in paths]
+            names = names if len(set(names)) == len(names) else paths
+            self.val_parts = list(zip(names, starts, strict=True)) if len(paths) > 1 else []
+        if split != "train":
+            return windows
+        keep = set(self._sampled(total))
+        if len(keep) < total:
+            chosen = [i for i, w in enumerate(windows) if w.sentence in keep]
+            windows, groups = [windows[i] for i in chosen], [groups[i] for i in chosen]
+        if self.hparams.augment:
+            copies, copy_groups = self._augmented(paths, starts, keep, total)
+            windows, groups = windows + copies, groups + copy_groups
+        self._train_groups = groups
+        return windows
+
+    def _augmented(
+        self, paths: list[str], starts: list[int], keep: set[int], total: int
+    ) -> tuple[list[Window], list[int]]:
+        """Encoded augmented copies of the training sentences in ``keep``, numbered after the last one (never
+        cached: they are cheap for the small data augmentation is for), and their files."""
+        words, labels, groups = [], [], []
+        for group, (path, start) in enumerate(zip(paths, starts, strict=True)):
+            kept = [s for i, s in enumerate(self.sentences(path)) if start + i in keep]  # label only the sample
+            words += [s.words for s in kept]
+            labels += self._label_ids(path, kept)[0]
+            groups += [group] * len(kept)
+        new_words, new_labels = augment(words, labels, self.hparams.augment, self.hparams.seed)
+        windows = encode(new_words, self.tokenizer, self.hparams.max_length, new_labels)
+        return [replace(w, sentence=w.sentence + total) for w in windows], [
+            groups[w.sentence % len(words)] for w in windows
+        ]
+
+    def _dataset(self, path: str) -> list[Window]:
+        """The encoded windows of a file: from the cache when it has them, else encoded (and cached)."""
+        cache = self._cache_file(path)
+        if cache is not None and cache.is_file():
+            windows, info = load_windows(cache)
+        else:
+            windows, info = self._encode(path)
+            if cache is not None:
+                save_windows(cache, windows, info)
+        self.file_stats[path] = {"sentences": info["sentences"], "words": info["words"]}
+        for column, unknown in info["unknown_labels"].items():
+            if column == LEMMA:
+                missed = sum(unknown.values())
+                rank_zero_warn(
+                    f"{path}: {missed} of {info['lemmas']} lemmas ({missed / info['lemmas']:.2%}) need an edit "
+                    "script not seen in training; the model cannot produce them, and they are scored as wrong"
+                )
+            else:
+                rank_zero_warn(
+                    f"{path}: {sum(unknown.values())} words carry {column} labels not seen in training "
+                    f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
+                )
+        if info.get("lemmas", info["words"]) < info["words"]:
+            rank_zero_info(
+                f"{path}: words without a lemma (_): {info['words'] - info['lemmas']}; they are left out of the lemma "
+                "loss and of val_lemma (eval and the UD scorer count them as right)"
+            )
+        n_long = len({w.sentence for w in windows if w.first_word > 0})
+        if n_long:
+            rank_zero_info(
+                f"{path}: {n_long} sentences longer than max_length={self.hparams.max_length} subwords "
+                "were split into windows (every word is still labelled)"
+            )
+        return windows
+
+    def _cache_file(self, path: str) -> Path | None:
+        h = self.hparams
+        if h.cache_dir is None:
+            return None
+        key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab, h.label_column)
+        return Path(h.cache_dir).expanduser() / f"{Path(path).stem}-{key}.pt"
+
+    def _label_ids(
+        self, path: str, sentences: list[Sentence]
+    ) -> tuple[list[list[tuple[int, ...]]], dict[str, Counter]]:
+        """Every word's label ids (one per head), by sentence, and the labels the vocabulary lacks, by column."""
+        unknown = {head.column: Counter() for head in self.heads}
+        columns = []  # by head, sentence and word: label ids
+        for head in self.heads:
+            check_labels(path, sentences, head.column, complete=head.needs_every_value)
+            ids = []
+            for s in sentences:
+                targets = head.targets(s.words, s.labels(head.column))
+                ids.append([head.vocab.encode(t) for t in targets])
+                unknown[head.column].update(t for t in targets if t is not None and t not in head.vocab)
+            columns.append(ids)
+        return [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)], unknown
+
+    def _encode(self, path: str) -> tuple[list[Window], dict[str, Any]]:
+        sentences = self.sentences(path)
+        labels, unknown = self._label_ids(path, sentences)
+        try:
+            windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
+        except WordTooLong as err:
+            raise DataError(path, sentences[err.sentence].word_lines[err.word], str(err)) from None
+        info = {
+            "sentences": len(sentences),
+            "words": sum(len(s.words) for s in sentences),
+            "unknown_labels": {column: dict(counts) for column, counts in unknown.items() if counts},
+        }
+        if any(h.is_lemma for h in self.heads):
+            info["lemmas"] = sum(1 for s in sentences for v in s.labels(LEMMA) if v is not None)
+        return windows, info
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        windows = self.datasets[split]
+        trainer = self.trainer
+        groups = draws = None
+        if shuffle and self.hparams.sampling_temperature != 1 and len(self.train_files) > 1:
+            groups = self._train_groups
+            sizes = [groups.count(g) for g in range(len(self.train_files))]
+            if 0 in sizes:
+                raise UserError(
+                    f"--data.max_train_sentences sampled no sentence of {self.train_files[sizes.index(0)]}, which "
+                    "--data.sampling_temperature would draw from; sample more, or leave the file out"
+                )
+            draws = temperature_draws(sizes, self.hparams.sampling_temperature)
+            rank_zero_info(
+                "sentences per epoch by training file: "
+                + ", ".join(
+                    f"{Path(f).name} {d:,} of {n:,}" for f, d, n in zip(self.train_files, draws, sizes, strict=True)
+                )
+            )
+        sampler = SentenceBatchSampler(
+            [len(w.input_ids) for w in windows],
+            self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
+            shuffle=shuffle,
+            seed=self.hparams.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            bucket=self.hparams.bucket,
+            max_tokens=self.hparams.max_tokens,
+            groups=groups,
+            draws=draws,
+        )
+        loss_norm = None
+        if shuffle:  # training
+            # the loss divisor: the mean number of labelled words per batch, over all ranks
+            words = sum(  # the first head's, in an epoch's draw
+                (1 if draws is None else draws[groups[i]] / sizes[groups[i]])
+                * sum(ids[0] != IGNORE for ids in w.labels)
+                for i, w in enumerate(windows)
+            )
+            loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
+            self._train_sampler = sampler
+            if self._resume_at is not None:
+                sampler.resume(**self._resume_at)
+                self._resume_at = None
+        packed = shuffle and self.hparams.pack and self._model_accepts_packed_rows()
+        return DataLoader(
+            windows,
+            batch_sampler=sampler,
+            collate_fn=partial(
+                collate_packed if packed else collate, pad_id=self.tokenizer.pad_token_id, loss_norm=loss_norm
+            ),
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            # Its own generator: a new iterator would otherwise draw from the global one that dropout
+            # uses, and a resumed run (which starts fewer iterators) would drop out other units.
+            generator=torch.Generator(),
+        )
+
+    def _model_accepts_packed_rows(self) -> bool:
+        model = self.trainer.lightning_module if self.trainer else None
+        if model is None or getattr(model, "accepts_packed_rows", True):
+            return True
+        rank_zero_warn(
+            f"--data.pack: the model {self.hparams.model_name!r} does not give packed rows the outputs of separate "
+            "rows (it takes no position ids or no block attention mask); training on padded rows"
+        )
+        return False
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", shuffle=False) if "val" in self.datasets else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to encode new data (labels, column, window size), the data's size, and
+        the place in the training epoch."""
+        h = self.hparams
+        return {
+            "labels": self.label_vocab,
+            "label_column": h.label_column,
+            "max_length": h.max_length,
+            "files": self.file_stats,
+            "train_position": self._train_position(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training epoch where the checkpoint left it: the batches already trained on are skipped.
+
+        Lightning's own hook for this, a loader's ``load_state_dict``, comes too late here: the learning-rate
+        schedule asks for the number of steps, which builds the training loader before loops are restored.
+        The data module's state is restored first, before any loader exists.
+        """
+        self._resume_at = state_dict.get("train_position")
+
+    def _train_position(self) -> dict[str, int] | None:
+        trainer, sampler = self.trainer, self._train_sampler
+        if trainer is None or sampler is None or trainer.state.fn != TrainerFn.FITTING:
+            return None
+        return {"epoch": sampler.epoch, "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+
+def as_list(files: str | list[str] | None) -> list[str]:
+    """A file option's files: none, one, or a list."""
+    return [] if files is None else [files] if isinstance(files, str) else list(files)

@@ -1,0 +1,386 @@
+"""Tagging with an exported model directory: ``Tagger.load(DIR).tag(...)``.
+
+A model directory may come from anywhere, so loading it never runs code from it: a configuration that
+names model code (``auto_map``) or weights stored only as a pickle (``pytorch_model.bin``) are refused
+(``nasty_lightning.formats.untrusted.check_model_dir``), and weights are read from safetensors only, or from the
+ONNX graph of a quantized model (``nasty_lightning.inference.onnx_model``: tensors and standard operators only).
+Its files must belong together (``model_dir.check_weights``, ``heads.Head.check``), and are read again
+where an export replaced the folder while they were read (``model_dir.snapshot``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from nasty_lightning.data.batching import collate, padded_batches
+from nasty_lightning.data.encoding import Window, encode
+from nasty_lightning.data.packing import block_mask, pack, position_offset
+from nasty_lightning.data.tokenizer_file import TokenizerFile, model_dir_tokenizer
+from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import (
+    CASING_FILE,
+    CONFIG_FILE,
+    HEADS_FILE,
+    META_FILE,
+    ONNX_FILE,
+    check_files,
+    check_weights,
+    read_meta,
+    snapshot,
+)
+from nasty_lightning.formats.untrusted import check_model_dir
+from nasty_lightning.inference.onnx_model import OnnxNetwork
+from nasty_lightning.labels.entities import spans
+from nasty_lightning.labels.heads import Head, LabelVocab, label_columns
+from nasty_lightning.modelling import bert_family
+from nasty_lightning.modelling.casing import casing_embedding, encoder_inputs
+from nasty_lightning.modelling.decoding import IOB2Decoder, is_iob2_vocabulary
+from nasty_lightning.modelling.precision import cpu_has_native_bf16
+
+if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+LOAD_ATTEMPTS = 5  # reads of a model directory that an export or quantize keeps replacing meanwhile
+PRECISIONS = ("float32", "bf16", "auto")
+MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
+
+# Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
+# every punctuation or symbol character on its own, and runs of letters and digits.
+_WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+|[^\w\s]", re.IGNORECASE)
+
+
+def split_words(text: str) -> list[str]:
+    """Split running text into words: punctuation, symbols and English clitics become words of their own."""
+    return _WORD.findall(text)
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """The words of ``split_words`` with their start and end offsets in ``text``."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size below 1, which would tag nothing."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch_size must be positive, got {batch_size}")
+
+
+def default_threads() -> int:
+    """Threads for tagging when none are asked for: the cores this process may use, at most
+    ``MAX_DEFAULT_THREADS`` (batch-of-one latency gains little beyond that on an encoder this size)."""
+    return max(1, min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0))))
+
+
+def inference_dtype(precision: str) -> torch.dtype:
+    """The weights' type for ``--precision``: float32; bf16 (bfloat16); auto, bfloat16 where the CPU computes
+    it natively (``precision.cpu_has_native_bf16``) and float32 elsewhere, where it would be emulated and slower."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def use_threads(threads: int | None) -> int:
+    """Set PyTorch's intra-op threads for this process (``None``: ``default_threads()``); returns the number."""
+    if threads is None:
+        threads = default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserError(f"--threads must be a positive whole number, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+class Network(torch.nn.Module):
+    """The encoder and every head as one module: (input ids, attention mask, casing classes) to each head's
+    logits. ``Tagger`` runs it, and ``quantize`` exports it to ONNX."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel | bert_family.TokenClassifier,
+        layers: torch.nn.ModuleDict,
+        casing: torch.nn.Embedding | None,
+    ) -> None:
+        super().__init__()
+        self.model, self.layers, self.casing = model, layers, casing
+
+    @property
+    def packs(self) -> bool:
+        """Whether rows may hold several sentences (``packing``): with our own BERT family, not with transformers'
+        classes (``fit`` checks each of those with ``packing.accepts_packed_rows``; tagging keeps padded rows)."""
+        return isinstance(self.model, bert_family.TokenClassifier)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        casing: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """``attention_mask`` and ``position_ids`` as the encoder takes them (``bert_family.TokenClassifier``)."""
+        inputs = encoder_inputs(self.model, input_ids, self.casing, casing)
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids
+        out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=len(self.layers) > 0)
+        return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
+
+
+def _load_weights(module: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
+    """``module`` with the weights of ``path`` (safetensors: tensors only); ``what`` names the module in errors."""
+    try:
+        module.load_state_dict(load_file(path), strict=True)
+    except (OSError, SafetensorError) as err:
+        raise UserError(f"cannot read {what} from {path} ({err})") from None
+    except RuntimeError as err:
+        raise UserError(f"{path} does not fit {what} ({str(err).splitlines()[0]})") from None
+    return module.eval()
+
+
+@dataclass
+class Tagger:
+    """A fine-tuned tagger: the model, its tokenizer and its heads (one per predicted column), as ``export``
+    writes them. The first head is the model's own classifier; the others (``layers``) read the same last
+    hidden states, so every column comes from one encoder pass. A quantized model (``nasty-train quantize``)
+    has no PyTorch ``model``: its encoder and heads are one ONNX graph (``onnx``)."""
+
+    model: PreTrainedModel | bert_family.TokenClassifier | None
+    tokenizer: PreTrainedTokenizerBase | TokenizerFile
+    heads: list[Head]
+    max_length: int
+    batch_size: int = 64
+    layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
+    constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
+    casing: torch.nn.Embedding | None = None  # of a model trained with --model.casing true
+    onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers and casing
+    meta: dict[str, Any] = field(default_factory=dict)  # the model directory's META_FILE
+
+    def __post_init__(self) -> None:
+        check_batch_size(self.batch_size)
+        self._decoders = {
+            h: IOB2Decoder(list(head.vocab.labels))
+            for h, head in enumerate(self.heads)
+            if is_iob2_vocabulary(list(head.vocab.labels))
+        }
+
+    @property
+    def columns(self) -> list[str]:
+        """The predicted columns, in the model's order (the first is the classifier's)."""
+        return [h.column for h in self.heads]
+
+    @property
+    def label_column(self) -> str:
+        """The first predicted column."""
+        return self.heads[0].column
+
+    @property
+    def labels(self) -> list[str]:
+        """The first column's labels."""
+        return list(self.heads[0].vocab.labels)
+
+    @classmethod
+    def load(
+        cls, model_dir: str | Path, batch_size: int = 64, threads: int | None = None, precision: str = "float32"
+    ) -> Tagger:
+        """Load a model directory written by ``nasty-train export`` (or at the end of ``fit``), or by
+        ``nasty-train quantize``, running no code from it. ``threads``: for a quantized model, its ONNX
+        Runtime threads (``None``: PyTorch's number of threads, see ``use_threads``). ``precision``: the
+        weights' type (``inference_dtype``); a quantized model computes in INT8 whatever it says.
+
+        Where an export or quantize replaces the directory while it is read, it is read again: the tagger
+        is always one model's files, never a mix of two."""
+        check_batch_size(batch_size)
+        dtype = inference_dtype(precision)
+        model_dir = Path(model_dir)
+        for attempt in range(LOAD_ATTEMPTS):
+            before = snapshot(model_dir)
+            try:
+                tagger, failure = cls._load(model_dir, batch_size, threads, dtype), None
+            except Exception as err:  # noqa: BLE001 - raised as it is unless the folder changed meanwhile
+                tagger, failure = None, err
+            after = snapshot(model_dir)
+            if (after == before and after[0] is not None) or attempt == LOAD_ATTEMPTS - 1:
+                break
+            time.sleep(0.01 * 2**attempt)  # a folder that is not there may be between the renames of a swap
+        if failure is not None:
+            raise failure
+        if after != before:
+            raise UserError(
+                f"{model_dir} was replaced while it was read, {LOAD_ATTEMPTS} times; try when it is written"
+            )
+        return tagger
+
+    @classmethod
+    def _load(cls, model_dir: Path, batch_size: int, threads: int | None, dtype: torch.dtype) -> Tagger:
+        check_model_dir(model_dir)
+        meta = read_meta(model_dir) if (model_dir / META_FILE).is_file() else {}
+        quantized = check_files(model_dir, meta)
+        check_weights(model_dir, meta["max_length"])
+        if quantized:
+            return cls._load_onnx(model_dir, meta, batch_size, threads)
+        model = bert_family.load(model_dir) or _load_transformers(model_dir)
+        model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
+        heads = _heads(model_dir, model.config, meta)
+        hidden = model.config.hidden_size
+        layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads[1:]})
+        if heads[1:]:
+            _load_weights(layers, model_dir / HEADS_FILE, f"the heads {META_FILE} names")
+        casing = casing_embedding(hidden) if "casing" in meta else None
+        if casing is not None:
+            _load_weights(casing, model_dir / CASING_FILE, "the casing embedding")
+        tokenizer = model_dir_tokenizer(model_dir)
+        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
+
+    @classmethod
+    def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
+        heads = _heads(model_dir, _read_config(model_dir), meta)
+        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
+        tokenizer = model_dir_tokenizer(model_dir)
+        return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
+
+    def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
+        """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
+
+        Returns one list per sentence, in the order given, of a tuple per word: the word and its value in
+        every predicted column, in the order of ``columns`` (``(word, tag)`` for a model of one column); a
+        sentence without words (``""``) gets an empty list.
+        """
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        words = [split_words(s) if isinstance(s, str) else list(s) for s in sentences]
+        predicted = self.predict(words)
+        columns = [predicted[c] for c in self.columns]
+        return [list(zip(w, *(c[i] for c in columns), strict=True)) for i, w in enumerate(words)]
+
+    def entities(
+        self, text: str | Sequence[str] | Sequence[Sequence[str]]
+    ) -> list[tuple[str, str, int, int]] | list[list[tuple[str, str, int, int]]]:
+        """The named entities of raw text, as (text, type, start, end) with character offsets into ``text``,
+        from the model's column of IOB2 tags (its first, if several).
+
+        A list of texts, or of pre-split sentences, is tagged in one batch and gives one such list per item, in
+        the order given; for a pre-split sentence, start and end count words (first word, last word + 1) and
+        the entity's text is its words joined by spaces."""
+        heads = [h for h in self.heads if is_iob2_vocabulary(list(h.vocab.labels))]
+        if not heads:
+            raise UserError(f"the model tags {', '.join(self.columns)}, not IOB2 entities")
+        items = [text] if isinstance(text, str) else list(text)
+        words = [word_spans(t) if isinstance(t, str) else [(w, i, i + 1) for i, w in enumerate(t)] for t in items]
+        tags = self.predict([[w for w, _, _ in s] for s in words])[heads[0].column]
+        found = []
+        for item, item_words, item_tags in zip(items, words, tags, strict=True):
+            found.append([])
+            for kind, first, end in spans(item_tags):
+                start, stop = item_words[first][1], item_words[end - 1][2]
+                found[-1].append(
+                    (item[start:stop] if isinstance(item, str) else " ".join(item[start:stop]), kind, start, stop)
+                )
+        return found[0] if isinstance(text, str) else found
+
+    def predict(self, sentences: list[list[str]], progress: bool = False) -> dict[str, list[list[str]]]:
+        """Every predicted column's value for every word of every sentence, by column; long sentences are
+        tagged window by window, and a word longer than a window by its first subwords.
+
+        ``progress`` shows a progress bar on standard error (when it is a terminal).
+        """
+        ids: list[list[list[int]]] = [[[] for _ in words] for words in sentences]  # sentence, word, head
+        present = [i for i, words in enumerate(sentences) if words]  # a sentence without words has no tags
+        windows = encode([sentences[i] for i in present], self.tokenizer, self.max_length, long_words="truncate")
+        windows.sort(key=lambda w: len(w.input_ids))  # similar lengths together: little padding
+        with tqdm(total=len(windows), unit="sent", disable=None if progress else True, desc="tagging") as bar:
+            for chunk, predicted in self._batches(windows):
+                for window, window_ids in zip(chunk, predicted, strict=True):
+                    start = window.first_word
+                    ids[present[window.sentence]][start : start + len(window_ids)] = window_ids
+                bar.update(len(chunk))
+        return {
+            head.column: [head.decode([w[h] for w in s], words) for s, words in zip(ids, sentences, strict=True)]
+            for h, head in enumerate(self.heads)
+        }
+
+    @torch.inference_mode()
+    def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[list[int]]]]]:
+        """Batches of windows, with the label ids of every word for every head."""
+        if self.onnx is not None:
+            network, device = self.onnx, torch.device("cpu")
+        else:
+            weight = next(self.model.parameters())
+            device = weight.device
+            network = Network(self.model, self.layers, self.casing).to(device=device, dtype=weight.dtype)
+        # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
+        # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.
+        packed = network.packs and 1 < len(windows) <= self.batch_size
+        if packed:
+            chunks = [range(len(windows))]
+        else:
+            chunks = padded_batches([len(w.input_ids) for w in windows], self.batch_size)
+        for rows in chunks:
+            chunk = windows[rows.start : rows.stop]
+            if packed:
+                batch, places = pack(chunk, self.tokenizer.pad_token_id)
+                positions = (batch["position_ids"] + position_offset(self.model)).to(device)
+                inputs = (batch["input_ids"], block_mask(batch["segments"]), batch["casing"])
+                logits = network(*(x.to(device) for x in inputs), position_ids=positions)
+            else:
+                batch, places = collate(chunk, self.tokenizer.pad_token_id), [(r, 0) for r in range(len(chunk))]
+                logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
+            ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
+            predicted = []
+            for window, (r, start) in zip(chunk, places, strict=True):
+                at = start + torch.tensor(window.word_starts, dtype=torch.long)
+                words = ids[r][at]  # (words, heads)
+                for h, decode in self._decoders.items() if self.constrained else ():
+                    words[:, h] = torch.tensor(decode(logits[h][r][at.to(device)]))
+                predicted.append(words.tolist())
+            yield chunk, predicted
+
+
+def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
+    """The directory's ``config.json``: read by ``bert_family`` where it implements the model, which spares
+    the import of transformers (more than a second of start-up), by transformers' ``AutoConfig`` elsewhere."""
+    config = bert_family.read_config_file(model_dir)
+    if config is not None:
+        return config
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {model_dir / CONFIG_FILE} ({_first_line(err)})") from None
+
+
+def _load_transformers(model_dir: Path) -> PreTrainedModel:
+    """The token classifier of a model directory that ``bert_family`` does not implement, by transformers."""
+    from transformers import AutoModelForTokenClassification
+
+    try:
+        return AutoModelForTokenClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False
+        ).eval()
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+
+
+def _heads(model_dir: Path, config: PretrainedConfig | bert_family.Config, meta: dict[str, Any]) -> list[Head]:
+    """The heads of a model directory: the classifier's labels from its config, the others from META_FILE."""
+    first = [config.id2label[i] for i in range(config.num_labels)]
+    heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
+    heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
+    label_columns([h.column for h in heads], str(model_dir / META_FILE))  # no column twice, none of NOT_PREDICTED
+    for head in heads:
+        head.check(str(model_dir / (CONFIG_FILE if head is heads[0] else META_FILE)))
+    return heads

@@ -1,0 +1,62 @@
+"""Tag sequences that are valid IOB2 by construction: Viterbi decoding under IOB2's transitions.
+
+Taking each word's best tag can give ``O I-PER`` or ``B-LOC I-ORG``, which strict IOB2 reads as no
+entity. Here the sentence's tags are the highest-scoring sequence (sum of the words' log-probabilities)
+among those IOB2 allows: ``I-X`` only after ``B-X`` or ``I-X``, never first. Where the best tag of
+every word already forms a valid sequence, that is the result: the constraint only changes invalid ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nasty_lightning.labels.entities import IOB2_TAG
+
+
+def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which tag may follow which ((labels, labels), previous by next), and which may start a sentence."""
+    n = len(labels)
+    follows = torch.ones(n, n, dtype=torch.bool)
+    starts = torch.ones(n, dtype=torch.bool)
+    for j, tag in enumerate(labels):
+        if tag.startswith("I-"):
+            kind = tag[2:]
+            starts[j] = False
+            follows[:, j] = torch.tensor([prev in (f"B-{kind}", f"I-{kind}") for prev in labels])
+    return follows, starts
+
+
+def is_iob2_vocabulary(labels: list[str]) -> bool:
+    """Whether a label vocabulary is IOB2 tags (and so gets constrained decoding)."""
+    return bool(labels) and all(IOB2_TAG.fullmatch(t) for t in labels) and any(t != "O" for t in labels)
+
+
+def viterbi(scores: torch.Tensor, follows: torch.Tensor, starts: torch.Tensor) -> list[int]:
+    """The best allowed tag sequence for one sentence's (words, labels) scores (log-probabilities)."""
+    if scores.shape[0] == 0:
+        return []
+    scores = scores.float().cpu()
+    forbidden = torch.tensor(float("-inf"))
+    penalty = torch.where(follows, 0.0, forbidden)  # (previous, next)
+    best = torch.where(starts, scores[0], forbidden)
+    back = []
+    for word in scores[1:]:
+        candidates = best[:, None] + penalty  # (previous, next)
+        best, previous = candidates.max(dim=0)
+        best = best + word
+        back.append(previous)
+    path = [int(best.argmax())]
+    for previous in reversed(back):
+        path.append(int(previous[path[-1]]))
+    return path[::-1]
+
+
+class IOB2Decoder:
+    """Constrained decoding for one IOB2 label vocabulary."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.follows, self.starts = allowed_transitions(labels)
+
+    def __call__(self, logits: torch.Tensor) -> list[int]:
+        """Tag ids of one sentence's (words, labels) logits."""
+        return viterbi(torch.log_softmax(logits.float(), dim=-1), self.follows, self.starts)

@@ -1,0 +1,332 @@
+"""The Lightning module: a Hugging Face token-classification encoder, its loss, metrics and optimiser."""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
+
+from nasty_lightning.data.packing import accepts_packed_rows, block_mask, position_offset
+from nasty_lightning.errors import UserError
+from nasty_lightning.formats.presets import PRESETS, locate_model
+from nasty_lightning.formats.untrusted import check_model_dir, is_checkpoint
+from nasty_lightning.labels.heads import IGNORE
+from nasty_lightning.modelling.casing import casing_embedding, encoder_inputs
+from nasty_lightning.modelling.decoding import IOB2Decoder, is_iob2_vocabulary
+from nasty_lightning.modelling.dropout import use_fast_dropout
+from nasty_lightning.training.scores import Scores
+from nasty_lightning.training.warm_start import (
+    encoder_from_checkpoint,
+    encoder_from_model_dir,
+    is_model_dir,
+    warm_start_heads,
+)
+
+
+class TokenTagger(L.LightningModule):
+    """Fine-tunes a pretrained encoder to give every word one label per head (its first subword's prediction)."""
+
+    def __init__(
+        self,
+        model_name: str = "minilm",
+        labels: list[str] | dict[str, list[str]] | None = None,
+        learning_rate: float = 3e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        loss_weights: dict[str, float] | None = None,
+        head_learning_rate: float | None = None,
+        casing: bool = False,
+        trust_remote_code: bool = False,
+        compile: bool = False,
+        validation_precision: Literal["training", "float32"] = "training",
+    ) -> None:
+        """
+        Args:
+            model_name: Pretrained encoder: a preset (minilm, roberta_base, bert_base_cased, distilbert_base,
+                xlm_roberta_base, bert_base_multilingual_cased), a Hugging Face hub id or a local directory;
+                the guide's ``--model``. A checkpoint of an earlier run (``RUN/checkpoints/best.ckpt``) starts
+                from its fine-tuned weights (a warm start; tags matched by name and column, new ones start
+                untrained).
+            labels: Tag names in id order, by column (linked from the data module's vocabulary); a plain list
+                for one column without a name.
+            learning_rate: Peak AdamW learning rate; the guide's ``--learning-rate``.
+            weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
+            warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
+                from 0, before it decays linearly to 0.
+            loss_weights: With several columns, the weight of each column's loss in their sum, e.g.
+                ``{lemma: 0.5}``; columns not named weigh 1.
+            head_learning_rate: Peak learning rate of the heads (the linear layers on the encoder, which start
+                untrained); default: ``learning_rate``, as the encoder's.
+            casing: Add a learned embedding of each word's casing (lower, Title, UPPER, mixed, digits, ...) to
+                its subwords' input embeddings, for uncased encoders such as MiniLM, which cannot see
+                capitals. It starts at zero and learns at the heads' rate.
+            trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
+                taken from a checkpoint or a file, only from what you type.
+            compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
+                compilation time did not pay on our 2-core CPU: half the words/s in a 1-epoch run (README).
+            validation_precision: What validation during ``fit`` computes in: ``training``, the training
+                precision (with bf16-mixed on our CPU, validation of EWT dev took 4.4 s instead of 6.3 s, and 12 of
+                its 25,147 words were tagged otherwise); ``float32``, as the exported model tags by default, so that
+                the scores and the choice of the best checkpoint are exactly that model's. Test scores are always
+                computed in float32.
+        """
+        super().__init__()
+        if not labels:
+            raise UserError("the model needs a label vocabulary (from --data.train_file or a checkpoint)")
+        if not learning_rate > 0:
+            raise UserError(f"--model.learning_rate must be positive, got {learning_rate}")
+        if not weight_decay >= 0:
+            raise UserError(f"--model.weight_decay must be at least 0, got {weight_decay}")
+        if not 0 <= warmup_ratio < 1:
+            raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
+        if validation_precision not in ("training", "float32"):
+            raise UserError(f"--model.validation_precision must be training or float32, got {validation_precision!r}")
+        self.save_hyperparameters()
+        # One column's labels come as a list (its name is the data's business), several as {column: labels}.
+        by_column = labels if isinstance(labels, dict) else {"": labels}
+        self.columns = list(by_column)
+        self.head_labels = [list(v) for v in by_column.values()]
+        weights = dict(loss_weights or {})
+        unknown = sorted(set(weights) - set(self.columns))
+        if unknown:
+            raise UserError(f"--model.loss_weights names {', '.join(unknown)}, not a predicted column")
+        if any(not w >= 0 for w in weights.values()):
+            raise UserError(f"--model.loss_weights must be at least 0, got {weights}")
+        self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
+        if not any(self.loss_weights):
+            raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
+        first = self.head_labels[0]
+        source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
+        fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
+        if is_checkpoint(source):
+            self.model = encoder_from_checkpoint(source, first, self.columns[0])
+        elif is_model_dir(source):
+            self.model = encoder_from_model_dir(source, first, self.columns[0])
+        else:
+            check_model_dir(source, trust_remote_code)
+            try:
+                self.model = AutoModelForTokenClassification.from_pretrained(
+                    source,
+                    num_labels=len(first),
+                    id2label=dict(enumerate(first)),
+                    label2id={label: i for i, label in enumerate(first)},
+                    trust_remote_code=trust_remote_code,
+                    use_safetensors=True,  # pickled weights (pytorch_model.bin) can run code when loaded
+                )
+            except (OSError, ValueError) as err:
+                raise UserError(
+                    f"cannot load model {model_name!r} ({str(err).splitlines()[0]}); give a Hugging Face hub id, "
+                    f"a local model directory, a checkpoint, or a preset: minilm, {', '.join(PRESETS)}"
+                ) from None
+        self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        # The first column's head is the encoder's own classifier (plain transformers loads it); every other
+        # column has a linear layer on the same last hidden states, behind the classifier's dropout.
+        hidden = self.model.config.hidden_size
+        self.heads = nn.ModuleDict(
+            {c: nn.Linear(hidden, len(v)) for c, v in zip(self.columns[1:], self.head_labels[1:], strict=True)}
+        )
+        self.casing = casing_embedding(hidden) if casing else None
+        if fine_tuned:
+            warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source, self.casing)
+        # Whether training batches may pack several sentences into a row (the data module asks).
+        self.accepts_packed_rows = accepts_packed_rows(self.model)
+        self._position_offset = position_offset(self.model) or 0
+        if compile:
+            self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
+        names = self.columns if len(self.columns) > 1 else ["acc"]
+        # Heads of IOB2 tags (NER) decode the best valid tag sequence, and are scored by entity F1 too.
+        self.decoders = {h: IOB2Decoder(v) for h, v in enumerate(self.head_labels) if is_iob2_vocabulary(v)}
+        entities = {names[h]: self.head_labels[h] for h in self.decoders}
+        self.train_scores = Scores(names)
+        self.val_scores = Scores(names, entities)
+        self.test_scores = Scores(names, entities)
+        self._scored = (names, entities)
+        self.val_parts: list[tuple[str, int]] = []  # with several validation files (data.val_parts)
+        self.val_file_scores = nn.ModuleList()
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self._tokenizer_files: dict[str, bytes] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The first column's labels."""
+        return self.head_labels[0]
+
+    @property
+    def max_positions(self) -> int | None:
+        """The most subwords a sequence may hold (the position table's size), or None if unbounded."""
+        table = getattr(self.model.config, "max_position_embeddings", None)
+        return None if table is None else table - self._position_offset
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        casing: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """The logits of every head, from one pass of the encoder."""
+        extra = len(self.heads) > 0
+        out = self.model(
+            **encoder_inputs(self.model, input_ids, self.casing, casing),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=extra,
+        )
+        if not extra:
+            return [out.logits]
+        hidden = getattr(self.model, "dropout", nn.Identity())(out.hidden_states[-1])
+        return [out.logits, *(head(hidden) for head in self.heads.values())]
+
+    def _step(
+        self, batch: dict[str, torch.Tensor], constrained: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed (weighted) loss over the batch's labelled words, the first head's word count, and the
+        predictions and targets of every head, as (rows, width, heads); with ``constrained``, heads of
+        IOB2 tags predict each row's best valid tag sequence."""
+        if "segments" in batch:  # packed rows (packing.py)
+            positions = batch["position_ids"] + self._position_offset
+            logits = self(batch["input_ids"], block_mask(batch["segments"]), positions, batch.get("casing"))
+        else:
+            logits = self(batch["input_ids"], batch["attention_mask"], casing=batch.get("casing"))
+        targets = batch["labels"]
+        loss_sum = logits[0].new_zeros((), dtype=torch.float32)
+        for h, (head_logits, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
+            # the unseen id (one past the last label) is no class: left out of the loss
+            head_targets = targets[..., h].masked_fill(targets[..., h] == head_logits.shape[-1], IGNORE)
+            if h == 0:
+                n_words = (head_targets != IGNORE).sum()
+            if weight:
+                loss = F.cross_entropy(
+                    head_logits.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                )
+                loss_sum = loss_sum + weight * loss
+        preds = torch.stack([head_logits.argmax(-1) for head_logits in logits], dim=-1)
+        for h, decode in self.decoders.items() if constrained else ():
+            words = batch["word_mask"] if "word_mask" in batch else targets[..., h] != IGNORE
+            for row, at in enumerate(words):
+                positions = at.nonzero().squeeze(-1)
+                preds[row, positions, h] = torch.tensor(decode(logits[h][row, positions]), device=preds.device)
+        return loss_sum, n_words, preds, targets
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss_sum, n_words, preds, targets = self._step(batch)
+        if not torch.isfinite(loss_sum):  # stop before this step's update spoils the weights
+            raise UserError(
+                f"the training loss became {loss_sum.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch + 1}); the checkpoints saved so far are intact. "
+                "Try a lower --model.learning_rate."
+            )
+        self.train_scores.update(preds, targets)
+        self.log("train_loss", loss_sum / n_words.clamp(min=1), prog_bar=True)  # the mean, to read
+        # Per step only: an epoch-level value logged at the end of an epoch would be lost by a run resumed there.
+        self.log("train_acc", self.train_scores.accuracy[0], prog_bar=True)
+        # what is optimised: every word weighs the same, however many words the batch holds
+        return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
+
+    def setup(self, stage: str) -> None:
+        """With several validation files (the data module's ``val_parts``), scores for each of them too."""
+        self.val_parts = list(getattr(getattr(self.trainer, "datamodule", None), "val_parts", []))
+        self.val_file_scores = nn.ModuleList(Scores(*self._scored) for _ in self.val_parts)
+
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":  # GPUs draw dropout masks fast (dropout.py)
+            use_fast_dropout(self.model)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        preds, targets = self._evaluate(batch, self.val_loss, self.val_scores, "val")
+        if not self.val_parts:
+            return
+        starts = torch.tensor([start for _, start in self.val_parts], device=batch["sentence"].device)
+        part = torch.bucketize(batch["sentence"], starts, right=True) - 1  # each row's file
+        for k, ((name, _), scores) in enumerate(zip(self.val_parts, self.val_file_scores, strict=True)):
+            scores.update(preds[part == k], targets[part == k])
+            for metric_name, metric in scores.named("val").items():
+                self.log(f"{metric_name}/{name}", metric)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_scores, "test")
+
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, scores: Scores, prefix: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Test in float32, as the exported model tags; validation as --model.validation_precision says.
+        full = prefix == "test" or self.hparams.get("validation_precision", "training") == "float32"
+        with torch.autocast(self.device.type, enabled=False) if full else nullcontext():
+            loss_sum, n_words, preds, targets = self._step(batch, constrained=True)
+        # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
+        loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
+        scores.update(preds, targets)
+        self.log(f"{prefix}_loss", loss_metric, prog_bar=True)
+        for name, metric in scores.named(prefix).items():
+            self.log(name, metric, prog_bar=name == f"{prefix}_acc")
+        return preds, targets
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        casing = [] if self.casing is None else list(self.casing.parameters())
+        head_params = [*self.heads.parameters(), *self._classifier_parameters(), *casing]
+        heads = {id(p) for p in head_params}
+        groups = []
+        for params, lr in (
+            ([p for p in self.parameters() if id(p) not in heads], h.learning_rate),
+            (head_params, h.get("head_learning_rate") or h.learning_rate),
+        ):
+            # no weight decay on biases and LayerNorm weights
+            groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": h.weight_decay, "lr": lr})
+            groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
+        optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]],
+            lr=h.learning_rate,
+            # one kernel for all parameters: several times faster than the default on CPU too; not with float16's
+            # gradient scaler, which must unscale before clipping
+            fused=not self._scaled_gradients(),
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm=None
+    ) -> None:
+        """``--trainer.gradient_clip_val``, also beside the fused optimizer in bf16-mixed and float32, where no
+        gradient is scaled (Lightning's mixed-precision plugin refuses every fused optimizer)."""
+        if not gradient_clip_val:
+            return
+        if self._scaled_gradients():
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        elif gradient_clip_algorithm == "value":
+            nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+        else:
+            nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+
+    def _scaled_gradients(self) -> bool:
+        """Whether training scales the loss (float16 mixed precision)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
+    def _classifier_parameters(self) -> list[nn.Parameter]:
+        """The first column's head: the encoder model's own classifier layer."""
+        classifier = getattr(self.model, "classifier", None)
+        return list(classifier.parameters()) if isinstance(classifier, nn.Linear) else []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the encoder's config and tokenizer files in the checkpoint, so it loads without the hub, and
+        the latest validation scores, which the model card of the checkpoint shows."""
+        checkpoint["hf_config"] = self.model.config.to_dict()
+        if self._tokenizer_files is None:
+            tokenizer = self.trainer.datamodule.tokenizer
+            with tempfile.TemporaryDirectory() as tmp:
+                tokenizer.save_pretrained(tmp)
+                self._tokenizer_files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+        checkpoint["tokenizer_files"] = self._tokenizer_files
+        scores = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val_")}
+        if scores:
+            checkpoint["validation_scores"] = scores
