@@ -1,17 +1,29 @@
-"""nasty-lightning: fine-tune transformer encoders on CoNLL-U treebanks and NER files."""
+"""nasty-lightning: fine-tune transformer encoders on CoNLL-U treebanks and NER files.
+
+The Python API, each name imported on first use (``nasty-train --help`` should not wait for PyTorch):
+
+- ``TaggingDataModule``: the training, validation and test files as batches (a ``LightningDataModule``).
+- ``TokenTagger``: a pretrained encoder with one head per predicted column (a ``LightningModule``).
+- ``export``: a checkpoint of either, written as a model directory.
+- ``Tagger``: a model directory, loaded to tag text.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Tagger", "__version__"]
+_API = {
+    "Tagger": "nasty_lightning.inference.tagger",
+    "TaggingDataModule": "nasty_lightning.data.datamodule",
+    "TokenTagger": "nasty_lightning.training.module",
+    "export": "nasty_lightning.inference.export",
+}
+__all__ = [*_API, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """``Tagger`` is imported on first use: ``nasty-train --help`` should not wait for PyTorch."""
-    if name == "Tagger":
-        from nasty_lightning.inference.tagger import Tagger
-
-        return Tagger
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
     raise AttributeError(f"module 'nasty_lightning' has no attribute {name!r}")
