@@ -64,7 +64,13 @@ class Timed:
 
     def summary(self) -> str:
         rate = f", {self.words / self.seconds:,.0f} words/s" if self.seconds > 0 else ""
-        return f"tagged {self.sentences:,} sentences ({self.words:,} words) in {self.seconds:.2f} s{rate}"
+        return (
+            f"tagged {_count(self.sentences, 'sentence')} ({_count(self.words, 'word')}) in {self.seconds:.2f} s{rate}"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def tag(

@@ -69,7 +69,7 @@ from typing import NoReturn
 from conllu.models import Metadata, Token, TokenList
 from conllu.parser import parse_comment_line
 
-from nasty_lightning.errors import DataError
+from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.formats.ner_files import (
     CONLL2003_FIELDS,
     as_iob2,
@@ -245,7 +245,7 @@ def read_lines(path: str) -> Iterator[tuple[int, str]]:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
-        raise DataError(path, 0, f"cannot read the file ({err.strerror})") from None
+        raise UserError(f"cannot read {path} ({err.strerror or err.__class__.__name__})") from None
     return decode_lines(data, path)
 
 
