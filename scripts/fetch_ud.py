@@ -1,6 +1,8 @@
-"""Download a Universal Dependencies treebank's train/dev/test files into data/ud/<code>/.
+"""Download a treebank's train/dev/test files: Universal Dependencies ones into data/ud/<code>/, Universal NER ones
+(IOB2) wherever --output_dir says.
 
 python scripts/fetch_ud.py UD_English-EWT en_ewt
+python scripts/fetch_ud.py UniversalNER/UNER_English-EWT en_ewt --suffix iob2 --output_dir data/uner
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ from nasty_lightning.formats.fetch import fetch_treebank_file
 
 
 def fetch_ud(
-    treebank: str, code: str, output_dir: str = "data/ud", splits: tuple[str, ...] = ("train", "dev", "test")
+    treebank: str,
+    code: str,
+    output_dir: str = "data/ud",
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+    suffix: str = "conllu",
 ) -> None:
-    """Download <code>-ud-<split>.conllu from the treebank's public repository.
+    """Download <code>-ud-<split>.<suffix> from the treebank's public repository.
 
     Args:
-        treebank: Repository name, e.g. UD_English-EWT.
+        treebank: Repository name, e.g. UD_English-EWT, or owner/name, e.g. UniversalNER/UNER_English-EWT.
         code: Treebank code that prefixes its file names, e.g. en_ewt.
         output_dir: Files go to <output_dir>/<code>/.
         splits: Which files to fetch.
+        suffix: conllu (UD), or iob2 (Universal NER).
     """
     for split in splits:
-        path = fetch_treebank_file(treebank, Path(output_dir) / code / f"{code}-ud-{split}.conllu")
+        path = fetch_treebank_file(treebank, Path(output_dir) / code / f"{code}-ud-{split}.{suffix}")
         print(path)
 
 

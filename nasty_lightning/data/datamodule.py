@@ -77,8 +77,9 @@ class TaggingDataModule(L.LightningDataModule):
                 either, but learned 2.4 points slower per epoch than random batches in our benchmark (README).
                 Evaluation batches are always sorted by length.
             num_workers: DataLoader worker processes.
-            treebank: UD treebank repository (``UD_English-EWT``) from which missing data files are
-                downloaded; without it, missing files are an error.
+            treebank: Repository of the treebank from which its missing data files (``en_ewt-ud-train.conllu``,
+                ``.iob2``) are downloaded: a UD treebank (``UD_English-EWT``) or ``owner/name``
+                (``UniversalNER/UNER_English-EWT``); without it, missing files are an error.
             cache_dir: Where encoded files are kept, keyed by file content, tokenizer and max_length, so that
                 later runs skip tokenization; ``null`` turns the cache off.
             labels: Label vocabulary (by column, for several); taken from the training file when it is not
