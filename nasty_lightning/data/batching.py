@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.encoding import IGNORE, Window
 from nasty_lightning.data.sampling import draw
 from nasty_lightning.errors import UserError
@@ -173,7 +174,7 @@ def padded_batches(lengths: Sequence[int], batch_size: int, overhead: int = BATC
     return batches[::-1]
 
 
-def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
+def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> Batch:
     """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label ids (one
     per head, in the last dimension), ``casing`` each subword's casing class.
 
@@ -195,18 +196,16 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
         starts = torch.tensor(w.word_starts, dtype=torch.long)
         word_mask[row, starts] = True
         labels[row, starts] = word_labels(w)
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": labels,
-        "word_mask": word_mask,
-        "casing": casing,
-        "sentence": torch.tensor([w.sentence for w in windows]),
-        "first_word": torch.tensor([w.first_word for w in windows]),
-    }
-    if loss_norm is not None:
-        batch["loss_norm"] = torch.tensor(loss_norm)
-    return batch
+    return Batch(
+        input_ids=input_ids,
+        casing=casing,
+        attention_mask=attention_mask,
+        labels=labels,
+        word_mask=word_mask,
+        sentence=torch.tensor([w.sentence for w in windows]),
+        first_word=torch.tensor([w.first_word for w in windows]),
+        loss_norm=None if loss_norm is None else torch.tensor(loss_norm),
+    )
 
 
 def n_heads(windows: list[Window]) -> int:

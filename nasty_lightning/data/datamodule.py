@@ -22,7 +22,7 @@ from nasty_lightning.data.sampling import augment, check_augment_fits, sample, t
 from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.formats.conllu import Sentence, check_labels, read_sentences
 from nasty_lightning.formats.fetch import fetch_treebank_file
-from nasty_lightning.labels.heads import LEMMA, Head, LabelVocab, label_columns, labels_by_column
+from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema, LabelVocab, label_columns
 
 
 class TaggingDataModule(L.LightningDataModule):
@@ -126,7 +126,7 @@ class TaggingDataModule(L.LightningDataModule):
         self._sentences: dict[str, list[Sentence]] = {}
         self._train_sample: list[int] | None = None
         if labels is not None:
-            vocabs = {c: LabelVocab(tuple(v)) for c, v in labels_by_column(labels, columns).items()}
+            self.schema = LabelSchema.of(labels, columns)
         elif self.train_files:
             for path in self.train_files:
                 self.ensure_file(path)
@@ -138,13 +138,9 @@ class TaggingDataModule(L.LightningDataModule):
             sentences = [sentences[i] for i in self._sampled(len(sentences))]
             if augment:
                 check_augment_fits(augment, sum(len(s.words) for s in sentences))
-            vocabs = {}
-            for column in columns:
-                head = Head(column, LabelVocab(()))
-                vocabs[column] = LabelVocab.of(v for s in sentences for v in head.targets(s.words, s.labels(column)))
+            self.schema = LabelSchema.learn(columns, sentences)
         else:
             raise UserError("no label vocabulary: give --data.train_file, or a checkpoint with --ckpt_path")
-        self.heads = [Head(column, vocab) for column, vocab in vocabs.items()]
         self.datasets: dict[str, list[Window]] = {}
         self.file_stats: dict[str, dict[str, int]] = {}
         self.val_parts: list[tuple[str, int]] = []  # with several validation files: (name, first sentence)
@@ -154,18 +150,19 @@ class TaggingDataModule(L.LightningDataModule):
         self._resume_at: dict[str, int] | None = None
 
     @property
+    def heads(self) -> tuple[Head, ...]:
+        return self.schema.heads
+
+    @property
     def label_vocab(self) -> list[str] | dict[str, list[str]]:
-        """The labels of every head by column, as checkpoints hold them: one column's as a plain list, as those
-        of single-column models always have (``labels_by_column`` names its column too)."""
-        if len(self.heads) == 1:
-            return list(self.heads[0].vocab.labels)
-        return {head.column: list(head.vocab.labels) for head in self.heads}
+        """The labels as checkpoints hold them (``LabelSchema.checkpoint_labels``)."""
+        return self.schema.checkpoint_labels()
 
     @property
     def labels_by_column(self) -> dict[str, list[str]]:
         """The labels of every head by column, one column's too: what the model takes, so that its heads know
         their columns (a warm start matches them by name)."""
-        return {head.column: list(head.vocab.labels) for head in self.heads}
+        return self.schema.to_dict()
 
     def ensure_file(self, path: str) -> None:
         if Path(path).is_file():

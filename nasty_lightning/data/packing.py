@@ -16,23 +16,23 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nasty_lightning.data.batch import Batch, Packing, block_mask
 from nasty_lightning.data.batching import n_heads, word_labels
 from nasty_lightning.data.encoding import IGNORE, Window
 
 
-def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> dict[str, torch.Tensor]:
+def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> Batch:
     """Pack a batch of labelled windows into rows as long as the longest window (``pack``), with their labels."""
     batch, places = pack(windows, pad_id)
-    labels = torch.full((*batch["input_ids"].shape, n_heads(windows)), IGNORE, dtype=torch.long)
+    batch.labels = torch.full((*batch.input_ids.shape, n_heads(windows)), IGNORE, dtype=torch.long)
     for w, (r, start) in zip(windows, places, strict=True):
-        labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
-    batch["labels"] = labels
+        batch.labels[r, start + torch.tensor(w.word_starts, dtype=torch.long)] = word_labels(w)
     if loss_norm is not None:
-        batch["loss_norm"] = torch.tensor(loss_norm)
+        batch.loss_norm = torch.tensor(loss_norm)
     return batch
 
 
-def pack(windows: list[Window], pad_id: int) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+def pack(windows: list[Window], pad_id: int) -> tuple[Batch, list[tuple[int, int]]]:
     """Windows in rows as long as the longest (``first_fit``), and where each starts (row, position).
 
     ``segments`` numbers the windows within each row (-1 for padding, which attends only to padding);
@@ -56,8 +56,7 @@ def pack(windows: list[Window], pad_id: int) -> tuple[dict[str, torch.Tensor], l
             segments[r, start : start + n] = segment
             places[i] = (r, start)
             start += n
-    batch = {"input_ids": input_ids, "position_ids": position_ids, "segments": segments, "casing": casing}
-    return batch, places
+    return Batch(input_ids=input_ids, casing=casing, packing=Packing(position_ids, segments)), places
 
 
 def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -73,11 +72,6 @@ def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
         rows[row].append(i)
         free[row] -= lengths[i]
     return rows
-
-
-def block_mask(segments: torch.Tensor) -> torch.Tensor:
-    """The (rows, 1, width, width) attention mask of packed rows: True where a position may attend."""
-    return (segments[:, None, :, None] == segments[:, None, None, :]).contiguous()
 
 
 def position_offset(model: nn.Module) -> int | None:

@@ -29,7 +29,7 @@ from nasty_lightning.formats.model_dir import (
     write_meta,
 )
 from nasty_lightning.formats.outputs import atomic_dir, check_output_dir
-from nasty_lightning.labels.heads import ALLTAGS, LEMMA, metric_name, saved_labels, tag_columns
+from nasty_lightning.labels.heads import ALLTAGS, LabelSchema, metric_name, tag_columns
 
 
 def export(ckpt_path: str, output_dir: str) -> Path:
@@ -66,8 +66,8 @@ def export_checkpoint(
         model = AutoModelForTokenClassification.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True, assign=True)
-    labels = saved_labels(data_state)
-    columns = list(labels)
+    schema = LabelSchema.from_checkpoint(data_state)
+    columns = schema.columns
     heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
     casing = ckpt["state_dict"].get("casing.weight")
     meta = {
@@ -79,15 +79,14 @@ def export_checkpoint(
         "labelled_subword": "first",
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
-    if len(columns) > 1:  # the first column's labels are the config's id2label
-        meta["heads"] = [{"column": c, "labels": labels[c]} for c in columns[1:]]
+    meta |= schema.meta_heads()  # the first column's labels are the config's id2label
     if casing is not None:  # the class names, in id order: a model made with other classes is refused
         meta["casing"] = list(CASINGS)
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
     step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
     title = f"{', '.join(columns)} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
     curves = plot_curves(metrics_csv, step, title) if metrics_csv.is_file() else None
-    card = model_card(ckpt, config.id2label, summary or {}, curves is not None)
+    card = model_card(ckpt, schema, summary or {}, curves is not None)
 
     with atomic_dir(output_dir, OWN_FILES) as out:
         for name, content in ckpt["tokenizer_files"].items():  # first: nothing of the model's is written over
@@ -121,12 +120,13 @@ def _best_score(ckpt: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def _heads_section(labels: dict[str, list[str]], scores: dict[str, float]) -> str:
+def _heads_section(schema: LabelSchema, scores: dict[str, float]) -> str:
     """One row per head: its column, its labels, and its validation accuracy at this checkpoint."""
-    columns = list(labels)
+    columns = schema.columns
     rows = ["| column | labels | validation accuracy at this checkpoint |", "|---|---|---|"]
-    for column, values in labels.items():
-        kind = f"{len(values)} edit scripts from form to lemma" if column == LEMMA else f"{len(values)} tags"
+    for head in schema:
+        column, n = head.column, len(head.vocab)
+        kind = f"{n} edit scripts from form to lemma" if head.is_lemma else f"{n} tags"
         name = metric_name(columns, column)
         value = scores.get(name)
         # with several validation files, each file's too (val_acc/<file stem>)
@@ -154,11 +154,10 @@ def _heads_section(labels: dict[str, list[str]], scores: dict[str, float]) -> st
     return "## Heads\n\n" + "\n".join(rows) + "\n\n" + (note + "\n" if len(columns) > 1 else "")
 
 
-def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str, Any], has_curves: bool) -> str:
+def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any], has_curves: bool) -> str:
     """The README.md of an exported model: what it was trained on, how, and how well."""
     hp, data_hp, data_state = ckpt["hyper_parameters"], ckpt["datamodule_hyper_parameters"], ckpt["TaggingDataModule"]
-    labels = saved_labels(data_state)
-    columns = list(labels)
+    columns = schema.columns
     record = callback_state(ckpt, "RunRecord")
     files = data_state.get("files", {})
 
@@ -201,7 +200,7 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         rows.append(f"| training precision | {record['precision']} |")
     if record.get("versions"):
         rows.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + " |")
-    first = ", ".join(f"`{id2label[i]}`" for i in range(len(id2label)))
+    first = ", ".join(f"`{label}`" for label in schema[0].vocab.labels)
     parts = [
         f"# {', '.join(columns)} tagger fine-tuned from {hp['model_name']}\n",
         "Fine-tuned with nasty-lightning on CoNLL-U data.\n",
@@ -217,7 +216,7 @@ def model_card(ckpt: dict[str, Any], id2label: dict[int, str], summary: dict[str
         'model="THIS_DIRECTORY", ignore_labels=[])\nprint(tagger([["The", "cat", "sat", "."]], '
         "is_split_into_words=True))\n```\n"
     )
-    parts.append(_heads_section(labels, ckpt.get("validation_scores", {})))
+    parts.append(_heads_section(schema, ckpt.get("validation_scores", {})))
     parts.append(f"## Labels of {columns[0]}\n\n{first}\n")
     if has_curves:
         parts.append(f"## Training curves\n\n![training loss and validation accuracy]({CURVES_FILE})\n")

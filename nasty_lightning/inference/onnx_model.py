@@ -1,7 +1,7 @@
 """A model as one ONNX graph, run by ONNX Runtime: how ``nasty-train quantize`` stores an INT8 model.
 
 The graph maps (input ids, attention mask, casing classes) to every head's logits, like
-``inference.Network``. An ONNX file is a protobuf of tensors and operators: loading one runs no code
+``modelling.network.Network``. An ONNX file is a protobuf of tensors and operators: loading one runs no code
 of its own. What could still reach outside the model directory is refused before ONNX Runtime opens
 it: tensors stored in external files (``data_location: EXTERNAL`` names a path to read), and
 operators of a domain other than ONNX's and ONNX Runtime's own (a custom operator needs a library
@@ -24,6 +24,8 @@ from nasty_lightning.formats.model_dir import META_FILE
 if TYPE_CHECKING:
     import onnx
     import torch
+
+    from nasty_lightning.data.batch import Batch
 
 INPUTS = ("input_ids", "attention_mask", "casing")
 _DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # ONNX's operators and ONNX Runtime's contrib ones
@@ -124,9 +126,13 @@ class OnnxNetwork:
         outputs = self.session.run(None, {name: given[name].numpy() for name in self.inputs})
         return tuple(torch.from_numpy(x) for x in outputs)
 
+    def run(self, batch: Batch, device: object = None) -> tuple[torch.Tensor, ...]:
+        """The logits of a batch of padded rows (as ``network.Network.run``; the graph runs on the CPU)."""
+        return self(batch.input_ids, batch.attention_mask, batch.casing)
+
 
 def write_onnx(network: torch.nn.Module, path: Path) -> None:
-    """Export ``inference.Network`` to ``path`` as one ONNX file, with batch and length dynamic."""
+    """Export ``modelling.network.Network`` to ``path`` as one ONNX file, with batch and length dynamic."""
     import torch
 
     # A mask without padding: traced with a padded example, the exporter (torch 2.13, transformers 5) gave a

@@ -1,6 +1,6 @@
 """``nasty-train quantize``: an INT8 copy of an exported model, checked on a labelled file before it is written.
 
-The encoder and every head (``inference.Network``) are exported as one ONNX graph and quantized with ONNX
+The encoder and every head (``modelling.network.Network``) are exported as one ONNX graph and quantized with ONNX
 Runtime's dynamic quantization: the weights of every matrix multiplication become INT8 with a scale per
 output channel, the embedding tables INT8 too, and activations are quantized batch by batch as the model
 runs. That scheme was chosen by measurement on EWT dev against PyTorch's own dynamic quantization, ONNX
@@ -96,7 +96,7 @@ def quantize_network(source: Any, path: Path, per_channel: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from nasty_lightning.inference.onnx_model import quiet_onnx_export, write_onnx
-    from nasty_lightning.inference.tagger import Network
+    from nasty_lightning.modelling.network import Network
 
     float_path = path.with_name(f".{path.name}.float32")
     try:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from nasty_lightning.data.batching import collate, padded_batches
 from nasty_lightning.data.encoding import Window, encode
-from nasty_lightning.data.packing import block_mask, pack, position_offset
+from nasty_lightning.data.packing import pack
 from nasty_lightning.data.tokenizer_file import TokenizerFile, model_dir_tokenizer
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import (
@@ -42,10 +42,11 @@ from nasty_lightning.formats.model_dir import (
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.labels.entities import spans
-from nasty_lightning.labels.heads import Head, LabelVocab, label_columns
+from nasty_lightning.labels.heads import Head, LabelSchema
 from nasty_lightning.modelling import bert_family
-from nasty_lightning.modelling.casing import casing_embedding, encoder_inputs
-from nasty_lightning.modelling.decoding import IOB2Decoder, is_iob2_vocabulary
+from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.decoding import IOB2Decoders
+from nasty_lightning.modelling.network import Network
 from nasty_lightning.modelling.precision import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
@@ -102,40 +103,6 @@ def use_threads(threads: int | None) -> int:
     return threads
 
 
-class Network(torch.nn.Module):
-    """The encoder and every head as one module: (input ids, attention mask, casing classes) to each head's
-    logits. ``Tagger`` runs it, and ``quantize`` exports it to ONNX."""
-
-    def __init__(
-        self,
-        model: PreTrainedModel | bert_family.TokenClassifier,
-        layers: torch.nn.ModuleDict,
-        casing: torch.nn.Embedding | None,
-    ) -> None:
-        super().__init__()
-        self.model, self.layers, self.casing = model, layers, casing
-
-    @property
-    def packs(self) -> bool:
-        """Whether rows may hold several sentences (``packing``): with our own BERT family, not with transformers'
-        classes (``fit`` checks each of those with ``packing.accepts_packed_rows``; tagging keeps padded rows)."""
-        return isinstance(self.model, bert_family.TokenClassifier)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        casing: torch.Tensor,
-        position_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, ...]:
-        """``attention_mask`` and ``position_ids`` as the encoder takes them (``bert_family.TokenClassifier``)."""
-        inputs = encoder_inputs(self.model, input_ids, self.casing, casing)
-        if position_ids is not None:
-            inputs["position_ids"] = position_ids
-        out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=len(self.layers) > 0)
-        return (out.logits, *(layer(out.hidden_states[-1]) for layer in self.layers.values()))
-
-
 def _load_weights(module: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
     """``module`` with the weights of ``path`` (safetensors: tensors only); ``what`` names the module in errors."""
     try:
@@ -156,7 +123,7 @@ class Tagger:
 
     model: PreTrainedModel | bert_family.TokenClassifier | None
     tokenizer: PreTrainedTokenizerBase | TokenizerFile
-    heads: list[Head]
+    schema: LabelSchema
     max_length: int
     batch_size: int = 64
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
@@ -167,16 +134,17 @@ class Tagger:
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
-        self._decoders = {
-            h: IOB2Decoder(list(head.vocab.labels))
-            for h, head in enumerate(self.heads)
-            if is_iob2_vocabulary(list(head.vocab.labels))
-        }
+        self._decoders = IOB2Decoders(self.schema)
+
+    @property
+    def heads(self) -> tuple[Head, ...]:
+        """The heads, in the model's order (the first is the classifier's)."""
+        return self.schema.heads
 
     @property
     def columns(self) -> list[str]:
         """The predicted columns, in the model's order (the first is the classifier's)."""
-        return [h.column for h in self.heads]
+        return self.schema.columns
 
     @property
     def label_column(self) -> str:
@@ -230,23 +198,23 @@ class Tagger:
             return cls._load_onnx(model_dir, meta, batch_size, threads)
         model = bert_family.load(model_dir) or _load_transformers(model_dir)
         model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
-        heads = _heads(model_dir, model.config, meta)
+        schema = LabelSchema.from_model_dir(model.config, meta, model_dir)
         hidden = model.config.hidden_size
-        layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in heads[1:]})
-        if heads[1:]:
+        layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in schema.heads[1:]})
+        if len(schema) > 1:
             _load_weights(layers, model_dir / HEADS_FILE, f"the heads {META_FILE} names")
         casing = casing_embedding(hidden) if "casing" in meta else None
         if casing is not None:
             _load_weights(casing, model_dir / CASING_FILE, "the casing embedding")
         tokenizer = model_dir_tokenizer(model_dir)
-        return cls(model, tokenizer, heads, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
+        return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
 
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
-        heads = _heads(model_dir, _read_config(model_dir), meta)
-        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in heads], threads)
+        schema = LabelSchema.from_model_dir(_read_config(model_dir), meta, model_dir)
+        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in schema], threads)
         tokenizer = model_dir_tokenizer(model_dir)
-        return cls(None, tokenizer, heads, meta["max_length"], batch_size, onnx=network, meta=meta)
+        return cls(None, tokenizer, schema, meta["max_length"], batch_size, onnx=network, meta=meta)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
@@ -271,7 +239,7 @@ class Tagger:
         A list of texts, or of pre-split sentences, is tagged in one batch and gives one such list per item, in
         the order given; for a pre-split sentence, start and end count words (first word, last word + 1) and
         the entity's text is its words joined by spaces."""
-        heads = [h for h in self.heads if is_iob2_vocabulary(list(h.vocab.labels))]
+        heads = [h for h in self.heads if h.is_entities]
         if not heads:
             raise UserError(f"the model tags {', '.join(self.columns)}, not IOB2 entities")
         items = [text] if isinstance(text, str) else list(text)
@@ -328,19 +296,16 @@ class Tagger:
             chunk = windows[rows.start : rows.stop]
             if packed:
                 batch, places = pack(chunk, self.tokenizer.pad_token_id)
-                positions = (batch["position_ids"] + position_offset(self.model)).to(device)
-                inputs = (batch["input_ids"], block_mask(batch["segments"]), batch["casing"])
-                logits = network(*(x.to(device) for x in inputs), position_ids=positions)
             else:
                 batch, places = collate(chunk, self.tokenizer.pad_token_id), [(r, 0) for r in range(len(chunk))]
-                logits = network(*(batch[k].to(device) for k in ("input_ids", "attention_mask", "casing")))
+            logits = network.run(batch, device)
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
             predicted = []
             for window, (r, start) in zip(chunk, places, strict=True):
                 at = start + torch.tensor(window.word_starts, dtype=torch.long)
                 words = ids[r][at]  # (words, heads)
-                for h, decode in self._decoders.items() if self.constrained else ():
-                    words[:, h] = torch.tensor(decode(logits[h][r][at.to(device)]))
+                for h, decoded in self._decoders.rows(logits, r, at.to(device)) if self.constrained else ():
+                    words[:, h] = torch.tensor(decoded)
                 predicted.append(words.tolist())
             yield chunk, predicted
 
@@ -373,14 +338,3 @@ def _load_transformers(model_dir: Path) -> PreTrainedModel:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-
-
-def _heads(model_dir: Path, config: PretrainedConfig | bert_family.Config, meta: dict[str, Any]) -> list[Head]:
-    """The heads of a model directory: the classifier's labels from its config, the others from META_FILE."""
-    first = [config.id2label[i] for i in range(config.num_labels)]
-    heads = [Head(meta["label_column"], LabelVocab(tuple(first)))]
-    heads += [Head(h["column"], LabelVocab(tuple(h["labels"]))) for h in meta.get("heads", [])]
-    label_columns([h.column for h in heads], str(model_dir / META_FILE))  # no column twice, none of NOT_PREDICTED
-    for head in heads:
-        head.check(str(model_dir / (CONFIG_FILE if head is heads[0] else META_FILE)))
-    return heads

@@ -36,14 +36,23 @@ def spans(tags: Sequence[str]) -> list[Span]:
     return found
 
 
-def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Micro precision, recall and F1 over exact entity spans, and the same per entity type, with counts."""
-    gold_n, pred_n, right_n = Counter(), Counter(), Counter()
+def entity_counts(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """By entity type, over sentences of tags: the gold entities, the predicted ones, and the predicted ones
+    found among the gold (exact spans). Every entity score (``entity_scores``, training's ``EntityF1``) counts here."""
+    gold_n, pred_n, found_n = Counter(), Counter(), Counter()
     for gold_tags, pred_tags in zip(gold, predicted, strict=True):
         gold_spans, pred_spans = set(spans(gold_tags)), set(spans(pred_tags))
         gold_n.update(kind for kind, _, _ in gold_spans)
         pred_n.update(kind for kind, _, _ in pred_spans)
-        right_n.update(kind for kind, _, _ in gold_spans & pred_spans)
+        found_n.update(kind for kind, _, _ in gold_spans & pred_spans)
+    return gold_n, pred_n, found_n
+
+
+def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Micro precision, recall and F1 over exact entity spans, and the same per entity type, with counts."""
+    gold_n, pred_n, right_n = entity_counts(gold, predicted)
     per_type = {kind: _prf(right_n[kind], pred_n[kind], gold_n[kind]) for kind in sorted(gold_n | pred_n)}
     return {**_prf(sum(right_n.values()), sum(pred_n.values()), sum(gold_n.values())), "per_type": per_type}
 

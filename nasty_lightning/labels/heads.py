@@ -7,19 +7,30 @@ label, as UDPipe 2 does) and ``ner`` are classes; ``lemma`` is predicted as an e
 (``nasty_lightning.labels.lemmas``), applied to the word when tagging.
 
 Label ids: ``LabelVocab`` owns them, and the one extra id, ``unseen``, that stands for a value training
-never saw: never predicted, so always counted wrong, and left out of the loss. This module imports no
-PyTorch: the data, the Lightning module, export and the tagger all use it.
+never saw: never predicted, so always counted wrong, and left out of the loss.
+
+``LabelSchema`` is what a model predicts: its heads in order, the first being the encoder's own classifier. Its
+serialisation is ``to_dict`` (``{column: labels}``); it alone reads the forms checkpoints and model directories
+hold (``from_checkpoint``, ``from_model_dir``) and writes them back. This module imports no PyTorch: the data,
+the Lightning module, warm start, export, quantize and the tagger all use it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import CONFIG_FILE, META_FILE
+from nasty_lightning.labels.entities import is_iob2
 from nasty_lightning.labels.lemmas import apply_script, check_script, edit_script
+
+if TYPE_CHECKING:
+    from nasty_lightning.formats.conllu import Sentence
 
 IGNORE = -100  # a word without a label: no loss, no score
 TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
@@ -90,6 +101,16 @@ class Head:
     def is_lemma(self) -> bool:
         return self.column == LEMMA
 
+    @cached_property
+    def is_entities(self) -> bool:
+        """Whether the labels are IOB2 tags: decoded as valid tag sequences, and scored by entity F1 too."""
+        return is_iob2(self.vocab.labels)
+
+    @property
+    def kind(self) -> str:
+        """What the head predicts: ``lemma`` (edit scripts from the form), ``entities`` (IOB2 tags) or ``tags``."""
+        return "lemma" if self.is_lemma else "entities" if self.is_entities else "tags"
+
     @property
     def needs_every_value(self) -> bool:
         """Whether a training file must give every word a value. Not lemmas: UD writes ``_`` for a word
@@ -154,22 +175,6 @@ def label_columns(label_column: str | Sequence[str], source: str = "--data.label
     return columns
 
 
-def labels_by_column(labels: Sequence[str] | dict[str, Sequence[str]], columns: list[str]) -> dict[str, list[str]]:
-    """Label lists by column, from a checkpoint's or an option's labels: a list (one column) or a mapping."""
-    if not isinstance(labels, dict):
-        if len(columns) != 1:
-            raise UserError(f"one list of labels given for {len(columns)} columns ({', '.join(columns)})")
-        return {columns[0]: list(labels)}
-    if list(labels) != columns:
-        raise UserError(f"labels are given for the columns {', '.join(labels)}, not for {', '.join(columns)}")
-    return {column: list(values) for column, values in labels.items()}
-
-
-def saved_labels(data_state: dict) -> dict[str, list[str]]:
-    """The labels by column of a checkpoint's data state (one column's are a list beside its name)."""
-    return labels_by_column(data_state["labels"], label_columns(data_state["label_column"]))
-
-
 def metric_name(columns: Sequence[str], column: str, prefix: str = "val") -> str:
     """The logged name of a column's accuracy: ``val_acc`` for the first column (as single-column models
     have it), ``val_<column>`` for the others, ``val_alltags`` for AllTags."""
@@ -181,3 +186,85 @@ def tag_columns(columns: Sequence[str]) -> list[str]:
     predicts, when it predicts at least two of them (with one, AllTags is that column's accuracy)."""
     tagged = [c for c in columns if c in TAG_COLUMNS]
     return tagged if len(tagged) >= 2 else []
+
+
+@dataclass(frozen=True)
+class LabelSchema:
+    """The heads of a model, in order: the first is the encoder's own classifier, the others read the same hidden
+    states. A column may be nameless (``""``): a single-column model given its labels as a plain list."""
+
+    heads: tuple[Head, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [head.column for head in self.heads]
+
+    def __iter__(self) -> Iterator[Head]:
+        return iter(self.heads)
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    def __getitem__(self, index: int) -> Head:
+        return self.heads[index]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """The labels of every head by column, in order: the schema's serialisation (and the model's ``labels``)."""
+        return {head.column: list(head.vocab.labels) for head in self.heads}
+
+    @classmethod
+    def from_dict(cls, labels: Mapping[str, Sequence[str]]) -> LabelSchema:
+        return cls(tuple(Head(column, LabelVocab(tuple(values))) for column, values in labels.items()))
+
+    @classmethod
+    def of(
+        cls, labels: Sequence[str] | Mapping[str, Sequence[str]], columns: Sequence[str] | None = None
+    ) -> LabelSchema:
+        """The schema of labels in any form they are given or saved in: ``{column: labels}``, or one column's
+        as a plain list, named ``columns[0]`` (nameless without ``columns``). With ``columns``, the labels must
+        be theirs, in their order."""
+        if isinstance(labels, Mapping):
+            if columns is not None and list(labels) != list(columns):
+                raise UserError(f"labels are given for the columns {', '.join(labels)}, not for {', '.join(columns)}")
+            return cls.from_dict(labels)
+        if columns is not None and len(columns) != 1:
+            raise UserError(f"one list of labels given for {len(columns)} columns ({', '.join(columns)})")
+        return cls.from_dict({columns[0] if columns else "": labels})
+
+    @classmethod
+    def learn(cls, columns: Sequence[str], sentences: Sequence[Sentence]) -> LabelSchema:
+        """The labels training finds in ``sentences`` (what each head learns: ``Head.targets``), sorted."""
+
+        def values(column: str) -> Iterator[str | None]:
+            head = Head(column, LabelVocab(()))
+            return (v for s in sentences for v in head.targets(s.words, s.labels(column)))
+
+        return cls(tuple(Head(column, LabelVocab.of(values(column))) for column in columns))
+
+    def checkpoint_labels(self) -> list[str] | dict[str, list[str]]:
+        """The labels as a checkpoint's data state holds them: ``to_dict``, but one column's as a plain list
+        beside its name, as single-column checkpoints have always had them."""
+        return list(self.heads[0].vocab.labels) if len(self.heads) == 1 else self.to_dict()
+
+    @classmethod
+    def from_checkpoint(cls, data_state: Mapping[str, Any]) -> LabelSchema:
+        """The schema of a checkpoint's data state (``labels`` beside ``label_column``), of any version."""
+        return cls.of(data_state["labels"], label_columns(data_state["label_column"]))
+
+    def meta_heads(self) -> dict[str, list[dict[str, Any]]]:
+        """The ``META_FILE`` entry of the heads after the first (none for one column): the first's labels are
+        ``config.json``'s ``id2label``, its column ``META_FILE``'s ``label_column``."""
+        rest = [{"column": head.column, "labels": list(head.vocab.labels)} for head in self.heads[1:]]
+        return {"heads": rest} if rest else {}
+
+    @classmethod
+    def from_model_dir(cls, config: Any, meta: Mapping[str, Any], folder: str | Path) -> LabelSchema:
+        """The schema of a model directory: the classifier's labels from its ``config`` (``id2label``), its column
+        and the other heads from ``meta`` (its checked ``META_FILE``); every label must be one ``tag`` can write."""
+        heads = [(meta["label_column"], [config.id2label[i] for i in range(config.num_labels)])]
+        heads += [(h["column"], h["labels"]) for h in meta.get("heads", [])]
+        label_columns([c for c, _ in heads], str(Path(folder) / META_FILE))  # no column twice, none of NOT_PREDICTED
+        schema = cls.from_dict(dict(heads))
+        for head in schema:
+            head.check(str(Path(folder) / (CONFIG_FILE if head is schema[0] else META_FILE)))
+        return schema

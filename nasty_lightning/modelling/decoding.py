@@ -8,9 +8,11 @@ every word already forms a valid sequence, that is the result: the constraint on
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import torch
 
-from nasty_lightning.labels.entities import IOB2_TAG
+from nasty_lightning.labels.heads import LabelSchema
 
 
 def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,11 +26,6 @@ def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             starts[j] = False
             follows[:, j] = torch.tensor([prev in (f"B-{kind}", f"I-{kind}") for prev in labels])
     return follows, starts
-
-
-def is_iob2_vocabulary(labels: list[str]) -> bool:
-    """Whether a label vocabulary is IOB2 tags (and so gets constrained decoding)."""
-    return bool(labels) and all(IOB2_TAG.fullmatch(t) for t in labels) and any(t != "O" for t in labels)
 
 
 def viterbi(scores: torch.Tensor, follows: torch.Tensor, starts: torch.Tensor) -> list[int]:
@@ -60,3 +57,19 @@ class IOB2Decoder:
     def __call__(self, logits: torch.Tensor) -> list[int]:
         """Tag ids of one sentence's (words, labels) logits."""
         return viterbi(torch.log_softmax(logits.float(), dim=-1), self.follows, self.starts)
+
+
+class IOB2Decoders:
+    """The constrained decoders of a model's heads of IOB2 tags (``Head.is_entities``), each built once."""
+
+    def __init__(self, schema: LabelSchema) -> None:
+        self.by_head = {h: IOB2Decoder(list(head.vocab.labels)) for h, head in enumerate(schema) if head.is_entities}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_head)
+
+    def rows(self, logits: Sequence[torch.Tensor], row: int, at: torch.Tensor) -> Iterator[tuple[int, list[int]]]:
+        """Each IOB2 head's best valid tag ids for the words at positions ``at`` of ``row`` of a batch's ``logits``
+        (one (rows, width, labels) tensor per head), as (head, ids)."""
+        for h, decode in self.by_head.items():
+            yield h, decode(logits[h][row, at])

@@ -14,14 +14,16 @@ from torch import nn
 from torchmetrics import MeanMetric
 from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
 
-from nasty_lightning.data.packing import accepts_packed_rows, block_mask, position_offset
+from nasty_lightning.data.batch import Batch
+from nasty_lightning.data.packing import accepts_packed_rows, position_offset
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.presets import PRESETS, locate_model
 from nasty_lightning.formats.untrusted import check_model_dir, is_checkpoint
-from nasty_lightning.labels.heads import IGNORE
-from nasty_lightning.modelling.casing import casing_embedding, encoder_inputs
-from nasty_lightning.modelling.decoding import IOB2Decoder, is_iob2_vocabulary
+from nasty_lightning.labels.heads import IGNORE, LabelSchema
+from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
+from nasty_lightning.modelling.network import head_logits
 from nasty_lightning.training.scores import Scores
 from nasty_lightning.training.warm_start import (
     encoder_from_checkpoint,
@@ -90,10 +92,9 @@ class TokenTagger(L.LightningModule):
         if validation_precision not in ("training", "float32"):
             raise UserError(f"--model.validation_precision must be training or float32, got {validation_precision!r}")
         self.save_hyperparameters()
-        # One column's labels come as a list (its name is the data's business), several as {column: labels}.
-        by_column = labels if isinstance(labels, dict) else {"": labels}
-        self.columns = list(by_column)
-        self.head_labels = [list(v) for v in by_column.values()]
+        # One column's labels may come as a plain list (its name is the data's business): a nameless column.
+        self.schema = LabelSchema.of(labels)
+        self.columns = self.schema.columns
         weights = dict(loss_weights or {})
         unknown = sorted(set(weights) - set(self.columns))
         if unknown:
@@ -103,7 +104,7 @@ class TokenTagger(L.LightningModule):
         self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
         if not any(self.loss_weights):
             raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
-        first = self.head_labels[0]
+        first = self.labels
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
         if is_checkpoint(source):
@@ -130,25 +131,20 @@ class TokenTagger(L.LightningModule):
         # The first column's head is the encoder's own classifier (plain transformers loads it); every other
         # column has a linear layer on the same last hidden states, behind the classifier's dropout.
         hidden = self.model.config.hidden_size
-        self.heads = nn.ModuleDict(
-            {c: nn.Linear(hidden, len(v)) for c, v in zip(self.columns[1:], self.head_labels[1:], strict=True)}
-        )
+        self.heads = nn.ModuleDict({h.column: nn.Linear(hidden, len(h.vocab)) for h in self.schema.heads[1:]})
         self.casing = casing_embedding(hidden) if casing else None
         if fine_tuned:
-            warm_start_heads(self.heads, dict(zip(self.columns, self.head_labels, strict=True)), source, self.casing)
+            warm_start_heads(self.heads, self.schema, source, self.casing)
         # Whether training batches may pack several sentences into a row (the data module asks).
         self.accepts_packed_rows = accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
-        names = self.columns if len(self.columns) > 1 else ["acc"]
         # Heads of IOB2 tags (NER) decode the best valid tag sequence, and are scored by entity F1 too.
-        self.decoders = {h: IOB2Decoder(v) for h, v in enumerate(self.head_labels) if is_iob2_vocabulary(v)}
-        entities = {names[h]: self.head_labels[h] for h in self.decoders}
-        self.train_scores = Scores(names)
-        self.val_scores = Scores(names, entities)
-        self.test_scores = Scores(names, entities)
-        self._scored = (names, entities)
+        self.decoders = IOB2Decoders(self.schema)
+        self.train_scores = Scores(self.schema, entities=False)
+        self.val_scores = Scores(self.schema)
+        self.test_scores = Scores(self.schema)
         self.val_parts: list[tuple[str, int]] = []  # with several validation files (data.val_parts)
         self.val_file_scores = nn.ModuleList()
         self.val_loss = MeanMetric()
@@ -158,7 +154,7 @@ class TokenTagger(L.LightningModule):
     @property
     def labels(self) -> list[str]:
         """The first column's labels."""
-        return self.head_labels[0]
+        return list(self.schema[0].vocab.labels)
 
     @property
     def max_positions(self) -> int | None:
@@ -166,58 +162,39 @@ class TokenTagger(L.LightningModule):
         table = getattr(self.model.config, "max_position_embeddings", None)
         return None if table is None else table - self._position_offset
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor | None = None,
-        casing: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        """The logits of every head, from one pass of the encoder."""
-        extra = len(self.heads) > 0
-        out = self.model(
-            **encoder_inputs(self.model, input_ids, self.casing, casing),
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            output_hidden_states=extra,
-        )
-        if not extra:
-            return [out.logits]
-        hidden = getattr(self.model, "dropout", nn.Identity())(out.hidden_states[-1])
-        return [out.logits, *(head(hidden) for head in self.heads.values())]
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """The logits of every head, from one pass of the encoder (``network.head_logits``)."""
+        return head_logits(self.model, self.heads.values(), self.casing, *batch.encoder_inputs(self._position_offset))
 
     def _step(
-        self, batch: dict[str, torch.Tensor], constrained: bool = False
+        self, batch: Batch, constrained: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Summed (weighted) loss over the batch's labelled words, the first head's word count, and the
         predictions and targets of every head, as (rows, width, heads); with ``constrained``, heads of
         IOB2 tags predict each row's best valid tag sequence."""
-        if "segments" in batch:  # packed rows (packing.py)
-            positions = batch["position_ids"] + self._position_offset
-            logits = self(batch["input_ids"], block_mask(batch["segments"]), positions, batch.get("casing"))
-        else:
-            logits = self(batch["input_ids"], batch["attention_mask"], casing=batch.get("casing"))
-        targets = batch["labels"]
+        logits = self(batch)
+        targets = batch.labels
         loss_sum = logits[0].new_zeros((), dtype=torch.float32)
-        for h, (head_logits, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
+        for h, (head_scores, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
             # the unseen id (one past the last label) is no class: left out of the loss
-            head_targets = targets[..., h].masked_fill(targets[..., h] == head_logits.shape[-1], IGNORE)
+            head_targets = targets[..., h].masked_fill(targets[..., h] == head_scores.shape[-1], IGNORE)
             if h == 0:
                 n_words = (head_targets != IGNORE).sum()
             if weight:
                 loss = F.cross_entropy(
-                    head_logits.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                    head_scores.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
                 )
                 loss_sum = loss_sum + weight * loss
-        preds = torch.stack([head_logits.argmax(-1) for head_logits in logits], dim=-1)
-        for h, decode in self.decoders.items() if constrained else ():
-            words = batch["word_mask"] if "word_mask" in batch else targets[..., h] != IGNORE
+        preds = torch.stack([head_scores.argmax(-1) for head_scores in logits], dim=-1)
+        if constrained and self.decoders:
+            words = batch.word_mask if batch.word_mask is not None else (targets != IGNORE).any(-1)
             for row, at in enumerate(words):
                 positions = at.nonzero().squeeze(-1)
-                preds[row, positions, h] = torch.tensor(decode(logits[h][row, positions]), device=preds.device)
+                for h, ids in self.decoders.rows(logits, row, positions):
+                    preds[row, positions, h] = torch.tensor(ids, device=preds.device)
         return loss_sum, n_words, preds, targets
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss_sum, n_words, preds, targets = self._step(batch)
         if not torch.isfinite(loss_sum):  # stop before this step's update spoils the weights
             raise UserError(
@@ -230,33 +207,33 @@ class TokenTagger(L.LightningModule):
         # Per step only: an epoch-level value logged at the end of an epoch would be lost by a run resumed there.
         self.log("train_acc", self.train_scores.accuracy[0], prog_bar=True)
         # what is optimised: every word weighs the same, however many words the batch holds
-        return loss_sum / batch["loss_norm"] if "loss_norm" in batch else loss_sum / n_words.clamp(min=1)
+        return loss_sum / (n_words.clamp(min=1) if batch.loss_norm is None else batch.loss_norm)
 
     def setup(self, stage: str) -> None:
         """With several validation files (the data module's ``val_parts``), scores for each of them too."""
         self.val_parts = list(getattr(getattr(self.trainer, "datamodule", None), "val_parts", []))
-        self.val_file_scores = nn.ModuleList(Scores(*self._scored) for _ in self.val_parts)
+        self.val_file_scores = nn.ModuleList(Scores(self.schema) for _ in self.val_parts)
 
     def on_fit_start(self) -> None:
         if self.device.type == "cpu":  # GPUs draw dropout masks fast (dropout.py)
             use_fast_dropout(self.model)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         preds, targets = self._evaluate(batch, self.val_loss, self.val_scores, "val")
         if not self.val_parts:
             return
-        starts = torch.tensor([start for _, start in self.val_parts], device=batch["sentence"].device)
-        part = torch.bucketize(batch["sentence"], starts, right=True) - 1  # each row's file
+        starts = torch.tensor([start for _, start in self.val_parts], device=batch.sentence.device)
+        part = torch.bucketize(batch.sentence, starts, right=True) - 1  # each row's file
         for k, ((name, _), scores) in enumerate(zip(self.val_parts, self.val_file_scores, strict=True)):
             scores.update(preds[part == k], targets[part == k])
             for metric_name, metric in scores.named("val").items():
                 self.log(f"{metric_name}/{name}", metric)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, self.test_loss, self.test_scores, "test")
 
     def _evaluate(
-        self, batch: dict[str, torch.Tensor], loss_metric: MeanMetric, scores: Scores, prefix: str
+        self, batch: Batch, loss_metric: MeanMetric, scores: Scores, prefix: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # Test in float32, as the exported model tags; validation as --model.validation_precision says.
         full = prefix == "test" or self.hparams.get("validation_precision", "training") == "float32"

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from nasty_lightning.labels.entities import spans
-from nasty_lightning.labels.heads import ALLTAGS, IGNORE, metric_name, tag_columns
+from nasty_lightning.labels.entities import entity_counts
+from nasty_lightning.labels.heads import ALLTAGS, IGNORE, LabelSchema, metric_name, tag_columns
 
 
 class WordAccuracy(Metric):
@@ -46,13 +46,16 @@ class EntityF1(Metric):
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
         """``preds`` and ``targets``: (rows, width) label ids; each row's labelled words are one sequence.
         A label training never saw (an id past the vocabulary) counts as ``O``-free noise: it is no entity."""
+        pred, gold = [], []
         for pred_row, gold_row in zip(preds.tolist(), targets.tolist(), strict=True):
             words = [(p, g) for p, g in zip(pred_row, gold_row, strict=True) if g != IGNORE]
-            pred = {x for x in spans([self._tag(p) for p, _ in words]) if self.kind in (None, x[0])}
-            gold = {x for x in spans([self._tag(g) for _, g in words]) if self.kind in (None, x[0])}
-            self.found += len(pred & gold)
-            self.predicted += len(pred)
-            self.gold += len(gold)
+            pred.append([self._tag(p) for p, _ in words])
+            gold.append([self._tag(g) for _, g in words])
+        counts = entity_counts(gold, pred)
+        gold_n, pred_n, found_n = (sum(c.values()) if self.kind is None else c[self.kind] for c in counts)
+        self.found += found_n
+        self.predicted += pred_n
+        self.gold += gold_n
 
     def _tag(self, label_id: int) -> str:
         return self.labels[label_id] if label_id < len(self.labels) else "O"
@@ -64,18 +67,20 @@ class EntityF1(Metric):
 class Scores(nn.Module):
     """The metrics of one split: every head's accuracy, AllTags, and entity F1 of IOB2 heads."""
 
-    def __init__(self, columns: list[str], entity_labels: dict[str, list[str]] | None = None) -> None:
-        """``entity_labels``: the labels of the heads of IOB2 tags, by column."""
+    def __init__(self, schema: LabelSchema, entities: bool = True) -> None:
+        """``entities``: entity F1 of the heads of IOB2 tags too (not while training: it costs per batch)."""
         super().__init__()
-        self.columns = columns
-        self.tagged = [columns.index(c) for c in tag_columns(columns)]
-        self.accuracy = nn.ModuleList(WordAccuracy() for _ in columns)
+        self.columns = schema.columns
+        self.tagged = [self.columns.index(c) for c in tag_columns(self.columns)]
+        self.accuracy = nn.ModuleList(WordAccuracy() for _ in self.columns)
         self.alltags = WordAccuracy() if self.tagged else None
-        # per column: micro F1, then one per entity type
+        # per head of IOB2 tags, by its index: micro F1, then one per entity type
         self.entities = nn.ModuleDict(
             {
-                c: nn.ModuleList([EntityF1(labels), *(EntityF1(labels, kind) for kind in entity_types(labels))])
-                for c, labels in (entity_labels or {}).items()
+                str(h): nn.ModuleList([EntityF1(labels), *(EntityF1(labels, kind) for kind in entity_types(labels))])
+                for h, labels in (
+                    (h, list(head.vocab.labels)) for h, head in enumerate(schema) if head.is_entities and entities
+                )
             }
         )
 
@@ -87,17 +92,16 @@ class Scores(nn.Module):
             metric(right[..., h], counted[..., h])
         if self.alltags is not None:
             self.alltags(right[..., self.tagged].all(-1), counted[..., self.tagged].all(-1))
-        for column, per_type in self.entities.items():
-            h = self.columns.index(column)
+        for h, per_type in self.entities.items():
             for metric in per_type:
-                metric.update(preds[..., h], targets[..., h])
+                metric.update(preds[..., int(h)], targets[..., int(h)])
 
     def named(self, prefix: str) -> dict[str, Metric]:
         metrics = {metric_name(self.columns, c, prefix): m for c, m in zip(self.columns, self.accuracy, strict=True)}
         if self.alltags is not None:
             metrics[f"{prefix}_{ALLTAGS}"] = self.alltags
-        for column, (micro, *per_type) in self.entities.items():
-            name = f"{prefix}_f1" if column == self.columns[0] else f"{prefix}_f1_{column}"
+        for h, (micro, *per_type) in self.entities.items():
+            name = f"{prefix}_f1" if h == "0" else f"{prefix}_f1_{self.columns[int(h)]}"
             metrics[name] = micro
             metrics.update({f"{name}_{m.kind}": m for m in per_type})
         return metrics

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, Pretrained
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import CASING_FILE, HEADS_FILE, META_FILE, QUANTIZATION, read_meta
 from nasty_lightning.formats.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
-from nasty_lightning.labels.heads import saved_labels
+from nasty_lightning.labels.heads import LabelSchema
 
 
 def is_model_dir(source: str) -> bool:
@@ -47,8 +47,7 @@ def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Te
     folder = Path(source)
     meta = read_meta(folder)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
-    labels = {meta["label_column"]: [config.id2label[i] for i in range(config.num_labels)]}
-    labels |= {h["column"]: list(h["labels"]) for h in meta.get("heads", [])}
+    labels = LabelSchema.from_model_dir(config, meta, folder).to_dict()
     with safe_open(folder / "model.safetensors", "pt") as f:
         for part in ("weight", "bias"):
             weights[f"{meta['label_column']}.{part}"] = f.get_tensor(f"classifier.{part}")
@@ -63,7 +62,7 @@ def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Te
 
 def _checkpoint_heads(ckpt: dict) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
     """``_source_heads`` of a loaded checkpoint."""
-    labels = saved_labels(ckpt["TaggingDataModule"])
+    labels = LabelSchema.from_checkpoint(ckpt["TaggingDataModule"]).to_dict()
     state, first, weights = ckpt["state_dict"], next(iter(labels)), {}
     for column in labels:
         prefix = "model.classifier." if column == first else f"heads.{column}."
@@ -74,11 +73,12 @@ def _checkpoint_heads(ckpt: dict) -> tuple[dict[str, list[str]], dict[str, torch
 
 
 def warm_start_heads(
-    heads: nn.ModuleDict, labels: dict[str, list[str]], source: str, casing: nn.Embedding | None = None
+    heads: nn.ModuleDict, schema: LabelSchema, source: str, casing: nn.Embedding | None = None
 ) -> None:
     """Start the extra heads from the source's heads of the same columns, row by row by label name, and the
     casing embedding from the source's, if both have one (the classifier is the encoder's business)."""
     old, weights = _source_heads(source)
+    labels = schema.to_dict()
     for column, layer in heads.items():
         if column in old:
             _copy_rows(layer, weights[f"{column}.weight"], weights[f"{column}.bias"], old[column], labels[column])

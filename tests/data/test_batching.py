@@ -7,7 +7,9 @@ import random
 import pytest
 import torch
 
+from nasty_lightning.data.batch import Batch, Packing
 from nasty_lightning.data.batching import SentenceBatchSampler, collate, padded_batches
+from nasty_lightning.data.packing import collate_packed
 from nasty_lightning.data.encoding import IGNORE, Window
 
 _rng = random.Random(0)
@@ -92,17 +94,32 @@ def test_collate_places_labels_on_word_starts():
         Window([2, 5, 3], [1], [1], 1, 0, [0, 3, 0]),
     ]
     batch = collate(windows, pad_id=0)
-    assert batch["input_ids"].tolist() == [[2, 7, 8, 9, 3], [2, 5, 3, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
-    assert batch["labels"][..., 0].tolist() == [
+    assert batch.input_ids.tolist() == [[2, 7, 8, 9, 3], [2, 5, 3, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
+    assert batch.labels[..., 0].tolist() == [
         [IGNORE, 4, IGNORE, IGNORE, IGNORE],
         [IGNORE, 1, IGNORE, IGNORE, IGNORE],
     ]
-    assert batch["word_mask"].tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
-    assert batch["casing"].tolist() == [[0, 1, 1, 2, 0], [0, 3, 0, 0, 0]]  # padding has no casing
-    assert torch.equal(batch["sentence"], torch.tensor([0, 1]))
-    assert "loss_norm" not in batch
-    assert float(collate(windows[1:], pad_id=0, loss_norm=12.5)["loss_norm"]) == 12.5
+    assert batch.word_mask.tolist() == [[False, True, False, True, False], [False, True, False, False, False]]
+    assert batch.casing.tolist() == [[0, 1, 1, 2, 0], [0, 3, 0, 0, 0]]  # padding has no casing
+    assert torch.equal(batch.sentence, torch.tensor([0, 1])) and torch.equal(batch.first_word, torch.tensor([0, 0]))
+    assert batch.loss_norm is None and batch.packing is None
+    assert float(collate(windows[1:], pad_id=0, loss_norm=12.5).loss_norm) == 12.5
+    # the network's inputs: the padding mask, no positions
+    ids, mask, casing, positions = batch.encoder_inputs(position_offset=2)
+    assert ids is batch.input_ids and mask is batch.attention_mask and casing is batch.casing and positions is None
+
+
+def test_a_batch_moves_to_a_device_whole():
+    batch = collate_packed([Window([2, 5, 3], [1], [1], 0, 0, [0, 3, 0]), Window([2, 3], [0], [2], 1, 0, [0, 0])], 0)
+    moved = batch.to("meta")
+    assert type(moved) is Batch and type(moved.packing) is Packing and moved.attention_mask is None
+    assert all(getattr(moved, f).device.type == "meta" for f in ("input_ids", "casing", "labels"))
+    assert moved.packing.segments.device.type == "meta" and batch.input_ids.device.type == "cpu"
+    # Lightning moves it by its ``to``, as any object that has one
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    assert move_data_to_device(batch, torch.device("meta")).packing.position_ids.device.type == "meta"
 
 
 def _cost(lengths, batches, overhead):

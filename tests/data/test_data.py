@@ -86,4 +86,4 @@ def test_feats_column_learns_underscore_as_a_label(tiny_bert, tmp_path):
         assert labels.count(data.heads[0].vocab.encode("_")) > len(labels) / 3  # ADJ, ADP, PUNCT and a/every/this
     # and in batches: every word's first subword carries its label, into the loss and the accuracy
     batches = list(data.val_dataloader())
-    assert sum(int((b["labels"] != IGNORE).sum()) for b in batches) == sum(int(b["word_mask"].sum()) for b in batches)
+    assert sum(int((b.labels != IGNORE).sum()) for b in batches) == sum(int(b.word_mask.sum()) for b in batches)

@@ -16,8 +16,9 @@ from nasty_lightning.data.batching import collate
 from nasty_lightning.data.datamodule import TaggingDataModule
 from nasty_lightning.data.encoding import IGNORE, Window
 from nasty_lightning.data.packing import accepts_packed_rows, block_mask, collate_packed, position_offset
-from nasty_lightning.inference.tagger import Network, Tagger
+from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.network import Network
 
 LENGTHS = [12, 3, 7, 5, 9, 4, 6, 2]  # packs into 4 rows of 12
 
@@ -35,20 +36,23 @@ def windows(vocab: int, cls: int = 3, sep: int = 4) -> list[Window]:
 
 def test_every_window_once_with_its_own_positions():
     batch = collate_packed(windows(100), pad_id=0)
-    assert batch["input_ids"].shape == (4, 12)  # 48 positions for 48 subwords, against 8 x 12 padded
-    found = []
+    assert batch.input_ids.shape == (4, 12)  # 48 positions for 48 subwords, against 8 x 12 padded
+    segments, found = batch.packing.segments, []
     for row in range(4):
-        for segment in batch["segments"][row].unique().tolist():
-            at = batch["segments"][row] == segment
+        for segment in segments[row].unique().tolist():
+            at = segments[row] == segment
             if segment == -1:
-                assert (batch["input_ids"][row][at] == 0).all()
+                assert (batch.input_ids[row][at] == 0).all()
                 continue
-            assert batch["position_ids"][row][at].tolist() == list(range(int(at.sum())))
-            found.append(batch["input_ids"][row][at].tolist())
+            assert batch.packing.position_ids[row][at].tolist() == list(range(int(at.sum())))
+            found.append(batch.input_ids[row][at].tolist())
     assert sorted(found) == sorted(w.input_ids for w in windows(100))
-    labels = batch["labels"][batch["labels"] != IGNORE]
+    labels = batch.labels[batch.labels != IGNORE]
     assert sorted(labels.tolist()) == sorted(label for w in windows(100) for label in w.labels)
-    assert batch["labels"].shape == (4, 12, 1)  # one head
+    assert batch.labels.shape == (4, 12, 1)  # one head
+    assert batch.attention_mask is None and batch.word_mask is None  # packed rows are for training only
+    ids, mask, _, positions = batch.encoder_inputs(position_offset=2)
+    assert torch.equal(mask, block_mask(segments)) and torch.equal(positions, batch.packing.position_ids + 2)
 
 
 def test_padding_attends_only_to_padding():
@@ -69,14 +73,14 @@ def test_packed_rows_give_the_outputs_of_separate_rows(model_fixture, request):
     padded = collate(batch_windows, pad_id=model.config.pad_token_id or 0)
     packed = collate_packed(batch_windows, pad_id=model.config.pad_token_id or 0)
     with torch.no_grad():
-        separate = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+        separate = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).logits
         together = model(
-            input_ids=packed["input_ids"],
-            attention_mask=block_mask(packed["segments"]),
-            position_ids=packed["position_ids"] + position_offset(model),
+            input_ids=packed.input_ids,
+            attention_mask=block_mask(packed.packing.segments),
+            position_ids=packed.packing.position_ids + position_offset(model),
         ).logits
     for k in range(len(LENGTHS)):
-        expected, got = separate[padded["labels"][..., 0] == k], together[packed["labels"][..., 0] == k]
+        expected, got = separate[padded.labels[..., 0] == k], together[packed.labels[..., 0] == k]
         assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
     assert accepts_packed_rows(model)
 
@@ -97,12 +101,12 @@ def test_training_falls_back_to_padded_rows(tiny_bert, toy_treebank):
     data.trainer = SimpleNamespace(
         lightning_module=SimpleNamespace(accepts_packed_rows=True), global_rank=0, world_size=1
     )
-    assert "segments" in next(iter(data.train_dataloader()))
-    assert "segments" not in next(iter(data.val_dataloader()))  # evaluation batches are sorted, not packed
+    assert next(iter(data.train_dataloader())).packing is not None
+    assert next(iter(data.val_dataloader())).packing is None  # evaluation batches are sorted, not packed
     data.trainer.lightning_module.accepts_packed_rows = False
     with pytest.warns(UserWarning, match="does not give packed rows the outputs of separate rows"):
         batch = next(iter(data.train_dataloader()))
-    assert "segments" not in batch and "attention_mask" in batch
+    assert batch.packing is None and batch.attention_mask is not None
 
 
 def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(monkeypatch):

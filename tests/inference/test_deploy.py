@@ -21,6 +21,7 @@ from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import read_sentences
 from nasty_lightning.inference.export import callback_state, curve_points, model_card
 from nasty_lightning.inference.tagger import split_words
+from nasty_lightning.labels.heads import LabelSchema
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
 MAX_LENGTH = "32"
@@ -133,10 +134,10 @@ def test_model_card_names_the_real_numbers(run):
 
 def test_a_checkpoint_without_a_recorded_precision_gets_no_precision_row(run):
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
-    id2label = dict(enumerate(TAGS))
-    assert "| training precision | " in model_card(ckpt, id2label, {}, has_curves=False)
+    schema = LabelSchema.from_checkpoint(ckpt["TaggingDataModule"])
+    assert "| training precision | " in model_card(ckpt, schema, {}, has_curves=False)
     del callback_state(ckpt, "RunRecord")["precision"]  # as in checkpoints of earlier versions
-    assert "precision |" not in model_card(ckpt, id2label, {}, has_curves=False)
+    assert "precision |" not in model_card(ckpt, schema, {}, has_curves=False)
 
 
 def test_curves_of_an_epoch_checkpoint_stop_at_its_step(run, tmp_path, monkeypatch):

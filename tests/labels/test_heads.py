@@ -17,7 +17,7 @@ from nasty_lightning.commands.evaluate import alltags
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import read_sentences
 from nasty_lightning.inference.tagger import Tagger
-from nasty_lightning.labels.heads import IGNORE, Head, LabelVocab, label_columns
+from nasty_lightning.labels.heads import IGNORE, Head, LabelSchema, LabelVocab, label_columns
 from nasty_lightning.labels.lemmas import apply_script, check_script, coverage, edit_script
 from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.scores import Scores
@@ -85,7 +85,7 @@ def test_label_vocabulary_owns_ids_and_the_unseen_id():
 
 
 def test_alltags_counts_a_word_right_only_when_every_tag_is():
-    scores = Scores(["upos", "xpos", "feats", "lemma"])
+    scores = Scores(LabelSchema.from_dict({c: ["A", "B", "C", "D"] for c in ["upos", "xpos", "feats", "lemma"]}))
     # one row of four words; heads upos, xpos, feats, lemma
     targets = torch.tensor([[[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3], [IGNORE] * 4]])
     preds = torch.tensor([[[1, 1, 1, 0], [2, 0, 2, 2], [3, 3, 3, 3], [0, 0, 0, 0]]])
@@ -99,7 +99,7 @@ def test_alltags_counts_a_word_right_only_when_every_tag_is():
         "val_lemma": pytest.approx(2 / 3),
         "val_alltags": pytest.approx(2 / 3),
     }
-    assert "val_alltags" not in Scores(["upos", "lemma"]).named("val")  # one tag column: its own accuracy
+    assert "val_alltags" not in Scores(LabelSchema.from_dict({"upos": ["A"], "lemma": ["B"]})).named("val")
 
 
 def test_alltags_of_eval_on_a_hand_made_sentence(tmp_path):

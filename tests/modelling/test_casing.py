@@ -11,6 +11,7 @@ from clirun import fit_args, metrics, nasty_train
 from tiny_models import build_bert
 from toy_data import write_conllu
 
+from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.encoding import casing_class, encode, load_tokenizer
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import CASINGS
@@ -58,7 +59,7 @@ def test_a_new_casing_embedding_changes_nothing_until_trained(tiny_bert):
     cased.model.load_state_dict(plain.model.state_dict())
     ids, mask, casing = torch.tensor([[2, 7, 8, 3]]), torch.ones(1, 4, dtype=torch.long), torch.tensor([[0, 2, 3, 0]])
     with torch.no_grad():
-        assert torch.allclose(plain(ids, mask)[0], cased(ids, mask, casing=casing)[0], atol=1e-6)
+        assert torch.allclose(plain(Batch(ids, casing, mask))[0], cased(Batch(ids, casing, mask))[0], atol=1e-6)
 
 
 @pytest.mark.integration

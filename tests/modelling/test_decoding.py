@@ -7,7 +7,8 @@ import itertools
 import torch
 
 from nasty_lightning.labels.entities import spans
-from nasty_lightning.modelling.decoding import IOB2Decoder, allowed_transitions, is_iob2_vocabulary, viterbi
+from nasty_lightning.labels.heads import LabelSchema
+from nasty_lightning.modelling.decoding import IOB2Decoder, IOB2Decoders, allowed_transitions, viterbi
 
 LABELS = ["B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER", "O"]
 
@@ -50,5 +51,14 @@ def test_an_entity_the_argmax_breaks_is_repaired_whole():
     assert valid(tags) and spans(tags) == [("PER", 1, 2)]
 
 
-def test_only_iob2_vocabularies_are_constrained():
-    assert is_iob2_vocabulary(LABELS) and not is_iob2_vocabulary(["NOUN", "VERB"]) and not is_iob2_vocabulary(["O"])
+def test_only_heads_of_iob2_tags_are_constrained():
+    schema = LabelSchema.from_dict({"upos": ["NOUN", "VERB"], "ner": LABELS, "misc": ["O"], "b": ["B-X", "Y"]})
+    assert [h.kind for h in schema] == ["tags", "entities", "tags", "tags"]
+    decoders = IOB2Decoders(schema)
+    assert list(decoders.by_head) == [1] and not IOB2Decoders(LabelSchema.from_dict({"upos": ["O", "X"]}))
+    # (rows, width, labels) logits per head: row 1's words at positions 0 and 2 argmax to O I-PER
+    logits = [torch.zeros(2, 3, 2), torch.zeros(2, 3, len(LABELS)), torch.zeros(2, 3, 1), torch.zeros(2, 3, 2)]
+    logits[1][1, 0, LABELS.index("O")], logits[1][1, 2, LABELS.index("I-PER")] = 1.0, 2.0
+    logits[1][1, 2, LABELS.index("B-PER")] = 1.5
+    (head, ids), *rest = decoders.rows(logits, 1, torch.tensor([0, 2]))
+    assert head == 1 and not rest and [LABELS[i] for i in ids] == ["O", "B-PER"]

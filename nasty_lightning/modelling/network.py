@@ -1,0 +1,82 @@
+"""The forward pass: the encoder, the casing embedding and every head, from a batch's tensors to each head's logits.
+
+One function, ``head_logits``, used by training (``TokenTagger``, whose parameters keep the names checkpoints have)
+and by tagging (``Network``: the same parts as one module, which ``quantize`` exports to ONNX).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from nasty_lightning.data.batch import Batch
+from nasty_lightning.data.packing import position_offset
+from nasty_lightning.modelling import bert_family
+from nasty_lightning.modelling.casing import encoder_inputs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+def head_logits(
+    model: nn.Module,
+    heads: Iterable[nn.Module],
+    casing_layer: nn.Embedding | None,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    casing: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The logits of every head from one pass of the encoder ``model``: first its own classifier's, then those of
+    ``heads`` (linear layers on the same last hidden states, behind the classifier's dropout). ``attention_mask``
+    and ``position_ids`` as the encoder takes them: a padding mask, or packed rows' block mask and positions."""
+    heads = list(heads)
+    out = model(
+        **encoder_inputs(model, input_ids, casing_layer, casing),
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        output_hidden_states=bool(heads),
+    )
+    if not heads:
+        return (out.logits,)
+    hidden = getattr(model, "dropout", nn.Identity())(out.hidden_states[-1])
+    return (out.logits, *(head(hidden) for head in heads))
+
+
+class Network(nn.Module):
+    """The encoder, the heads after its classifier (``layers``, by column) and the casing embedding as one module:
+    (input ids, attention mask, casing classes) to each head's logits. ``Tagger`` runs it, ``quantize`` exports it."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel | bert_family.TokenClassifier,
+        layers: nn.ModuleDict,
+        casing: nn.Embedding | None,
+    ) -> None:
+        super().__init__()
+        self.model, self.layers, self.casing = model, layers, casing
+        self.position_offset = position_offset(model) or 0
+
+    @property
+    def packs(self) -> bool:
+        """Whether rows may hold several sentences (``packing``): with our own BERT family, not with transformers'
+        classes (``fit`` checks each of those with ``packing.accepts_packed_rows``; tagging keeps padded rows)."""
+        return isinstance(self.model, bert_family.TokenClassifier)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        casing: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        return head_logits(
+            self.model, self.layers.values(), self.casing, input_ids, attention_mask, casing, position_ids
+        )
+
+    def run(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The logits of a batch (padded or packed rows) made on the CPU, its inputs moved to ``device``."""
+        return self(*(None if x is None else x.to(device) for x in batch.encoder_inputs(self.position_offset)))
