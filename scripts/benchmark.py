@@ -515,17 +515,11 @@ def options(
 
 
 def _entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
-    """seqeval's strict IOB2 precision, recall and F1 over exact entity spans (an ``I-`` without its ``B-``
-    starts no entity)."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
+    """Strict IOB2 precision, recall and F1 over exact entity spans (an ``I-`` without its ``B-`` starts no
+    entity): ``eval``'s and validation's entity F1, which equals seqeval's strict mode (tests/labels/test_entities)."""
+    from nasty_lightning.labels.entities import entity_scores
 
-    args = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-    return {
-        "f1": f1_score(gold, predicted, **args),
-        "precision": precision_score(gold, predicted, **args),
-        "recall": recall_score(gold, predicted, **args),
-    }
+    return {k: v for k, v in entity_scores(gold, predicted).items() if k in ("f1", "precision", "recall")}
 
 
 def trainer_ner(
@@ -598,7 +592,7 @@ def trainer_ner(
 
 def ours_ner(train_file: str, dev_file: str, recipe: str, seed: int, run_dir: str, options: str = "") -> None:
     """(b) nasty-train fit with a config, then its exported model tags the dev words, with the best valid tag
-    sequence (Viterbi) and with each word's most likely tag; both scored by seqeval like (a)."""
+    sequence (Viterbi) and with each word's most likely tag; both scored like (a), by strict IOB2."""
     from nasty_lightning import Tagger
     from nasty_lightning.commands.cli import main
     from nasty_lightning.formats.conllu import read_sentences
@@ -645,7 +639,7 @@ def ner(
     The Trainer runs at the guide's defaults (3 epochs, lr 3e-5, batch 16, no warmup, float32) and at the
     recipe's settings (its epochs, learning rate, batch size, warmup and weight decay, keeping the best
     epoch by dev F1 as nasty-train keeps best.ckpt, in the precision nasty-train trains in here). Every
-    model is scored the same way, by seqeval (strict IOB2).
+    model is scored the same way: exact spans of strict IOB2 (``labels.entities``, seqeval's strict mode).
 
     Args:
         data_file: Labelled NER file (IOB2, CoNLL-2003 or CoNLL-U with a ner column).
@@ -695,7 +689,7 @@ def ner(
             print(f"seed {seed}: done", file=sys.stderr, flush=True)
 
     print(
-        f"\nentity F1 (seqeval, strict IOB2) on {data_file}: sentences 1-{train_sentences} train, the rest dev; "
+        f"\nentity F1 (exact spans, strict IOB2) on {data_file}: sentences 1-{train_sentences} train, the rest dev; "
         f"model {model.get('model_name', 'minilm')}, seeds 1-{seeds}, {threads} threads\n"
     )
     print("| recipe | F1 by seed | mean F1 | precision | recall | argmax F1 | train s (no evaluation) |")

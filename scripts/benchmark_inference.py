@@ -120,11 +120,11 @@ def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: b
 
 def float_onnx(model_dir: str, output_dir: str) -> None:
     """A model directory holding ``model_dir`` as one float32 ONNX graph (the ``onnx float32`` arm)."""
-    from nasty_lightning.commands.quiet import quiet_onnx_export
     from nasty_lightning.formats.model_dir import ONNX_FILE
-    from nasty_lightning.inference.onnx_model import write_onnx
+    from nasty_lightning.inference.onnx_model import quiet_onnx_export, write_onnx
     from nasty_lightning.inference.quantize import write_graph_companions
-    from nasty_lightning.inference.tagger import Network, Tagger
+    from nasty_lightning.inference.tagger import Tagger
+    from nasty_lightning.modelling.network import Network
 
     tagger = Tagger.load(model_dir)
     out = Path(output_dir)
@@ -188,11 +188,11 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from nasty_lightning.commands.quiet import quiet_onnx_export
     from nasty_lightning.data.batching import collate
     from nasty_lightning.data.encoding import encode
-    from nasty_lightning.inference.onnx_model import write_onnx
-    from nasty_lightning.inference.tagger import Network, Tagger, use_threads
+    from nasty_lightning.inference.onnx_model import quiet_onnx_export, write_onnx
+    from nasty_lightning.inference.tagger import Tagger, use_threads
+    from nasty_lightning.modelling.network import Network
 
     use_threads(threads)
     tmp = Path(out_dir or tempfile.mkdtemp(prefix="quantizers-")).resolve()
@@ -204,7 +204,6 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
     order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
     batches = [[windows[j] for j in order[i : i + 64]] for i in range(0, len(order), 64)]
     batches = [(chunk, collate(chunk, tagger.tokenizer.pad_token_id)) for chunk in batches]
-    keys = ("input_ids", "attention_mask", "casing")
 
     def measure(name: str, run, size: int) -> None:
         right = total = 0
@@ -212,7 +211,7 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
         for chunk, batch in batches:
             logits = np.asarray(run(batch))
             for r, w in enumerate(chunk):
-                predicted = logits[r][batch["word_mask"][r].numpy()].argmax(-1)
+                predicted = logits[r][batch.word_mask[r].numpy()].argmax(-1)
                 labels = gold[w.sentence][w.first_word : w.first_word + len(predicted)]
                 right += sum(tagger.labels[p] == g for p, g in zip(predicted, labels, strict=True))
                 total += len(labels)
@@ -234,7 +233,7 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
     def torch_run(network):
         def run(batch):
             with torch.inference_mode():
-                return network(*(batch[k] for k in keys))[0].float().numpy()
+                return network(batch.input_ids, batch.attention_mask, batch.casing)[0].float().numpy()
 
         return run
 
@@ -243,7 +242,7 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
         options.intra_op_num_threads = threads
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        return lambda batch: session.run(None, {n: batch[n].numpy() for n in names})[0]
+        return lambda batch: session.run(None, {n: getattr(batch, n).numpy() for n in names})[0]
 
     def file_size(path: Path) -> int:
         return path.stat().st_size
@@ -276,7 +275,8 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
 
     class Calibration(CalibrationDataReader):  # the first 512 dev sentences, in batches of 64
         def __init__(self) -> None:
-            self.batches = iter([{k: b[k].numpy() for k in keys} for _, b in batches[:8]])
+            inputs = ("input_ids", "attention_mask", "casing")
+            self.batches = iter([{k: getattr(b, k).numpy() for k in inputs} for _, b in batches[:8]])
 
         def get_next(self):
             return next(self.batches, None)
