@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from jsonargparse import ArgumentParser, auto_cli
 
+from nasty_lightning._compat.jsonargparse import failed_parser
 from nasty_lightning.errors import Interrupted, UserError
 
 TRAINER_COMMANDS = {
@@ -68,7 +69,7 @@ class SuggestOptions:
     listing), and an unrecognised option gets a "did you mean" with the closest ones."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        parser = getattr(ex, "subcommand_parser", None) or self
+        parser = failed_parser(self, ex)
         known = sorted(set(re.findall(r"--[\w.\-]+", parser.format_usage())))  # the usage names every option
         unknown = re.findall(r"(?:^|\s)(--[\w.\-]+)", message.partition("nrecognized arguments:")[2])
         if unknown:

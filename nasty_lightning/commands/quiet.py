@@ -21,10 +21,19 @@ _LIGHTNING_NOISE = (
     "TPU available:",
     "HPU available:",
 )
-# Warnings about Lightning's and jsonargparse's own code, or that our design makes moot.
+# Deprecation notices about Lightning's own calls (Lightning 2.6), by message, category and the module that
+# made the call: each names one use, so that any other deprecation, the first sign of a change, still shows.
+_DEPRECATIONS = (
+    # jsonargparse 4.49 on, about LightningCLI's use of it (SaveConfigCallback, parse, instantiate)
+    (r"\s*skip_none parameter was deprecated", DeprecationWarning, r"lightning\.pytorch\.cli"),
+    (r"\s*``ArgumentParser.add_instantiator`` was deprecated", DeprecationWarning, r"lightning\.pytorch\.cli"),
+    (r"\s*``instantiate_classes`` was deprecated", DeprecationWarning, r"lightning\.pytorch\.cli"),
+    (r"\s*By default only one JsonargparseDeprecationWarning", DeprecationWarning, r"lightning\.pytorch\.cli"),
+    # PyTorch's (seen with 2.13), about Lightning's tree helper (batches and step outputs)
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities"),
+)
+# Warnings that our design makes moot.
 _WARNINGS = (
-    r".*is deprecated.*",
-    r".*parameter was deprecated.*",
     r"The number of training batches .* is smaller than the logging interval",  # short runs log every step
     r"Precision .* is not supported by the model summary",
     r"The dirpath has changed from",  # test/validate of a checkpoint from another folder: nothing to restore
@@ -47,6 +56,8 @@ def quiet() -> None:
     """
     for pattern in _WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    for pattern, category, module in _DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=pattern, category=category, module=module)
     warnings.formatwarning = _one_line  # not the source line of the code that warned
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # the weight-loading report of every from_pretrained
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights", "Writing model shards"

@@ -22,6 +22,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from nasty_lightning._compat.jsonargparse import set_help
+from nasty_lightning._compat.lightning import OwnCheckpointSettings, subcommand_parser
 from nasty_lightning.commands.cli import TRAINER_COMMANDS, SuggestOptions
 from nasty_lightning.commands.quiet import quiet_lightning
 from nasty_lightning.data.datamodule import TaggingDataModule
@@ -62,7 +64,7 @@ class NastyParser(SuggestOptions, LightningArgumentParser):
     """Lightning's parser, suggesting the option meant when one is misspelt."""
 
 
-class NastyCLI(LightningCLI):
+class NastyCLI(OwnCheckpointSettings, LightningCLI):
     """LightningCLI with the label vocabulary linked from data to model, and one folder per run."""
 
     def __init__(self, *args: Any, command: str = "", exit_stack: ExitStack, **kwargs: Any) -> None:
@@ -93,13 +95,14 @@ class NastyCLI(LightningCLI):
             "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner; else what "
             "--checkpoint.monitor and --early_stopping.monitor say, the first column's accuracy (val_acc) unless set.",
         )
-        precision = next(a for a in parser._actions if a.dest == "trainer.precision")
-        precision.help = (
+        set_help(
+            parser,
+            "trainer.precision",
             "Numeric precision: 32-true, bf16-mixed, 16-mixed, 64-true, ... Default for fit: bf16-mixed where the "
             "device computes in bfloat16 natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16, AMX or "
             "Arm BF16), else 32-true; for validate and test: 32-true. Validation during fit computes in this "
             "precision unless --model.validation_precision float32; test scores always in float32, as the exported "
-            "model tags."
+            "model tags.",
         )
         parser.link_arguments("model.model_name", "data.model_name")
         parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
@@ -138,17 +141,14 @@ class NastyCLI(LightningCLI):
             }
         )
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        ckpt_path = next(a for a in parser._actions if a.dest == "ckpt_path")
-        ckpt_path.help = CKPT_PATH_HELP[subcommand == "fit"]
-        return parser
-
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._args = args  # parsed again in _parse_ckpt_path, over the checkpoint's settings
+        """Parse the command line; with ``--ckpt_path`` (validate, test), again over the checkpoint's settings."""
+        for subcommand in self.subcommands():
+            set_help(subcommand_parser(self, subcommand), "ckpt_path", CKPT_PATH_HELP[subcommand == "fit"])
         super().parse_arguments(parser, args)
+        self._checkpoint_settings(parser, args)
 
-    def _parse_ckpt_path(self) -> None:
+    def _checkpoint_settings(self, parser: LightningArgumentParser, args: Any) -> None:
         """Take the model's settings and the label vocabulary from ``--ckpt_path`` (validate, test).
 
         The checkpoint's values become defaults, and the command line and config files are parsed again over
@@ -168,8 +168,8 @@ class NastyCLI(LightningCLI):
         defaults["model.model_name"] = str(ckpt_path)
         data_state = ckpt["TaggingDataModule"]
         defaults.update({f"data.{k}": data_state[k] for k in ("labels", "label_column", "max_length")})
-        self._subcommand_parsers[subcommand].set_defaults(defaults)
-        self.config = self.parser.parse_args(self._args)
+        subcommand_parser(self, subcommand).set_defaults(defaults)
+        self.config = parser.parse_args(args)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
@@ -221,7 +221,7 @@ class NastyCLI(LightningCLI):
         super().after_instantiate_classes()
         logged = {"val_loss", *self.model.val_scores.named("val")}
         for key in ("checkpoint", "early_stopping"):
-            monitor = self._get(self.config_init, key).monitor
+            monitor = self.config_init[self.subcommand][key].monitor
             if self.subcommand == "fit" and monitor not in logged:
                 raise UserError(
                     f"--{key}.monitor {monitor} is not a validation metric of this model ({', '.join(sorted(logged))})"
@@ -238,7 +238,7 @@ class NastyCLI(LightningCLI):
         settings, data or model leaves the folder as it was."""
         self.datamodule.check_files()
         if self.config_init[self.subcommand].ckpt_path is not None:
-            last = Path(self._get(self.config_init, "last_checkpoint").dirpath) / RESUMABLE
+            last = Path(self.config_init[self.subcommand].last_checkpoint.dirpath) / RESUMABLE
             saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
             check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
         for path in self._earlier_run:
@@ -248,7 +248,7 @@ class NastyCLI(LightningCLI):
                 path.unlink()
 
     def instantiate_trainer(self, **kwargs: Any):
-        config = self._get(self.config_init, "trainer")
+        config = self.config_init[self.subcommand].trainer
         callbacks = config.get("callbacks") or []
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, EpochBar()]  # Lightning's bar, with epochs counted from 1
@@ -263,12 +263,12 @@ class NastyCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Score the best checkpoint on the test file, if there is one, and export it to RUN/model."""
-        best = self._get(self.config_init, "checkpoint").best_model_path
+        best = self.config_init[self.subcommand].checkpoint.best_model_path
         if not best:
             return
         summary: dict[str, Any] = {
             "epochs_run": self.trainer.current_epoch,
-            "stopped_early": self._get(self.config_init, "early_stopping").stopped_epoch > 0,
+            "stopped_early": self.config_init[self.subcommand].early_stopping.stopped_epoch > 0,
         }
         if self.datamodule.hparams.test_file:
             [summary["test"]] = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)

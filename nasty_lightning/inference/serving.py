@@ -1,10 +1,11 @@
 """``nasty-train serve``: a tagging service over HTTP, built on LitServe (Lightning's serving library).
 
-LitServe runs the model in a worker process and batches the requests that wait for it (``LitAPI(max_batch_size,
-batch_timeout)``). Each request is validated where it arrives (a bad one gets 422 with the reason, and never
-reaches the batch of others); the worker tags the sentences of the requests it has collected in chunks of
-about ``CHUNK_WORDS`` words, and answers each request on its own (``TaggingAPI.predict``): a request that fails,
-or runs past its time, gets its own error and the others go on. ``WatchWorker`` answers 503 while the worker is
+LitServe runs the model in a worker process and batches the requests that wait for it (``LitAPI(max_batch_size)``,
+with ``_compat.litserve.BlockingBatchedLoop``, which waits for them without polling). Each request is validated
+where it arrives (a bad one gets 422 with the reason, and never reaches the batch of others); the worker tags the
+sentences of the requests it has collected in chunks of about ``CHUNK_WORDS`` words, and answers each request on
+its own (``TaggingAPI.predict``): a request that fails, or runs past its time, gets its own error and the others
+go on. ``WatchWorker`` answers 503 while the worker is
 dead, and ``serve`` then stops with one line.
 
 No ``from __future__ import annotations`` here: LitServe reads the annotation of ``decode_request``'s
@@ -28,14 +29,14 @@ from typing import Literal
 import litserve
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nasty_lightning.inference.serving_http import TagRequest, timed_headers, validation_error
+from nasty_lightning._compat.litserve import BlockingBatchedLoop, model_workers, without_gzip
+from nasty_lightning._compat.uvicorn import timed_headers
+from nasty_lightning.inference.serving_http import TagRequest, validation_error
 
 MAX_BODY_BYTES = 16 * 2**20  # a larger body gets 413; the largest request TagRequest allows is about 13 MB
 CHUNK_WORDS = 1024  # the worker tags a batch in chunks of about this many words, checking the time between them
-BATCH_TIMEOUT = 0.001  # LitServe's wait for more requests after one: at 0 it polls its queue without pause
 WATCH_SECONDS = 0.2  # how often the HTTP process looks whether the worker is alive, while requests wait
 BACKSTOP_SECONDS = 10.0  # beyond --timeout, how long the HTTP process waits for an answer before it answers 504
 
@@ -68,7 +69,8 @@ class TaggingAPI(litserve.LitAPI):
         timeout: float = 30.0,
         max_request_seconds: float = 10.0,
     ) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=BATCH_TIMEOUT)
+        # a batch is what waits when the model is free: LitServe's own loop would poll its queue for it
+        super().__init__(max_batch_size=max_batch_size, loop=BlockingBatchedLoop() if max_batch_size > 1 else "auto")
         self.model_dir, self.batch_size, self.threads, self.precision = model_dir, batch_size, threads, precision
         self.timeout, self.max_request_seconds = timeout, max_request_seconds
         self.serve_pid = os.getpid()
@@ -326,8 +328,7 @@ def serve(
         max_payload_size=MAX_BODY_BYTES,
         middlewares=[(WatchWorker, {"api": api, "backstop": timeout + BACKSTOP_SECONDS})],
     )
-    # LitServe adds gzip, which every request passed through: answers are JSON for loopback or a local network
-    server.app.user_middleware = [m for m in server.app.user_middleware if m.cls is not GZipMiddleware]
+    without_gzip(server)  # which every request passed through: answers are JSON for loopback or a local network
     server.app.add_exception_handler(RequestValidationError, validation_error)
     _stop_on_sigterm()
     os.register_at_fork(after_in_child=functools.partial(_stop_with, os.getpid()))  # LitServe's forked processes
@@ -348,7 +349,7 @@ def serve(
             http=timed_headers(header_timeout),
         )
     except Exception:
-        dead = [w for w in getattr(server, "inference_workers", []) if w.exitcode is not None]
+        dead = [w for w in model_workers(server) if w.exitcode is not None]
         if not dead:
             raise
         code = dead[0].exitcode

@@ -2,17 +2,15 @@
 
 - The request: FastAPI validates it with ``TagRequest``, so a bad request gets 422 with the reason (one line,
   ``validation_error``) and never reaches the model worker, where it would join a batch of others.
-- The connection: ``timed_headers`` closes one that does not send its request's headers in time.
+- The connection: ``_compat.uvicorn.timed_headers`` closes one that does not send its request's headers in time.
 """
 
-import asyncio
 import time
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, PrivateAttr, RootModel, ValidationError, model_validator
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from nasty_lightning.data.encoding import not_unicode
 
@@ -94,38 +92,3 @@ async def validation_error(request: Any, err: RequestValidationError) -> JSONRes
     first = err.errors()[0] if err.errors() else {"msg": "invalid request"}
     message = "the body is not valid JSON" if first.get("type") == "json_invalid" else first["msg"]
     return JSONResponse(status_code=422, content={"detail": message.removeprefix("Value error, ")})
-
-
-def timed_headers(seconds: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, closing a connection that has not sent a whole request's headers within
-    ``seconds`` of opening, or of its previous answer. uvicorn has no such timeout (its keep-alive timer stops
-    at a request's first byte), so a client that sent part of its headers and then nothing held its connection
-    for ever. An answer in progress, or a body being sent, is not timed."""
-
-    class HeaderTimeout(AutoHTTPProtocol):
-        header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            self.arm_header_timer()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.arm_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            super().connection_lost(exc)
-
-        def arm_header_timer(self) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            self.header_timer = self.loop.call_later(seconds, self.headers_late)
-
-        def headers_late(self) -> None:
-            idle = self.cycle is None or self.cycle.response_complete  # no request whose headers came since
-            if idle and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeout

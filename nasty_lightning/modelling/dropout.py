@@ -19,11 +19,13 @@ import math
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import AttentionInterface, AttentionMaskInterface
+
+from nasty_lightning._compat.transformers import attention_implementation
 
 ATTENTION = "sdpa_cheap_dropout"
+SDPA = AttentionInterface()["sdpa"]  # transformers' SDPA attention function, and the mask it takes
+SDPA_MASK = AttentionMaskInterface()["sdpa"]
 _RANGE = 1 << 16
 
 
@@ -59,9 +61,7 @@ def attention(
     """transformers' SDPA attention function, except that attention-probability dropout uses
     :func:`keep_mask` (``attention_mask``: True or 0 where a position may attend)."""
     if not dropout or getattr(module, "is_causal", False) or getattr(module, "num_key_value_groups", 1) > 1:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
+        return SDPA(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
@@ -79,11 +79,10 @@ def use_fast_dropout(model: nn.Module) -> None:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
-    config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+    if attention_implementation(model) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return
     AttentionInterface.register(ATTENTION, attention)
-    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    AttentionMaskInterface.register(ATTENTION, SDPA_MASK)
     try:
         model.set_attn_implementation(ATTENTION)
     except ValueError:  # a model that takes only the attention kinds it names keeps SDPA

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from nasty_lightning._compat.lightning import validate_also_when
 from nasty_lightning.errors import Interrupted, UserError
 from nasty_lightning.modelling.precision import NATIVE_BF16_CPU_FLAGS, cpu_info
 from nasty_lightning.training.checkpoint_io import RESUMABLE
@@ -45,20 +46,16 @@ class ValidationSchedule(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.every_n_steps:
             return
-        loop = trainer.fit_loop.epoch_loop
-        at_epoch_end = loop._should_check_val_fx
         done_at = {-1}
 
-        def should_check(data_fetcher) -> bool:
-            if at_epoch_end(data_fetcher):
-                return True
+        def at_step() -> bool:
             step = trainer.global_step
-            if step % self.every_n_steps or step in done_at or not loop._should_check_val_epoch():
+            if step % self.every_n_steps or step in done_at:
                 return False
             done_at.add(step)  # with gradient accumulation, several batches share one step
             return True
 
-        loop._should_check_val_fx = should_check
+        validate_also_when(trainer, at_step)
 
 
 class LastCheckpoint(Checkpoint):

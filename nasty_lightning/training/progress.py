@@ -27,9 +27,13 @@ def say(trainer: L.Trainer, line: str) -> None:
 class EpochBar(TQDMProgressBar):
     """Lightning's progress bar, with epochs counted from 1 (``Epoch 1/3``) like every line we print."""
 
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
+        super().__init__(refresh_rate, process_position, leave)
+        self.leave = leave
+
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         # Lightning's own, but for the description (its "Epoch 0" would be drawn once before ours).
-        if self._leave:
+        if self.leave:
             self.train_progress_bar = self.init_train_tqdm()
         self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
         self.train_progress_bar.initial = 0

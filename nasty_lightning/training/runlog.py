@@ -10,32 +10,14 @@ resumed run logs again.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
-from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from nasty_lightning._compat.lightning import AppendingCSVLogger
 
 
-class _AppendingWriter(ExperimentWriter):
-    def _check_log_dir_exists(self) -> None:
-        """Keep an earlier ``metrics.csv`` (the run folder rule in ``cli`` decides whether one may exist)."""
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
-
-
-class RunLogger(CSVLogger):
-    """``CSVLogger`` that appends to the run folder's ``metrics.csv`` instead of deleting it."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+class RunLogger(AppendingCSVLogger):
+    """``CSVLogger`` that appends to the run folder's ``metrics.csv`` instead of deleting it (the run folder
+    rule in ``train_cli`` decides whether one may exist)."""
 
 
 def count_rows(path: Path) -> int:

@@ -1,0 +1,18 @@
+"""transformers internals (checked on transformers 5.25; ``pyproject.toml`` keeps it below 5.26).
+
+``tests/_compat/test_transformers.py`` fails, naming the internal, when a release changes one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def attention_implementation(model: Any) -> str | None:
+    """The attention ``model`` runs (``"sdpa"``, ``"eager"``, a registered name), or ``None`` for a model
+    without a transformers config.
+
+    transformers has ``set_attn_implementation`` but no public getter: the value is the config's private
+    ``_attn_implementation`` (4.36 on; in 5.x a property), which transformers' own models read.
+    """
+    return getattr(getattr(model, "config", None), "_attn_implementation", None)

@@ -1,0 +1,19 @@
+"""The transformers internals ``nasty_lightning._compat.transformers`` relies on."""
+
+from __future__ import annotations
+
+from torch import nn
+from transformers import AutoModel
+
+from nasty_lightning._compat.transformers import attention_implementation
+
+
+def test_attention_implementation_is_what_the_model_runs(tiny_bert):
+    model = AutoModel.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    assert attention_implementation(model) == "sdpa", (
+        "transformers no longer keeps the attention a model runs in config._attn_implementation: the cheaper CPU "
+        "dropout (use_fast_dropout) never routes attention through itself"
+    )
+    model.set_attn_implementation("eager")
+    assert attention_implementation(model) == "eager"
+    assert attention_implementation(nn.Linear(2, 2)) is None
