@@ -42,7 +42,7 @@ from nasty_lightning.formats.model_dir import (
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.labels.entities import spans
-from nasty_lightning.labels.heads import Head, LabelSchema
+from nasty_lightning.labels.heads import LabelSchema
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
@@ -123,7 +123,7 @@ class Tagger:
 
     model: PreTrainedModel | bert_family.TokenClassifier | None
     tokenizer: PreTrainedTokenizerBase | TokenizerFile
-    schema: LabelSchema
+    heads: LabelSchema  # a sequence of ``Head`` is taken as the schema of those heads
     max_length: int
     batch_size: int = 64
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
@@ -134,17 +134,14 @@ class Tagger:
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
-        self._decoders = IOB2Decoders(self.schema)
-
-    @property
-    def heads(self) -> tuple[Head, ...]:
-        """The heads, in the model's order (the first is the classifier's)."""
-        return self.schema.heads
+        if not isinstance(self.heads, LabelSchema):
+            self.heads = LabelSchema(tuple(self.heads))
+        self._decoders = IOB2Decoders(self.heads)
 
     @property
     def columns(self) -> list[str]:
         """The predicted columns, in the model's order (the first is the classifier's)."""
-        return self.schema.columns
+        return self.heads.columns
 
     @property
     def label_column(self) -> str:

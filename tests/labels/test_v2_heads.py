@@ -8,7 +8,11 @@ import torch
 from clirun import nasty_train, printed_metric
 from conftest import FIXTURES
 
+from nasty_lightning.data.batching import collate
+from nasty_lightning.data.encoding import encode
+from nasty_lightning.data.packing import pack
 from nasty_lightning.inference.tagger import Tagger
+from nasty_lightning.modelling.network import Network
 from nasty_lightning.training.module import TokenTagger
 
 V2 = FIXTURES / "v2_heads"
@@ -108,3 +112,19 @@ def test_a_warm_start_from_v2_takes_every_head_and_the_casing(source):
         assert torch.equal(moved.model.classifier.weight[i], saved["heads.xpos.weight"][old]), tag
     assert torch.equal(moved.heads["upos"].weight, saved["model.classifier.weight"])
     assert torch.equal(moved.heads["ner"].bias, saved["heads.ner.bias"])
+
+
+def test_training_and_tagging_compute_the_same_logits():
+    """One forward pass: the Lightning module (transformers' BERT) and the tagger's network (our BERT family) give
+    every head the same logits on the same padded and packed batches."""
+    tagger = Tagger.load(V2 / "model")
+    module = TokenTagger(str(V2 / "best.ckpt"), LABELS, casing=True).eval()
+    words = [s.split() for s in ("the big postman sat near Zürich .", "a cat ran", "every dog barked at this mat .")]
+    windows = encode(words, tagger.tokenizer, tagger.max_length, long_words="truncate")
+    network = Network(tagger.model, tagger.layers, tagger.casing)
+    for batch in (collate(windows, tagger.tokenizer.pad_token_id), pack(windows, tagger.tokenizer.pad_token_id)[0]):
+        with torch.no_grad():
+            ours, theirs = module(batch), network.run(batch, torch.device("cpu"))
+        assert len(ours) == len(theirs) == len(COLUMNS)
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
