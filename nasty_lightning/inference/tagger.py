@@ -301,8 +301,9 @@ class Tagger:
             for window, (r, start) in zip(chunk, places, strict=True):
                 at = start + torch.tensor(window.word_starts, dtype=torch.long)
                 words = ids[r][at]  # (words, heads)
-                for h, decoded in self._decoders.rows(logits, r, at.to(device)) if self.constrained else ():
-                    words[:, h] = torch.tensor(decoded)
+                if self.constrained and self._decoders:
+                    for h, decoded in self._decoders.rows(logits, r, at.to(device)):
+                        words[:, h] = torch.tensor(decoded)
                 predicted.append(words.tolist())
             yield chunk, predicted
 

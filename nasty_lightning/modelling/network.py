@@ -42,7 +42,9 @@ def head_logits(
     )
     if not heads:
         return (out.logits,)
-    hidden = getattr(model, "dropout", nn.Identity())(out.hidden_states[-1])
+    hidden, dropout = out.hidden_states[-1], getattr(model, "dropout", None)  # our BERT family has none
+    if dropout is not None:
+        hidden = dropout(hidden)
     return (out.logits, *(head(hidden) for head in heads))
 
 
