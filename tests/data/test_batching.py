@@ -6,11 +6,12 @@ import random
 
 import pytest
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from nasty_lightning.data.batch import Batch, Packing
 from nasty_lightning.data.batching import SentenceBatchSampler, collate, padded_batches
-from nasty_lightning.data.packing import collate_packed
 from nasty_lightning.data.encoding import IGNORE, Window
+from nasty_lightning.data.packing import collate_packed
 
 _rng = random.Random(0)
 LENGTHS = [_rng.randint(3, 60) for _ in range(203)]
@@ -117,8 +118,6 @@ def test_a_batch_moves_to_a_device_whole():
     assert all(getattr(moved, f).device.type == "meta" for f in ("input_ids", "casing", "labels"))
     assert moved.packing.segments.device.type == "meta" and batch.input_ids.device.type == "cpu"
     # Lightning moves it by its ``to``, as any object that has one
-    from lightning.fabric.utilities.apply_func import move_data_to_device
-
     assert move_data_to_device(batch, torch.device("meta")).packing.position_ids.device.type == "meta"
 
 
