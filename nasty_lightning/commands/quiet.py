@@ -20,6 +20,9 @@ _LIGHTNING_NOISE = (
     "GPU available:",  # the accelerator fit uses is in its own first lines
     "TPU available:",
     "HPU available:",
+    "Using bfloat16 Automatic Mixed Precision",  # the run's first lines give its precision
+    "Using 16bit Automatic Mixed Precision",
+    "`Trainer.fit` stopped:",  # the run's last lines say how it ended
 )
 # Deprecation notices about Lightning's own calls (Lightning 2.6), by message, category and the module that
 # made the call: each names one use, so that any other deprecation, the first sign of a change, still shows.

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ from nasty_lightning.training.callbacks import (
 from nasty_lightning.training.checkpoint_io import RESUMABLE, AtomicCheckpointIO
 from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.progress import EpochBar, ProgressLines
+from nasty_lightning.training.progress import summary as run_summary
 
 RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml")
 LOCK_FILE = ".lock"
@@ -69,6 +71,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
 
     def __init__(self, *args: Any, command: str = "", exit_stack: ExitStack, **kwargs: Any) -> None:
         self.command = command
+        self.started = time.monotonic()  # for the summary at the end of fit
         self._exit_stack = exit_stack  # holds the run folder's claim until the command ends
         self._earlier_run: list[Path] = []  # what fit deletes before it trains: an earlier run's files
         super().__init__(*args, **kwargs)
@@ -274,7 +277,22 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             [summary["test"]] = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
         if self.trainer.is_global_zero:
             out = export_checkpoint(best, Path(self.trainer.default_root_dir) / "model", summary)
-            print(f"Exported the best checkpoint to {out}", flush=True)
+            saved = load_checkpoint(best)
+            checkpoint = self.config_init[self.subcommand].checkpoint
+            data = self.datamodule.hparams
+            print(
+                run_summary(
+                    best,
+                    checkpoint.monitor,
+                    float(checkpoint.best_model_score),
+                    saved.get("epoch", 0) + 1,
+                    saved.get("global_step", 0),
+                    time.monotonic() - self.started,
+                    str(out),
+                    data.test_file or self.datamodule.val_files[0],
+                ),
+                flush=True,
+            )
 
 
 def monitored_metric(monitor: str, columns: list[str]) -> str:
@@ -375,6 +393,7 @@ def run(args: list[str] | None = None) -> None:
                 "default_root_dir": "runs/default",
                 "use_distributed_sampler": False,
                 "log_every_n_steps": 10,  # Lightning's 50 leaves short runs without a training curve
+                "enable_model_summary": False,  # the run's first lines say what it trains (progress.header)
             },
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,  # TokenTagger.configure_optimizers: AdamW, linear warmup and decay

@@ -1,5 +1,6 @@
-"""What a training run tells its user: a progress bar on a terminal, lines of text elsewhere, and a line
-after every validation. Epochs are counted from 1 everywhere, as the guide counts them."""
+"""What a training run tells its user: what it is about to do, a progress bar on a terminal or lines of text
+elsewhere, a line after every validation, and what it did. Epochs are counted from 1 everywhere, as the guide
+counts them."""
 
 from __future__ import annotations
 
@@ -40,9 +41,14 @@ class EpochBar(TQDMProgressBar):
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
 
+FIRST_LINE_SECONDS = 30.0  # with lines, the first comes after this long if every_n_steps iterations take longer
+
+
 class ProgressLines(Callback):
-    """Lines for logs: ``Epoch 1/3, Iteration 100/784: loss=0.3421, accuracy=0.891 (4.2 it/s, 0:09:31 left)``
-    every ``every_n_steps`` iterations when output goes to a file, and after every validation
+    """What the run is about to do (``header``), at its start; then lines for logs:
+    ``Epoch 1/3, Iteration 100/784: loss=0.3421, accuracy=0.891 (4.2 it/s, 0:09:31 left)`` every ``every_n_steps``
+    iterations when output goes to a file (the first one after at most ``FIRST_LINE_SECONDS``), and after every
+    validation
     ``Epoch 1/3, Iteration 500/784: validation_loss: 0.1822, validation_accuracy: 0.953`` (mid-epoch) or
     ``Epoch 1 completed. validation_loss: 0.1822, validation_accuracy: 0.953`` (end of an epoch).
     ``validation_accuracy`` is the first predicted column's; a model of several columns adds a line
@@ -52,7 +58,7 @@ class ProgressLines(Callback):
         """
         Args:
             every_n_steps: With ``lines``, print the mean training loss and accuracy, the speed and the time
-                left every N iterations (batches) of an epoch.
+                left every N iterations (batches) of an epoch; the first such line comes after 30 s at most.
             lines: Print progress as lines of text instead of a progress bar. By default, when standard
                 output is not a terminal (a log file, nohup, CI, a cluster job).
         """
@@ -62,9 +68,11 @@ class ProgressLines(Callback):
         self.lines = not sys.stdout.isatty() if lines is None else lines
         self._sums = [0.0, 0.0, 0]  # loss, accuracy, iterations since the last line
         self._started: tuple[float, int] | None = None  # time and iterations done when training (re)started
+        self._said = False  # whether a line of training progress was printed
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.monotonic(), self._done(trainer)
+        say(trainer, "\n".join(header(trainer, pl_module)))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         metrics = trainer.callback_metrics
@@ -74,10 +82,12 @@ class ProgressLines(Callback):
         self._sums[1] += float(metrics["train_acc"])
         self._sums[2] += 1
         iteration = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if iteration % self.every_n_steps:
+        late = not self._said and time.monotonic() - self._started[0] >= FIRST_LINE_SECONDS
+        if iteration % self.every_n_steps and not late:
             return
         loss, accuracy, n = self._sums
         self._sums = [0.0, 0.0, 0]
+        self._said = True
         say(
             trainer, f"{self._where(trainer)}: loss={loss / n:.4f}, accuracy={accuracy / n:.3f} ({self._pace(trainer)})"
         )
@@ -114,6 +124,45 @@ class ProgressLines(Callback):
         rate = (done - done_then) / max(time.monotonic() - started, 1e-9)
         left = trainer.max_epochs * trainer.num_training_batches - done
         return f"{rate:.1f} it/s, {timedelta(seconds=round(left / rate)) if rate else '?'} left"
+
+
+def header(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
+    """What the run is about to do: the model, the data (sentences and words of each file), the labels of each
+    column, the batches and steps, the precision and the devices, and where it writes."""
+    hp = pl_module.hparams
+    parameters = sum(p.numel() for p in pl_module.parameters())
+    lines = [f"model: {hp.model_name} ({parameters:,} parameters)"]
+    data = trainer.datamodule
+    if data is not None:
+        stats = data.file_stats
+        for name, files in (("training", data.train_files), ("validation", data.val_files)):
+            for path in files:
+                if path in stats:
+                    lines.append(
+                        f"{name}: {path}: {stats[path]['sentences']:,} sentences, {stats[path]['words']:,} words"
+                    )
+        lines.append("labels: " + ", ".join(f"{h.column} {len(h.vocab)}" for h in data.heads))
+    steps = trainer.max_epochs * trainer.num_training_batches
+    lines.append(
+        f"batches per epoch: {trainer.num_training_batches:,}; {trainer.max_epochs} epochs, {steps:,} steps"
+        + (f" (from step {trainer.global_step:,}, resumed)" if trainer.global_step else "")
+    )
+    devices = f"{trainer.num_devices} {type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()}"
+    lines.append(f"precision: {trainer.precision}, on {devices} device(s); writing to {trainer.default_root_dir}")
+    return lines
+
+
+def summary(
+    best: str, monitor: str, score: float, epoch: int, step: int, seconds: float, model_dir: str, test_file: str
+) -> str:
+    """What a finished run did (``best``: its best checkpoint, with its ``monitor`` score, epoch and step), and the
+    command to run next."""
+    minutes, secs = divmod(round(seconds), 60)
+    took = f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    return (
+        f"Done in {took}. Best {monitor} {score:.4f} at epoch {epoch} (step {step:,}), {best}; the model is in "
+        f"{model_dir}\nNext: nasty-train eval --model_dir {model_dir} --test_file {test_file}"
+    )
 
 
 def _scores(trainer: L.Trainer) -> str:

@@ -49,8 +49,36 @@ def test_a_fit_logged_to_a_file_prints_lines_and_no_noise(fitted):
     ]
     assert "Epoch 2/4, Iteration 2/8: validation_loss: " in result.stdout  # step 10, mid-epoch
     everything = result.stdout + result.stderr
-    for noise in ("Tip:", "LOAD REPORT", "Loading weights", "weights_only", "deprecated", "Epoch 0", "\r"):
+    for noise in ("Tip:", "LOAD REPORT", "Loading weights", "weights_only", "deprecated", "Epoch 0", "\r", "FLOPs"):
         assert noise not in everything, noise
+    for noise in ("GPU available", "Automatic Mixed Precision", "`Trainer.fit` stopped"):
+        assert noise not in everything, noise
+
+
+def test_a_fit_says_what_it_will_do_and_what_it_did(fitted, toy_treebank):
+    root, result = fitted
+    first = result.stdout.splitlines()[:6]
+    assert first[0].startswith("model: ") and first[0].endswith(" parameters)")
+    assert first[1] == f"training: {toy_treebank['train']}: 64 sentences, 486 words"
+    assert first[2].startswith(f"validation: {toy_treebank['dev']}: 17 sentences, ")
+    assert first[3] == "labels: upos 6"
+    assert first[4] == "batches per epoch: 8; 4 epochs, 32 steps"
+    assert first[5] == f"precision: bf16-mixed, on 1 cpu device(s); writing to {root}"
+    done, then = result.stdout.splitlines()[-2:]
+    assert done.startswith("Done in ") and ". Best val_acc " in done and f"the model is in {root / 'model'}" in done
+    assert then == f"Next: nasty-train eval --model_dir {root / 'model'} --test_file {toy_treebank['dev']}"
+
+
+def test_the_first_progress_line_comes_early_whatever_the_interval(
+    tiny_bert, toy_treebank, tmp_path, monkeypatch, capsys
+):
+    from nasty_lightning.training import progress
+
+    monkeypatch.setattr(progress, "FIRST_LINE_SECONDS", 0.0)  # as if the first iterations had taken 30 s
+    lines = ("--progress.lines", "true", "--progress.every_n_steps", "1000", "--trainer.max_epochs", "1")
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, *lines))
+    progress_lines = [line for line in capsys.readouterr().out.splitlines() if ": loss=" in line]
+    assert [line.split(":")[0] for line in progress_lines] == ["Epoch 1/1, Iteration 1/8"]
 
 
 def test_the_progress_bar_counts_epochs_from_1(tiny_bert, toy_treebank, tmp_path, capsys):
