@@ -32,10 +32,19 @@ class EpochBar(TQDMProgressBar):
         super().__init__(refresh_rate, process_position, leave)
         self.leave = leave
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.fit_loop.epoch_loop.batch_progress.current.processed:  # resumed mid-epoch: no epoch start
+            self._describe(trainer)
+
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         # Lightning's own, but for the description (its "Epoch 0" would be drawn once before ours).
         if self.leave:
             self.train_progress_bar = self.init_train_tqdm()
+        self._describe(trainer)
+
+    def _describe(self, trainer: L.Trainer) -> None:
+        """The epoch's length and ``Epoch N/M``, counted from 1."""
         self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
         self.train_progress_bar.initial = 0
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")

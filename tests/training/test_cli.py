@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 
 import pytest
@@ -332,3 +333,14 @@ def test_output_to_a_closed_pipe_ends_quietly():
     err = process.stderr.read().decode()
     process.stderr.close()
     assert process.wait(timeout=60) == 141 and err == "", err
+
+
+def test_the_progress_bar_of_a_run_resumed_mid_epoch_counts_its_epoch(tiny_bert, toy_treebank, tmp_path):
+    bar = ("--trainer.enable_progress_bar", "true", "--progress.lines", "false", "--trainer.max_epochs", "2")
+    stop = ("--trainer.callbacks+=faulty.SignalAt", "--trainer.callbacks.at_step=11", "--trainer.callbacks.signum=2")
+    assert nasty_train(*fit_args(tiny_bert, toy_treebank, tmp_path, *bar, *stop)).returncode == 130
+    resumed = nasty_train(*fit_args(tiny_bert, toy_treebank, tmp_path, *bar, "--ckpt_path", "last"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    bars = resumed.stdout.replace("\r", "\n")
+    assert "Epoch 2/2:  62%" in bars and " 5/8 " in bars  # 12 steps done: the fifth batch of the second epoch
+    assert not re.search(r"\b[1-9]\d*/\?", bars)  # no bar without its total: the symptom was "5/?"
