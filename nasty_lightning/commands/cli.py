@@ -22,6 +22,7 @@ from typing import NoReturn
 from jsonargparse import ArgumentParser, auto_cli
 
 from nasty_lightning._compat.jsonargparse import failed_parser
+from nasty_lightning.commands.early_answers import answer_early, options_of, unknown_options
 from nasty_lightning.errors import Interrupted, UserError
 
 TRAINER_COMMANDS = {
@@ -70,19 +71,8 @@ class SuggestOptions:
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         parser = failed_parser(self, ex)
-        known = sorted(set(re.findall(r"--[\w.\-]+", parser.format_usage())))  # the usage names every option
         unknown = re.findall(r"(?:^|\s)(--[\w.\-]+)", message.partition("nrecognized arguments:")[2])
-        if unknown:
-            message = "; ".join(
-                f"unknown option {option}"
-                + (
-                    f", did you mean {' or '.join(close)}?"
-                    if (close := difflib.get_close_matches(option, known, 2, 0.75))
-                    else ""
-                )
-                for option in unknown
-            )
-        message = _one_line(message)
+        message = unknown_options(unknown, options_of(parser.format_help())) if unknown else _one_line(message)
         if not self.exit_on_error:
             super().error(message, ex)
         prog = parser.prog.replace(" [options]", "")
@@ -179,6 +169,7 @@ def main(args: list[str] | None = None) -> None:
                 prog=f"nasty-train {command}",
             )
         else:
+            answer_early(command, guide_options(argv[1:]))
             from nasty_lightning.commands.train_cli import run
 
             if args is None:  # LightningCLI reads sys.argv (and warns when given both)

@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from nasty_lightning._compat.jsonargparse import set_help
 from nasty_lightning._compat.lightning import OwnCheckpointSettings, subcommand_parser
 from nasty_lightning.commands.cli import TRAINER_COMMANDS, SuggestOptions
+from nasty_lightning.commands.early_answers import remember
 from nasty_lightning.commands.quiet import quiet_lightning
 from nasty_lightning.data.datamodule import TaggingDataModule
 from nasty_lightning.errors import UserError
@@ -148,6 +149,9 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
         """Parse the command line; with ``--ckpt_path`` (validate, test), again over the checkpoint's settings."""
         for subcommand in self.subcommands():
             set_help(subcommand_parser(self, subcommand), "ckpt_path", CKPT_PATH_HELP[subcommand == "fit"])
+        given = args if args is not None else sys.argv[1:]
+        if given and given[0] in self.subcommands():  # for the next --help or mistake, before Lightning loads
+            remember(given[0], subcommand_parser(self, given[0]))
         super().parse_arguments(parser, args)
         self._checkpoint_settings(parser, args)
 
