@@ -8,6 +8,7 @@ with its docstring. ``cli.main`` dispatches here.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import inspect
 import os
 import shlex
@@ -47,7 +48,8 @@ from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.progress import EpochBar, ProgressLines
 from nasty_lightning.training.progress import summary as run_summary
 
-RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml")
+TENSORBOARD_DIR = "tensorboard"
+RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml", TENSORBOARD_DIR)
 LOCK_FILE = ".lock"
 
 CKPT_PATH_HELP = (
@@ -89,6 +91,13 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             default=False,
             help="fit: start afresh in a --trainer.default_root_dir that already holds a run, deleting its "
             "checkpoints and logs (without it, such a folder is refused unless resuming with --ckpt_path).",
+        )
+        parser.add_argument(
+            "--tensorboard",
+            type=bool,
+            default=False,
+            help="fit: also log losses, scores and the learning rate for TensorBoard, in <default_root_dir>/"
+            f"{TENSORBOARD_DIR} beside metrics.csv (needs pip install tensorboard; then tensorboard --logdir runs).",
         )
         parser.add_argument(
             "--monitor",
@@ -203,10 +212,21 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
         if not cfg.data.val_file:
             raise UserError("fit needs --data.val_file: validation, early stopping and the best checkpoint use it")
         if cfg.trainer.logger in (None, True):
-            cfg.trainer.logger = {
-                "class_path": "nasty_lightning.training.runlog.RunLogger",
-                "init_args": {"save_dir": str(root), "name": "", "version": ""},
-            }
+            cfg.trainer.logger = [
+                {
+                    "class_path": "nasty_lightning.training.runlog.RunLogger",
+                    "init_args": {"save_dir": str(root), "name": "", "version": ""},
+                }
+            ]
+            if cfg.tensorboard:
+                if importlib.util.find_spec("tensorboard") is None:
+                    raise UserError("--tensorboard true needs TensorBoard: pip install tensorboard")
+                cfg.trainer.logger.append(
+                    {
+                        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                        "init_args": {"save_dir": str(root), "name": TENSORBOARD_DIR, "version": ""},
+                    }
+                )
         if cfg.trainer.max_epochs is not None and cfg.trainer.max_epochs < 1:
             raise UserError(
                 f"--trainer.max_epochs must be at least 1, got {cfg.trainer.max_epochs} (the learning rate decays "

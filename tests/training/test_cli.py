@@ -344,3 +344,15 @@ def test_the_progress_bar_of_a_run_resumed_mid_epoch_counts_its_epoch(tiny_bert,
     bars = resumed.stdout.replace("\r", "\n")
     assert "Epoch 2/2:  62%" in bars and " 5/8 " in bars  # 12 steps done: the fifth batch of the second epoch
     assert not re.search(r"\b[1-9]\d*/\?", bars)  # no bar without its total: the symptom was "5/?"
+
+
+def test_tensorboard_logs_beside_metrics_csv(tiny_bert, toy_treebank, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "2", "--tensorboard", "true"))
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train_loss", "val_acc", "val_loss"} <= set(tags)
+    assert [e.value for e in events.Scalars("val_acc")] == [
+        float(r["val_acc"]) for r in metrics(tmp_path) if r["val_acc"]
+    ]
