@@ -52,3 +52,32 @@ def write_conllu(path: Path, sentences: list[list[tuple[str, str]]], morphology_
         lines.append("")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+# Named entities: sentences of filler words, people (PER) and places (LOC), as IOB2.
+PEOPLE = [["Ann"], ["Bob", "Smith"], ["Carla"], ["Dan", "Lee", "Jones"]]
+PLACES = [["Paris"], ["New", "York"], ["Rome"], ["São", "Paulo"]]
+FILLER = ["saw", "met", "in", "near", "the", "dog", "and", "visited"]
+
+
+def toy_ner(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Sentences of filler words, names (PER) and places (LOC), two of them adjacent now and then."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words: list[tuple[str, str]] = []
+        for _ in range(rng.randint(2, 4)):
+            words += [(rng.choice(FILLER), "O") for _ in range(rng.randint(1, 2))]
+            kind, names = rng.choice([("PER", PEOPLE), ("LOC", PLACES)])
+            name = rng.choice(names)
+            words += [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(name)]
+        sentences.append(words + [(".", "O")])
+    return sentences
+
+
+def write_iob2(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    lines = []
+    for sentence in sentences:
+        lines += [f"{i}\t{w}\t{t}\t-\t-" for i, (w, t) in enumerate(sentence, start=1)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -7,16 +7,13 @@ with its docstring. ``cli.main`` dispatches here.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import inspect
 import os
 import shlex
-import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,14 @@ from nasty_lightning._compat.lightning import OwnCheckpointSettings, subcommand_
 from nasty_lightning.commands.cli import TRAINER_COMMANDS, SuggestOptions
 from nasty_lightning.commands.early_answers import remember
 from nasty_lightning.commands.quiet import quiet_lightning
+from nasty_lightning.commands.run_folder import (
+    TENSORBOARD_DIR,
+    check_model_outside,
+    check_resume,
+    claim_run_folder,
+    earlier_run,
+    remove,
+)
 from nasty_lightning.data.datamodule import TaggingDataModule
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.untrusted import load_checkpoint
@@ -47,10 +52,6 @@ from nasty_lightning.training.checkpoint_io import RESUMABLE, AtomicCheckpointIO
 from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.progress import EpochBar, ProgressLines
 from nasty_lightning.training.progress import summary as run_summary
-
-TENSORBOARD_DIR = "tensorboard"
-RUN_FILES = ("config.yaml", "metrics.csv", "hparams.yaml", TENSORBOARD_DIR)
-LOCK_FILE = ".lock"
 
 CKPT_PATH_HELP = (
     "A checkpoint of nasty-train fit (RUN/checkpoints/best.ckpt): the model, its tags, tokenizer and settings come "
@@ -234,7 +235,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             )
         checkpoints = Path(cfg.last_checkpoint.dirpath)
         if cfg.ckpt_path is not None:
-            _check_resume(cfg.ckpt_path, checkpoints / RESUMABLE)
+            check_resume(cfg.ckpt_path, checkpoints / RESUMABLE)
         if rank_zero_only.rank == 0:
             resume = cfg.ckpt_path is not None
             self._exit_stack.enter_context(claim_run_folder(root, checkpoints, resume=resume, overwrite=cfg.overwrite))
@@ -268,11 +269,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             last = Path(self.config_init[self.subcommand].last_checkpoint.dirpath) / RESUMABLE
             saved = load_checkpoint(last).get(RunRecord.SETTINGS_KEY, {})
             check_resume_settings(saved, resume_settings(self.trainer, self.model, self.datamodule), last)
-        for path in self._earlier_run:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        remove(self._earlier_run)
 
     def instantiate_trainer(self, **kwargs: Any):
         config = self.config_init[self.subcommand].trainer
@@ -308,7 +305,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
                 run_summary(
                     best,
                     checkpoint.monitor,
-                    float(checkpoint.best_model_score),
+                    None if checkpoint.best_model_score is None else float(checkpoint.best_model_score),
                     saved.get("epoch", 0) + 1,
                     saved.get("global_step", 0),
                     time.monotonic() - self.started,
@@ -330,75 +327,6 @@ def monitored_metric(monitor: str, columns: list[str]) -> str:
 
 def _seed_or_zero(seed: int | bool | None) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-
-
-def _check_resume(ckpt_path: str, last: Path) -> None:
-    """``fit --ckpt_path`` continues the run folder's own run from its ``last.ckpt``, and nothing else."""
-    if ckpt_path != "last" and Path(ckpt_path).resolve() != last.resolve():
-        raise UserError(
-            f"fit --ckpt_path resumes the run in --trainer.default_root_dir from its last.ckpt: give --ckpt_path "
-            f"last. To start a new run from the weights of {ckpt_path}, give it as the model in a new folder: "
-            f"--model.model_name {ckpt_path} (a warm start)"
-        )
-    if not last.is_file():
-        raise UserError(f"--ckpt_path last: there is no {last} to resume")
-    load_checkpoint(last)  # a clear error for a truncated or unsafe file, naming the intact ones beside it
-
-
-@contextmanager
-def claim_run_folder(root: Path, checkpoints: Path, resume: bool, overwrite: bool) -> Iterator[None]:
-    """Hold ``root`` for this run while it lasts, and refuse to start a new run over an earlier one unless
-    resuming it or told to overwrite it.
-
-    The claim is an exclusive ``flock`` on ``root/.lock``: a second ``fit`` on the same folder is refused at
-    once, and the kernel releases the lock when the process ends, however it ends, so a killed run leaves
-    nothing stuck. Checkpoint files that a killed write left half-written (``.*.part``) are removed.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    lock = open(root / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the whole run
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            raise UserError(
-                f"{root} is in use by another nasty-train fit (process {holder}); wait for it to end, "
-                "or choose another --trainer.default_root_dir"
-            ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        for partial in checkpoints.glob(".*.part"):
-            partial.unlink()
-        saved, _ = earlier_run(root, checkpoints)
-        if saved and not resume and not overwrite:
-            raise UserError(
-                f"{root} already holds a run ({saved[0]}); resume it with --ckpt_path last, replace it with "
-                "--overwrite true, or choose another --trainer.default_root_dir"
-            )
-        yield
-    finally:
-        lock.close()  # releases the lock
-
-
-def earlier_run(root: Path, checkpoints: Path) -> tuple[list[Path], list[Path]]:
-    """What a new run in ``root`` replaces: an earlier run's checkpoints and exported model (kept unless told
-    to overwrite them), and its logs (those of a run stopped before its first checkpoint go without asking)."""
-    saved = sorted(checkpoints.glob("*.ckpt")) + ([root / "model"] if (root / "model").is_dir() else [])
-    return saved, [path for name in RUN_FILES if (path := root / name).exists()]
-
-
-def check_model_outside(model_name: str, replaced: list[Path]) -> None:
-    """Refuse to start from a model that the new run deletes: a checkpoint or the model of the run it replaces."""
-    source = Path(model_name).resolve()  # presets and hub ids are no path in a run folder
-    inside = next((p for p in replaced if source.is_relative_to(p.resolve())), None)
-    if inside is not None:
-        raise UserError(
-            f"--model.model_name {model_name} is part of the run that --overwrite true deletes ({inside}); "
-            "copy it elsewhere first, or start the new run in another --trainer.default_root_dir"
-        )
 
 
 def run(args: list[str] | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -16,10 +15,10 @@ from torch.utils.data import DataLoader
 
 from nasty_lightning.data.batching import SentenceBatchSampler, collate
 from nasty_lightning.data.cache import cache_key, load_windows, save_windows
-from nasty_lightning.data.encoding import IGNORE, Window, WordTooLong, encode, load_tokenizer
+from nasty_lightning.data.encoding import IGNORE, Window, encode, encode_file, load_tokenizer
 from nasty_lightning.data.packing import collate_packed
-from nasty_lightning.data.sampling import augment, check_augment_fits, sample, temperature_draws
-from nasty_lightning.errors import DataError, UserError
+from nasty_lightning.data.sampling import augment, check_augment_fits, file_draws, sample
+from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import Sentence, check_labels, read_sentences
 from nasty_lightning.formats.fetch import fetch_treebank_file
 from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema, LabelVocab, label_columns
@@ -270,7 +269,7 @@ class TaggingDataModule(L.LightningDataModule):
         for group, (path, start) in enumerate(zip(paths, starts, strict=True)):
             kept = [s for i, s in enumerate(self.sentences(path)) if start + i in keep]  # label only the sample
             words += [s.words for s in kept]
-            labels += self._label_ids(path, kept)[0]
+            labels += self.schema.label_ids(path, kept)[0]
             groups += [group] * len(kept)
         new_words, new_labels = augment(words, labels, self.hparams.augment, self.hparams.seed)
         windows = encode(new_words, self.tokenizer, self.hparams.max_length, new_labels)
@@ -313,6 +312,9 @@ class TaggingDataModule(L.LightningDataModule):
             )
         return windows
 
+    def _encode(self, path: str) -> tuple[list[Window], dict]:
+        return encode_file(path, self.sentences(path), self.schema, self.tokenizer, self.hparams.max_length)
+
     def _cache_file(self, path: str) -> Path | None:
         h = self.hparams
         if h.cache_dir is None:
@@ -320,57 +322,14 @@ class TaggingDataModule(L.LightningDataModule):
         key = cache_key(path, self.tokenizer, h.max_length, self.label_vocab, h.label_column)
         return Path(h.cache_dir).expanduser() / f"{Path(path).stem}-{key}.pt"
 
-    def _label_ids(
-        self, path: str, sentences: list[Sentence]
-    ) -> tuple[list[list[tuple[int, ...]]], dict[str, Counter]]:
-        """Every word's label ids (one per head), by sentence, and the labels the vocabulary lacks, by column."""
-        unknown = {head.column: Counter() for head in self.heads}
-        columns = []  # by head, sentence and word: label ids
-        for head in self.heads:
-            check_labels(path, sentences, head.column, complete=head.needs_every_value)
-            ids = []
-            for s in sentences:
-                targets = head.targets(s.words, s.labels(head.column))
-                ids.append([head.vocab.encode(t) for t in targets])
-                unknown[head.column].update(t for t in targets if t is not None and t not in head.vocab)
-            columns.append(ids)
-        return [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)], unknown
-
-    def _encode(self, path: str) -> tuple[list[Window], dict[str, Any]]:
-        sentences = self.sentences(path)
-        labels, unknown = self._label_ids(path, sentences)
-        try:
-            windows = encode([s.words for s in sentences], self.tokenizer, self.hparams.max_length, labels)
-        except WordTooLong as err:
-            raise DataError(path, sentences[err.sentence].word_lines[err.word], str(err)) from None
-        info = {
-            "sentences": len(sentences),
-            "words": sum(len(s.words) for s in sentences),
-            "unknown_labels": {column: dict(counts) for column, counts in unknown.items() if counts},
-        }
-        if any(h.is_lemma for h in self.heads):
-            info["lemmas"] = sum(1 for s in sentences for v in s.labels(LEMMA) if v is not None)
-        return windows, info
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         windows = self.datasets[split]
         trainer = self.trainer
         groups = draws = None
         if shuffle and self.hparams.sampling_temperature != 1 and len(self.train_files) > 1:
             groups = self._train_groups
-            sizes = [groups.count(g) for g in range(len(self.train_files))]
-            if 0 in sizes:
-                raise UserError(
-                    f"--data.max_train_sentences sampled no sentence of {self.train_files[sizes.index(0)]}, which "
-                    "--data.sampling_temperature would draw from; sample more, or leave the file out"
-                )
-            draws = temperature_draws(sizes, self.hparams.sampling_temperature)
-            rank_zero_info(
-                "sentences per epoch by training file: "
-                + ", ".join(
-                    f"{Path(f).name} {d:,} of {n:,}" for f, d, n in zip(self.train_files, draws, sizes, strict=True)
-                )
-            )
+            draws, shares = file_draws(self.train_files, groups, self.hparams.sampling_temperature)
+            rank_zero_info(shares)
         sampler = SentenceBatchSampler(
             [len(w.input_ids) for w in windows],
             self.hparams.batch_size if shuffle else self.hparams.eval_batch_size,
@@ -386,6 +345,7 @@ class TaggingDataModule(L.LightningDataModule):
         loss_norm = None
         if shuffle:  # training
             # the loss divisor: the mean number of labelled words per batch, over all ranks
+            sizes = None if draws is None else [groups.count(g) for g in range(len(draws))]
             words = sum(  # the first head's, in an epoch's draw
                 (1 if draws is None else draws[groups[i]] / sizes[groups[i]])
                 * sum(ids[0] != IGNORE for ids in w.labels)

@@ -12,18 +12,20 @@ tag comes from its first subword, which it keeps.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from nasty_lightning.errors import UserError
+from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.formats.model_dir import CASINGS
 from nasty_lightning.formats.presets import PRESETS, locate_model
 from nasty_lightning.formats.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
-from nasty_lightning.labels.heads import IGNORE
+from nasty_lightning.labels.heads import IGNORE, LEMMA, LabelSchema
 
 if TYPE_CHECKING:  # transformers is imported where a tokenizer is loaded with it: tagging may not need it
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["IGNORE", "Window", "WordTooLong", "encode", "load_tokenizer", "not_unicode"]
+    from nasty_lightning.formats.conllu import Sentence
+
+__all__ = ["IGNORE", "Window", "WordTooLong", "encode", "encode_file", "load_tokenizer", "not_unicode"]
 
 
 _CASING_CLASS = {name: i for i, name in enumerate(CASINGS)}
@@ -188,3 +190,23 @@ def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[
         if full[start : start + len(content)] == content:
             return full[:start], full[start + len(content) :]
     raise UserError("cannot tell where the tokenizer puts its special tokens")
+
+
+def encode_file(
+    path: str, sentences: list[Sentence], schema: LabelSchema, tokenizer: Any, max_length: int
+) -> tuple[list[Window], dict[str, Any]]:
+    """The windows of a file's sentences, with every word's label ids, and what the file holds: its sentences,
+    words, labels the vocabularies lack by column, and words with a lemma (for a lemma head)."""
+    labels, unknown = schema.label_ids(path, sentences)
+    try:
+        windows = encode([s.words for s in sentences], tokenizer, max_length, labels)
+    except WordTooLong as err:
+        raise DataError(path, sentences[err.sentence].word_lines[err.word], str(err)) from None
+    info = {
+        "sentences": len(sentences),
+        "words": sum(len(s.words) for s in sentences),
+        "unknown_labels": {column: dict(counts) for column, counts in unknown.items() if counts},
+    }
+    if any(h.is_lemma for h in schema):
+        info["lemmas"] = sum(1 for s in sentences for v in s.labels(LEMMA) if v is not None)
+    return windows, info

@@ -11,6 +11,7 @@ import os
 import random
 import resource
 from collections.abc import Sequence
+from pathlib import Path
 
 from nasty_lightning.errors import UserError
 
@@ -39,6 +40,20 @@ def temperature_draws(sizes: Sequence[int], temperature: float) -> list[int]:
     weights = [math.exp(x - max(logs)) for x in logs]
     total = sum(sizes)
     return [max(1, round(total * w / sum(weights))) for w in weights]
+
+
+def file_draws(files: Sequence[str], groups: Sequence[int], temperature: float) -> tuple[list[int], str]:
+    """Sentences drawn from each training file per epoch (``temperature_draws``), its sentences being those whose
+    ``groups`` entry is the file's index, and a line that says the shares; refuses a file the sample left empty."""
+    sizes = [groups.count(g) for g in range(len(files))]
+    if 0 in sizes:
+        raise UserError(
+            f"--data.max_train_sentences sampled no sentence of {files[sizes.index(0)]}, which "
+            "--data.sampling_temperature would draw from; sample more, or leave the file out"
+        )
+    draws = temperature_draws(sizes, temperature)
+    shares = (f"{Path(f).name} {d:,} of {n:,}" for f, d, n in zip(files, draws, sizes, strict=True))
+    return draws, "sentences per epoch by training file: " + ", ".join(shares)
 
 
 def draw(members: Sequence[int], count: int, epoch: int, seed: int) -> list[int]:

@@ -18,6 +18,7 @@ the Lightning module, warm start, export, quantize and the tagger all use it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.conllu import check_labels
 from nasty_lightning.formats.model_dir import CONFIG_FILE, META_FILE
 from nasty_lightning.labels.entities import is_iob2
 from nasty_lightning.labels.lemmas import apply_script, check_script, edit_script
@@ -207,6 +209,21 @@ class LabelSchema:
 
     def __getitem__(self, index: int) -> Head:
         return self.heads[index]
+
+    def label_ids(self, path: str, sentences: list[Sentence]) -> tuple[list[list[tuple[int, ...]]], dict[str, Counter]]:
+        """Every word's label ids (one per head), by sentence, and the labels the vocabularies lack, by column; each
+        column's values checked first (``FILE:LINE`` for a word without one, where every word needs one)."""
+        unknown = {head.column: Counter() for head in self.heads}
+        columns = []  # by head, sentence and word: label ids
+        for head in self.heads:
+            check_labels(path, sentences, head.column, complete=head.needs_every_value)
+            ids = []
+            for s in sentences:
+                targets = head.targets(s.words, s.labels(head.column))
+                ids.append([head.vocab.encode(t) for t in targets])
+                unknown[head.column].update(t for t in targets if t is not None and t not in head.vocab)
+            columns.append(ids)
+        return [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)], unknown
 
     def to_dict(self) -> dict[str, list[str]]:
         """The labels of every head by column, in order: the schema's serialisation (and the model's ``labels``)."""

@@ -162,15 +162,23 @@ def header(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
 
 
 def summary(
-    best: str, monitor: str, score: float, epoch: int, step: int, seconds: float, model_dir: str, test_file: str
+    best: str,
+    monitor: str | None,
+    score: float | None,
+    epoch: int,
+    step: int,
+    seconds: float,
+    model_dir: str,
+    test_file: str,
 ) -> str:
-    """What a finished run did (``best``: its best checkpoint, with its ``monitor`` score, epoch and step), and the
-    command to run next."""
+    """What a finished run did (``best``: the checkpoint exported, with its ``monitor`` score where the run chose
+    it by one, its epoch and step), and the command to run next."""
     minutes, secs = divmod(round(seconds), 60)
     took = f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    chosen = f"Best {monitor} {score:.4f}" if monitor and score is not None else "Exported"
     return (
-        f"Done in {took}. Best {monitor} {score:.4f} at epoch {epoch} (step {step:,}), {best}; the model is in "
-        f"{model_dir}\nNext: nasty-train eval --model_dir {model_dir} --test_file {test_file}"
+        f"Done in {took}. {chosen} at epoch {epoch} (step {step:,}), {best}; the model is in {model_dir}\n"
+        f"Next: nasty-train eval --model_dir {model_dir} --test_file {test_file}"
     )
 
 

@@ -68,7 +68,7 @@ def test_benchmark_prints_the_table_and_ratios(tiny_bert, toy_treebank):
 
 
 def test_ner_benchmark_scores_both_recipes_alike(tiny_bert, tmp_path):
-    from test_ner import toy_ner, write_iob2
+    from toy_data import toy_ner, write_iob2
 
     data = write_iob2(tmp_path / "all.iob2", toy_ner(60, seed=0))
     config = tmp_path / "ner_tiny.yaml"

@@ -18,7 +18,7 @@ import torch
 from clirun import fit_args, metrics, nasty_train, printed_metric
 
 from nasty_lightning.commands.cli import main
-from nasty_lightning.commands.train_cli import claim_run_folder
+from nasty_lightning.commands.run_folder import claim_run_folder
 from nasty_lightning.training import checkpoint_io
 from nasty_lightning.training.warm_start import encoder_from_checkpoint
 
@@ -213,7 +213,7 @@ def test_a_second_fit_on_a_claimed_folder_is_refused(tiny_bert, toy_treebank, tm
 def test_a_killed_claim_is_released(tmp_path):
     root = tmp_path / "run"
     code = (
-        "import sys, time\nfrom pathlib import Path\nfrom nasty_lightning.commands.train_cli import claim_run_folder\n"
+        "import sys, time\nfrom pathlib import Path\nfrom nasty_lightning.commands.run_folder import claim_run_folder\n"
         f"with claim_run_folder(Path({str(root)!r}), Path({str(root / 'checkpoints')!r}), False, False):\n"
         "    print('held', flush=True)\n    time.sleep(600)\n"
     )
