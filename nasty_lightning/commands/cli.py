@@ -161,13 +161,15 @@ def main(args: list[str] | None = None) -> None:
     quiet()
     try:
         if command in MODEL_COMMANDS:
-            auto_cli(
+            result = auto_cli(
                 _model_command(command),
                 args=argv[1:],
                 as_positional=False,
                 parser_class=ModelCommandParser,
                 prog=f"nasty-train {command}",
             )
+            if command == "export":
+                print(f"wrote {result}")
         else:
             answer_early(command, guide_options(argv[1:]))
             from nasty_lightning.commands.train_cli import run

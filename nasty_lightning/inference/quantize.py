@@ -12,6 +12,7 @@ and after, and a copy that loses more than ``--max_accuracy_drop`` points on any
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import CARD_FILE, META_FILE, ONNX_FILE, OWN_FILES, QUANTIZATION, write_meta
 from nasty_lightning.formats.outputs import atomic_dir, check_output_dir
+from nasty_lightning.modelling.precision import cpu_info
 
 METHOD = "ONNX Runtime dynamic quantization"
 
@@ -174,6 +176,8 @@ def _record(
         "calibration_file": str(calibration_file),
         "calibration_sentences": n,
         "threads": threads,
+        "cpu": cpu_info()[0] or "unknown",
+        "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "float32": before,
         "int8": after,
     }
@@ -216,6 +220,11 @@ Measured on `{record["calibration_file"]}` ({record["calibration_sentences"]} se
 {rows}
 | sentences per second | {before["sentences_per_second"]:.0f} | {after["sentences_per_second"]:.0f} |
 
+The sizes and accuracies hold anywhere. The speeds are one measurement, on the machine that quantized the model
+({record.get("cpu", "CPU not recorded")}{_load(record)}): they change with the CPU (INT8 gains most where it has
+AVX512-VNNI or AMX) and with whatever else runs on it. Measure yours with `nasty-train tag`, which prints its
+words per second.
+
 ## Use
 
 ```python
@@ -228,3 +237,8 @@ print(tagger.tag("The cat sat on the mat."))
 or `nasty-train tag --model_dir THIS_DIRECTORY --input FILE`, `nasty-train eval`, `nasty-train serve`.
 Plain `transformers` cannot load this directory: it holds no PyTorch weights.
 """
+
+
+def _load(record: dict[str, Any]) -> str:
+    """``, load 1.52``: the machine's one-minute load average when it measured, where recorded."""
+    return "" if record.get("load") is None else f", load average {record['load']:g} while measuring"

@@ -112,7 +112,8 @@ def test_pipeline_gives_our_tags_on_first_subwords(run):
 
 
 def test_export_command_matches_the_export_after_fit(run, tmp_path):
-    nasty_train("export", "--ckpt_path", run / "checkpoints" / "best.ckpt", "--output_dir", tmp_path / "m")
+    result = nasty_train("export", "--ckpt_path", run / "checkpoints" / "best.ckpt", "--output_dir", tmp_path / "m")
+    assert result.stdout == f"wrote {tmp_path / 'm'}\n"  # says where it wrote
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == (run / "model" / "model.safetensors").read_bytes()
     assert json.loads((tmp_path / "m" / "config.json").read_text())["id2label"]["3"] == "NOUN"
 

@@ -20,6 +20,7 @@ from nasty_lightning.formats.model_dir import ONNX_FILE
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.inference.quantize import quantize, quantize_network
 from nasty_lightning.inference.tagger import Tagger
+from nasty_lightning.modelling.precision import cpu_info
 
 V1 = V1_MODEL
 
@@ -71,6 +72,9 @@ def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_
     assert "upos accuracy  feats accuracy  sentences/s" in printed and re.search(r"^int8 ", printed, re.MULTILINE)
     assert re.search(r"[0-9.]+x (smaller|larger), [0-9.]+x the sentences per second", printed)  # tiny: larger
     assert "INT8" in (out / "README.md").read_text() and "| upos accuracy |" in (out / "README.md").read_text()
+    # the card's speeds say on what machine they were measured, and that they are one measurement
+    card = " ".join((out / "README.md").read_text().split())
+    assert f"one measurement, on the machine that quantized the model ({cpu_info()[0] or 'unknown'}" in card
     assert not list(out.glob("*.bin")) and not list(out.glob("*.safetensors")) and not list(out.glob(".*"))
 
 
