@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nasty_lightning.formats.conllu import read_sentences
 from nasty_lightning.inference.tagger import Tagger
 
@@ -19,6 +21,7 @@ def readme_example() -> str:
     return next(b for b in blocks if "L.Trainer(" in b)
 
 
+@pytest.mark.slow
 def test_the_readmes_fine_tuning_example_runs_as_written(tiny_bert, toy_treebank, tmp_path):
     example = readme_example()
     # the README's data and model, swapped for the toy ones; nothing else of the example changes

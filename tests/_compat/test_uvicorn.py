@@ -73,6 +73,7 @@ def test_a_connection_without_whole_headers_is_closed_in_time(port):
             )
 
 
+@pytest.mark.slow
 def test_an_answer_in_progress_is_not_cut_and_an_idle_connection_is_closed_after_it(port):
     with socket.create_connection(("127.0.0.1", port), timeout=20 * TIMEOUT) as connection:
         connection.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")

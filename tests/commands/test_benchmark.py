@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).parents[2] / "scripts" / "benchmark.py"
 
 
+@pytest.mark.slow
 def test_benchmark_prints_the_table_and_ratios(tiny_bert, toy_treebank):
     result = subprocess.run(
         [
@@ -67,6 +68,7 @@ def test_benchmark_prints_the_table_and_ratios(tiny_bert, toy_treebank):
     assert rows["tag: pipeline (defaults)"] == rows["tag: pipeline batch_size=64"] == rows["tag: nasty-train"]
 
 
+@pytest.mark.slow
 def test_ner_benchmark_scores_both_recipes_alike(tiny_bert, tmp_path):
     from toy_data import toy_ner, write_iob2
 

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import sys
 from nasty_lightning.commands.cli import main
@@ -23,6 +25,7 @@ def run(*args: str, home) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_fit_help_and_a_misspelt_option_are_answered_without_importing_lightning(tmp_path):
     first = run("fit", "--help", home=tmp_path)  # builds the parser: remembers its help and options
     assert first.stdout.rstrip().endswith("exit 0 lightning imported: True")
@@ -37,6 +40,7 @@ def test_fit_help_and_a_misspelt_option_are_answered_without_importing_lightning
     )
 
 
+@pytest.mark.slow
 def test_what_is_not_known_early_goes_on_to_the_parser(tmp_path):
     run("fit", "--help", home=tmp_path)
     # options of a class given on the command line are the parser's to judge; a bad value too

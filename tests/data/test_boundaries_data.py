@@ -70,6 +70,7 @@ def upos_xpos(tiny_bert, morphology, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("source", ["checkpoints/best.ckpt", "model"])
 def test_a_warm_start_matches_the_classifier_by_column_name(upos_xpos, source):
@@ -84,6 +85,7 @@ def test_a_warm_start_matches_the_classifier_by_column_name(upos_xpos, source):
     assert torch.equal(alone.model.classifier.weight, xpos["weight"])
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_fit_tells_a_single_column_model_its_column(upos_xpos, tiny_bert, morphology, tmp_path):
     best = upos_xpos / "checkpoints" / "best.ckpt"

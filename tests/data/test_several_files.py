@@ -46,6 +46,7 @@ def two_languages(tmp_path_factory, toy_treebank):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_two_languages_train_together_and_each_file_scores_as_eval_scores_it(tiny_bert, two_languages, tmp_path):
     run = tmp_path / "run"

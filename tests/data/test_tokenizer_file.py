@@ -74,6 +74,7 @@ def test_other_tokenizer_classes_and_bad_files_are_left_to_transformers(tiny_ber
     assert TokenizerFile.load(tmp_path) is None
 
 
+@pytest.mark.slow
 def test_tagging_does_not_import_transformers():
     """What ``TokenizerFile`` is for: an exported model tags without importing transformers at all, and as it
     tags with transformers' tokenizer."""

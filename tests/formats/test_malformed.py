@@ -169,6 +169,7 @@ def test_each_rule_names_file_line_and_problem(tmp_path, capsys, text, line, mes
     assert cli_error(capsys, path).startswith(f"{path}:{line}: {message}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["too-few-columns", "latin-1", "empty-file"])
 def test_the_installed_command_reports_them_too(tmp_path, case):
     [(text, line, message)] = [p.values for p in ERRORS if p.id == case]

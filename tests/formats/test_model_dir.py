@@ -86,6 +86,7 @@ def test_quantize_refuses_to_write_over_or_into_its_model_dir(morphology, tmp_pa
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_quantize_into_an_earlier_output_keeps_the_users_files(morphology, tmp_path):
     out = Path(shutil.copytree(V1, tmp_path / "out"))  # an earlier export: its weights are the tool's own
     (out / "my_notes.txt").write_text("mine")
@@ -98,6 +99,7 @@ def test_quantize_into_an_earlier_output_keeps_the_users_files(morphology, tmp_p
     assert Tagger.load(out).onnx is not None
 
 
+@pytest.mark.slow
 def test_what_a_killed_export_left_is_tidied_by_the_next(two_columns, tmp_path):
     best, out = two_columns / "checkpoints" / "best.ckpt", tmp_path / "m"
     main(["export", "--ckpt_path", str(best), "--output_dir", str(out)])
@@ -159,6 +161,7 @@ def test_tokenizer_files_are_the_names_tokenizers_write(tmp_path):
     } <= OWN_FILES - TOKENIZER_FILES
 
 
+@pytest.mark.slow
 def test_what_export_and_quantize_write_is_theirs(two_columns, morphology, tmp_path):
     """Every file they write is on the list an export into an earlier one replaces."""
     from nasty_lightning.formats.model_dir import OWN_FILES
@@ -168,6 +171,7 @@ def test_what_export_and_quantize_write_is_theirs(two_columns, morphology, tmp_p
     assert set(names(tmp_path / "f")) | set(names(tmp_path / "q")) <= OWN_FILES
 
 
+@pytest.mark.slow
 def test_a_load_while_the_folder_is_replaced_is_one_model(tmp_path, monkeypatch):
     """A writer keeps replacing the folder with one of two models (other labels, window, weights) while
     loads go on; each load is the one or the other, never config.json of one and weights of the other."""
@@ -241,6 +245,7 @@ def test_files_that_do_not_match_the_weights_are_one_line(tmp_path, capsys, morp
         assert message in cli_error(capsys, command[0], "--model_dir", folder, *command[1:])
 
 
+@pytest.mark.slow
 def test_serve_refuses_files_that_do_not_match_the_weights_at_start(tmp_path):
     folder = altered(tmp_path, "fewer", config=lambda c: relabel(c, ["A", "B"]))
     result = nasty_train("serve", "--model_dir", folder, "--port", "18765", timeout=120)

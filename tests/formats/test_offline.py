@@ -146,6 +146,7 @@ def test_a_hub_that_answers_gets_the_hub_id(hub):
     assert len(hub.file_requests()) == 2
 
 
+@pytest.mark.slow
 def test_a_local_model_directory_trains_without_the_hub(offline, tiny_bert, toy_treebank, tmp_path):
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1"))
     assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -168,6 +168,7 @@ def test_tag_in_place_keeps_the_file_when_the_disk_is_full(
     assert {line.split("\t")[3] for line in tagged if line[:1].isdigit()} <= set(TAGS)
 
 
+@pytest.mark.slow
 def test_invalid_utf8_on_standard_input_is_reported_at_its_line(model_dir):
     result = nasty_train("tag", "--model_dir", model_dir, input="The cat sat.\nA d\xf6g ran.\n".encode("latin-1"))
     assert result.returncode == 2

@@ -81,6 +81,7 @@ def crafted(ckpt, path, edit):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["test", "validate"])
 def test_checkpoint_settings_never_turn_on_remote_code(base, tiny_bert, toy_treebank, tmp_path, capsys, command):
     marker = tmp_path / "code-ran"
@@ -103,6 +104,7 @@ def test_checkpoint_settings_never_turn_on_remote_code(base, tiny_bert, toy_tree
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_needs_no_base_model(base, toy_treebank, tmp_path):
     ckpt = crafted(
         base / "checkpoints" / "best.ckpt",
@@ -116,6 +118,7 @@ def test_checkpoint_needs_no_base_model(base, toy_treebank, tmp_path):
     assert printed_metric(result.stdout, "test_acc") == pytest.approx(trained_accuracy(base), abs=2.5 / 127)
 
 
+@pytest.mark.slow
 def test_checkpoint_config_naming_code_is_refused(base, toy_treebank, tmp_path, capsys):
     ckpt = crafted(
         base / "checkpoints" / "best.ckpt",
@@ -136,6 +139,7 @@ class Payload:
         return pathlib.Path.touch, (pathlib.Path(self.marker),)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -168,6 +172,7 @@ def test_resuming_is_only_last_of_the_same_folder(base, tiny_bert, toy_treebank,
     assert snapshot(existing) == before
 
 
+@pytest.mark.slow
 def test_warm_start_keeps_the_weights_without_the_base_model(base, toy_treebank, tmp_path):
     best = base / "checkpoints" / "best.ckpt"
     best_score = max(float(r["val_acc"]) for r in metrics(base) if r["val_acc"])
@@ -199,6 +204,7 @@ def test_warm_start_matches_tags_by_name(base):
     )
 
 
+@pytest.mark.slow
 def test_a_second_fit_on_a_claimed_folder_is_refused(tiny_bert, toy_treebank, tmp_path):
     root = tmp_path / "run"
     with claim_run_folder(root, root / "checkpoints", resume=False, overwrite=False):
@@ -238,6 +244,7 @@ def test_stale_partial_checkpoints_are_removed(base, tiny_bert, toy_treebank, tm
     assert not stale.exists()
 
 
+@pytest.mark.slow
 def test_disk_full_names_the_last_good_checkpoint(tiny_bert, toy_treebank, tmp_path, capsys, monkeypatch):
     saves = []
     real_save = torch.save

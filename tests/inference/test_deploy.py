@@ -90,6 +90,7 @@ def run(request, toy_treebank, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_export_is_a_plain_transformers_model(run):
     model_dir = run / "model"
     assert (model_dir / "model.safetensors").is_file() and not list(model_dir.glob("*.bin"))
@@ -97,6 +98,7 @@ def test_export_is_a_plain_transformers_model(run):
     assert [model.config.id2label[i] for i in range(len(TAGS))] == TAGS
 
 
+@pytest.mark.slow
 def test_pipeline_gives_our_tags_on_first_subwords(run):
     model_dir = run / "model"
     sentences = [s.split() for s in ["the big dog barked .", "a Zürich postman ran near the mat ."]]
@@ -111,6 +113,7 @@ def test_pipeline_gives_our_tags_on_first_subwords(run):
         assert [by_index[i] for i in first] == our_tags
 
 
+@pytest.mark.slow
 def test_export_command_matches_the_export_after_fit(run, tmp_path):
     result = nasty_train("export", "--ckpt_path", run / "checkpoints" / "best.ckpt", "--output_dir", tmp_path / "m")
     assert result.stdout == f"wrote {tmp_path / 'm'}\n"  # says where it wrote
@@ -118,6 +121,7 @@ def test_export_command_matches_the_export_after_fit(run, tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["id2label"]["3"] == "NOUN"
 
 
+@pytest.mark.slow
 def test_model_card_names_the_real_numbers(run):
     card = (run / "model" / "README.md").read_text()
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
@@ -189,6 +193,7 @@ def test_tag_changes_only_the_predicted_column(run, tmp_path):
             assert g == w
 
 
+@pytest.mark.slow
 def test_eval_counts_every_word_and_agrees_with_the_ud_scorer(run, tmp_path, toy_treebank):
     gold = tmp_path / "gold.conllu"
     gold.write_text(EDGE_CASES.replace("\tX\t", "\tNOUN\t") + toy_treebank["dev"].read_text(), encoding="utf-8")
@@ -246,6 +251,7 @@ def test_split_words_follows_ud():
     ]
 
 
+@pytest.mark.slow
 def test_a_broken_model_directory_says_what_is_missing(tmp_path, toy_treebank):
     (tmp_path / "config.json").write_text("{}")
     result = nasty_train("eval", "--model_dir", tmp_path, "--test_file", toy_treebank["dev"])

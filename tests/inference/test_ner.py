@@ -28,6 +28,7 @@ def ner_run(tiny_bert, tmp_path_factory):
     return root / "run", data, result
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_small_fine_tune_learns_entities(ner_run):
     run, _, result = ner_run
@@ -39,6 +40,7 @@ def test_a_small_fine_tune_learns_entities(ner_run):
     assert "best checkpoint chosen by | val_f1 = " in card  # best.ckpt follows entity F1 by default
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_eval_and_tag_give_valid_spans(ner_run, tmp_path):
     run, data, _ = ner_run
@@ -67,6 +69,7 @@ def test_eval_and_tag_give_valid_spans(ner_run, tmp_path):
     assert viterbi["f1"] > 0.5 and viterbi["f1"] >= argmax["f1"] - 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_entities_of_raw_text_have_character_offsets(ner_run):
     tagger = Tagger.load(ner_run[0] / "model")
@@ -91,6 +94,7 @@ def write_conllu_misc_ner(path: Path, sentences: list[list[tuple[str, str]]]) ->
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_conllu_with_entities_in_misc_is_scored_and_tagged_in_misc(ner_run, tmp_path):
     run, data, _ = ner_run

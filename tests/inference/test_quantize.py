@@ -46,6 +46,7 @@ def quantized(two_heads_cased, morphology, tmp_path_factory) -> tuple[Path, str]
     return out, result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_cased, quantized, morphology, tmp_path):
     out, printed = quantized
@@ -78,6 +79,7 @@ def test_a_quantized_model_reloads_with_the_tags_of_the_in_memory_one(two_heads_
     assert not list(out.glob("*.bin")) and not list(out.glob("*.safetensors")) and not list(out.glob(".*"))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_tag_and_eval_take_a_quantized_directory(quantized, morphology, tmp_path):
     out, _ = quantized
@@ -99,6 +101,7 @@ def _break_classifier(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+@pytest.mark.slow
 def test_the_accuracy_guard_refuses_a_model_that_drops_too_much(morphology, monkeypatch, tmp_path, capsys):
     import nasty_lightning.inference.quantize as module
 
@@ -125,6 +128,7 @@ def v1_int8(morphology, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_quantized_model_tags_without_importing_transformers(v1_int8):
     """Its labels come from config.json as ``bert_family`` reads it: transformers' import is a second of start-up."""
     tags, modules = tag_in_fresh_process(v1_int8, "the cat sat .", ("transformers",))
@@ -132,6 +136,7 @@ def test_a_quantized_model_tags_without_importing_transformers(v1_int8):
     assert modules == []
 
 
+@pytest.mark.slow
 def test_a_quantized_model_whose_config_json_is_not_json_gets_one_line(v1_int8, tmp_path):
     broken = shutil.copytree(v1_int8, tmp_path / "broken")
     (broken / "config.json").write_text("{not json")
@@ -139,6 +144,7 @@ def test_a_quantized_model_whose_config_json_is_not_json_gets_one_line(v1_int8, 
         Tagger.load(broken)
 
 
+@pytest.mark.slow
 def test_files_that_do_not_belong_together_are_refused(v1_int8, tmp_path):
     no_record = shutil.copytree(v1_int8, tmp_path / "no_record")
     meta = json.loads((no_record / "nasty_lightning.json").read_text())

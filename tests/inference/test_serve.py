@@ -233,6 +233,7 @@ def server():
         yield served
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(server):
     port, _ = server
@@ -281,6 +282,7 @@ def test_the_server_tags_rejects_bad_requests_and_answers_concurrent_clients(ser
         assert status == 200 and [(w["word"], w["upos"]) for w in json.loads(body)["words"]] == expected[i]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_lone_surrogate_gets_422_and_the_requests_beside_it_their_answers(server):
     port, _ = server
@@ -302,6 +304,7 @@ def test_a_lone_surrogate_gets_422_and_the_requests_beside_it_their_answers(serv
         assert status == 200 and [(w["word"], w["upos"]) for w in json.loads(body)["words"]] == expected[i], body
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_sigterm_stops_the_server_cleanly(server):
     port, process = server
@@ -313,6 +316,7 @@ def test_sigterm_stops_the_server_cleanly(server):
         _request(port, "GET", "/health")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_in_a_terminal_stops_the_server_cleanly():
     with _serving() as (port, process):
@@ -337,6 +341,7 @@ def _group(pgid: int) -> list[str]:
     return [command for _, _, group, command in _processes() if group == pgid]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform != "linux", reason="the processes serve starts follow it through Linux's prctl")
 def test_killed_outright_serve_leaves_no_process_behind():
@@ -365,6 +370,7 @@ def strict_server():
         yield served
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_request_past_its_time_gets_504_and_a_small_one_behind_it_its_answer(strict_server):
     port, _ = strict_server
@@ -387,6 +393,7 @@ def test_a_request_past_its_time_gets_504_and_a_small_one_behind_it_its_answer(s
     assert status == 200 and seconds < 5, (status, body[:300], seconds)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_connection_that_stops_sending_its_headers_is_closed(strict_server):
     port, _ = strict_server
@@ -405,6 +412,7 @@ def _worker(serve: int) -> int:
     return next(pid for pid, parent, _, command in _processes() if parent == serve and "spawn_main" in command)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(sys.platform != "linux", reason="finds the worker through /proc")
 def test_a_dead_worker_gets_503_at_once_and_serve_stops_with_one_line():

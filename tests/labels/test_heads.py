@@ -131,6 +131,7 @@ def four_heads(tiny_bert, morphology, tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_tiny_model_learns_every_head(four_heads):
     root, result = four_heads
@@ -146,6 +147,7 @@ def test_a_tiny_model_learns_every_head(four_heads):
     assert "best checkpoint chosen by | val_alltags = " in card and "| lemma | " in card and "| alltags | " in card
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_tag_fills_exactly_the_four_columns_and_udeval_agrees_with_eval(four_heads, morphology, tmp_path):
     root, _ = four_heads
@@ -198,6 +200,7 @@ def udeval(gold: Path, system: Path) -> dict[str, float]:
     return {r[0].strip(): float(r[4]) for r in rows if r[4].strip()}
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_encoder_runs_once_for_every_head(four_heads, monkeypatch):
     tagger = Tagger.load(four_heads[0] / "model")
@@ -209,6 +212,7 @@ def test_the_encoder_runs_once_for_every_head(four_heads, monkeypatch):
     assert len(calls) == 1  # one batch, one pass, four columns
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_monitor_that_is_not_logged_is_refused(tiny_bert, morphology, tmp_path):
     args = fit_args(tiny_bert, morphology, tmp_path, "--data.label_column", "[upos, lemma]", "--monitor", "alltags")
@@ -225,6 +229,7 @@ def test_predict_is_no_command():
     assert result.returncode == 2 and "there is no predict command: tag a file with nasty-train tag" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_single_column_checkpoints_and_models_from_before_still_work(toy_treebank, tmp_path):
     """``fixtures/v1_upos``: a run of the code before several heads (tiny BERT, toy treebank, 2 epochs): its
@@ -249,6 +254,7 @@ def test_single_column_checkpoints_and_models_from_before_still_work(toy_treeban
     assert Tagger.load(tmp_path / "exp").columns == ["upos"]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_checkpoint_of_four_heads_scores_every_column(four_heads, morphology, tmp_path):
     root, _ = four_heads
@@ -263,6 +269,7 @@ def test_a_checkpoint_of_four_heads_scores_every_column(four_heads, morphology, 
         assert name in result.stdout, name
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_warm_start_keeps_every_head_row_by_label_name(four_heads):
     best = four_heads[0] / "checkpoints" / "best.ckpt"
@@ -288,6 +295,7 @@ def test_the_heads_follow_the_model_to_another_dtype(four_heads):
     assert set(after) == set(before) == set(COLUMNS) and all(len(after[c][0]) == 4 for c in COLUMNS)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_model_directory_with_a_bad_lemma_script_is_refused(four_heads, morphology, tmp_path):
     model = tmp_path / "model"

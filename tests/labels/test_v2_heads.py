@@ -61,6 +61,7 @@ def test_the_v2_model_loads_and_tags_every_column_as_it_did():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_v2_model_tags_and_evaluates_as_it_did(tmp_path):
     out = tmp_path / "tagged.conllu"
@@ -72,6 +73,7 @@ def test_the_v2_model_tags_and_evaluates_as_it_did(tmp_path):
     assert result.stdout == (V2 / "dev.eval.txt").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_the_v2_checkpoint_tests_and_exports_as_it_did(tmp_path):
     result = nasty_train(

@@ -140,6 +140,7 @@ def test_tagger_falls_back_to_transformers_with_the_same_tags(tmp_path):
     assert other.tag(words) == lean.tag(words)
 
 
+@pytest.mark.slow
 def test_tagging_does_not_import_transformers_modelling_code():
     tags, modules = tag_in_fresh_process(V1, "the cat sat .", ("transformers.modeling_utils", "torch._dynamo"))
     assert "'cat'" in tags

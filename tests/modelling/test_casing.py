@@ -62,6 +62,7 @@ def test_a_new_casing_embedding_changes_nothing_until_trained(tiny_bert):
         assert torch.allclose(plain(Batch(ids, casing, mask))[0], cased(Batch(ids, casing, mask))[0], atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_an_uncased_encoder_learns_capitals_only_with_casing(tmp_path):
     uncased = build_bert(tmp_path / "uncased", cased=False)

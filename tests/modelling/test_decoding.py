@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from nasty_lightning.labels.entities import spans
@@ -18,6 +19,7 @@ def valid(tags: list[str]) -> bool:
     return all(not t.startswith("I-") or (i > 0 and tags[i - 1][2:] == t[2:]) for i, t in enumerate(tags))
 
 
+@pytest.mark.slow
 def test_never_an_invalid_transition_on_random_scores():
     decode = IOB2Decoder(LABELS)
     generator = torch.Generator().manual_seed(0)

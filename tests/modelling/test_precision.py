@@ -32,6 +32,7 @@ def test_no_cpuinfo_means_float32(tmp_path):
     assert fastest_precision("mps", tmp_path / "cpuinfo") == "32-true"
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
 def test_gradient_clipping_works_with_the_fused_optimizer(tiny_bert, toy_treebank, tmp_path, precision):

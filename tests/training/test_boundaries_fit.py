@@ -70,6 +70,7 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", folder], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("full", ["file_size_limit", "small_tmpfs"])
 def test_a_real_failed_write_is_one_line_that_resumes_only_from_a_last_ckpt(tiny_bert, toy_treebank, request, full):
     # torch.save reports a short write as RuntimeError("[enforce fail at inline_container.cc] ... unexpected

@@ -29,6 +29,7 @@ def fitted(tiny_bert, toy_treebank, tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 def test_fit_learns_and_reports_each_epoch(fitted):
     root, result = fitted
     lines = [line for line in result.stdout.splitlines() if " completed. validation_loss: " in line]
@@ -39,6 +40,7 @@ def test_fit_learns_and_reports_each_epoch(fitted):
     assert float(rows[-1]["val_acc"]) > float(rows[0]["val_acc"]) + 0.2
 
 
+@pytest.mark.slow
 def test_a_fit_logged_to_a_file_prints_lines_and_no_noise(fitted):
     _, result = fitted
     out = result.stdout.splitlines()
@@ -56,6 +58,7 @@ def test_a_fit_logged_to_a_file_prints_lines_and_no_noise(fitted):
         assert noise not in everything, noise
 
 
+@pytest.mark.slow
 def test_a_fit_says_what_it_will_do_and_what_it_did(fitted, toy_treebank):
     root, result = fitted
     first = result.stdout.splitlines()[:6]
@@ -70,6 +73,7 @@ def test_a_fit_says_what_it_will_do_and_what_it_did(fitted, toy_treebank):
     assert then == f"Next: nasty-train eval --model_dir {root / 'model'} --test_file {toy_treebank['dev']}"
 
 
+@pytest.mark.slow
 def test_the_first_progress_line_comes_early_whatever_the_interval(
     tiny_bert, toy_treebank, tmp_path, monkeypatch, capsys
 ):
@@ -82,6 +86,7 @@ def test_the_first_progress_line_comes_early_whatever_the_interval(
     assert [line.split(":")[0] for line in progress_lines] == ["Epoch 1/1, Iteration 1/8"]
 
 
+@pytest.mark.slow
 def test_the_progress_bar_counts_epochs_from_1(tiny_bert, toy_treebank, tmp_path, capsys):
     bar = ("--trainer.enable_progress_bar", "true", "--progress.lines", "false", "--trainer.max_epochs", "2")
     main(fit_args(tiny_bert, toy_treebank, tmp_path, *bar))
@@ -89,6 +94,7 @@ def test_the_progress_bar_counts_epochs_from_1(tiny_bert, toy_treebank, tmp_path
     assert "Epoch 1/2" in bars and "Epoch 2/2" in bars and "Epoch 0" not in bars
 
 
+@pytest.mark.slow
 def test_checkpoints_exist_and_reload(fitted, toy_treebank):
     root, _ = fitted
     ckpts = root / "checkpoints"
@@ -116,6 +122,7 @@ def test_checkpoints_exist_and_reload(fitted, toy_treebank):
     assert (root / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_test_from_checkpoint_needs_no_training_file(fitted, toy_treebank, tmp_path):
     root, _ = fitted
     raw = torch.load(root / "checkpoints" / "best.ckpt", weights_only=True)
@@ -138,6 +145,7 @@ def test_test_from_checkpoint_needs_no_training_file(fitted, toy_treebank, tmp_p
     assert printed_metric(result.stdout, "test_acc") == pytest.approx(float(best), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_command_line_overrides_change_the_run(tiny_bert, toy_treebank, tmp_path):
     overrides = ("--trainer.max_epochs", "2", "--data.batch_size", "16", "--validation.every_n_steps", "1000")
     main(fit_args(tiny_bert, toy_treebank, tmp_path, *overrides))
@@ -150,6 +158,7 @@ def test_command_line_overrides_change_the_run(tiny_bert, toy_treebank, tmp_path
     assert config["trainer"]["precision"] == fastest_precision()  # chosen for this machine, and recorded
 
 
+@pytest.mark.slow
 def test_run_folder_is_not_overwritten_silently(fitted, tiny_bert, toy_treebank, tmp_path):
     root, _ = fitted
     before = (root / "checkpoints" / "best.ckpt").stat().st_mtime_ns
@@ -160,6 +169,7 @@ def test_run_folder_is_not_overwritten_silently(fitted, tiny_bert, toy_treebank,
     assert (root / "checkpoints" / "best.ckpt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_run(tiny_bert, toy_treebank, tmp_path):
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "2"))
     assert (tmp_path / "model").is_dir()
@@ -243,6 +253,7 @@ def test_the_guides_flags_are_aliases_of_fits_options(capsys):
     assert config["validation"]["every_n_steps"] == 100
 
 
+@pytest.mark.slow
 def test_resume_from_last_of_a_finished_run_trains_no_further(tiny_bert, toy_treebank, tmp_path):
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1"))
     main(fit_args(tiny_bert, toy_treebank, tmp_path, "--trainer.max_epochs", "1", "--ckpt_path", "last"))
@@ -335,6 +346,7 @@ def test_output_to_a_closed_pipe_ends_quietly():
     assert process.wait(timeout=60) == 141 and err == "", err
 
 
+@pytest.mark.slow
 def test_the_progress_bar_of_a_run_resumed_mid_epoch_counts_its_epoch(tiny_bert, toy_treebank, tmp_path):
     bar = ("--trainer.enable_progress_bar", "true", "--progress.lines", "false", "--trainer.max_epochs", "2")
     stop = ("--trainer.callbacks+=faulty.SignalAt", "--trainer.callbacks.at_step=11", "--trainer.callbacks.signum=2")
@@ -346,6 +358,7 @@ def test_the_progress_bar_of_a_run_resumed_mid_epoch_counts_its_epoch(tiny_bert,
     assert not re.search(r"\b[1-9]\d*/\?", bars)  # no bar without its total: the symptom was "5/?"
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_beside_metrics_csv(tiny_bert, toy_treebank, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -33,6 +33,7 @@ def validate(ckpt, dev, root, *extra) -> float:
     return printed_metric(result.stdout, "val_acc")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "batching",
     [("--data.batch_size", "3", "--data.eval_batch_size", "2"), ("--data.max_length", "64", "--data.max_tokens", "64")],

@@ -23,6 +23,7 @@ def head(source: Path, target: Path, n: int) -> Path:
     return target
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not EWT.is_dir(), reason="UD English-EWT is in neither data/ud nor ../shared/data/ud")
 def test_minilm_learns_upos_on_an_ewt_subset(tmp_path):
     train = head(EWT / "en_ewt-ud-train.conllu", tmp_path / "train.conllu", 400)

@@ -59,6 +59,7 @@ def test_percentages_in_cells_never_round_an_error_away(share, text):
     assert _percent(share) == text
 
 
+@pytest.mark.slow
 def test_confusion_png_is_a_readable_picture():
     gold, predicted = good_tagger_output()
     png = plot_confusion(gold, predicted, "runs/pos/model", "dev.conllu")

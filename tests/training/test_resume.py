@@ -28,6 +28,7 @@ def weights(root):
     return torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stop, at, saved_at, position",
     [

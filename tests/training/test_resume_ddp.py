@@ -37,6 +37,7 @@ def weights(root):
     return torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_killed_or_stopped_ddp_run_resumes_exactly(tiny_bert, toy_treebank, tmp_path):
     uninterrupted, run = tmp_path / "uninterrupted", tmp_path / "killed"
     kill = ("--trainer.callbacks+=faulty.KillAt", "--trainer.callbacks.at_step=6")

@@ -39,6 +39,7 @@ def test_a_label_set_of_the_same_size_with_other_names_keeps_old_rows_by_name(to
             assert torch.allclose(after[..., i], before[..., old.labels.index(tag)], atol=1e-6), tag
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_fit_continues_from_an_exported_model_with_a_new_label(toy_treebank, tmp_path):
     # a new domain: the same toy language, where Zürich is now PROPN, a label the model never saw
