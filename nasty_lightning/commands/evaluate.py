@@ -52,7 +52,7 @@ def evaluate(
         threads: CPU threads (default: the cores this process may use, at most 4).
         precision: The weights' type: float32 (as validation in fit scores the model); bf16, bfloat16, faster
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
-            differently (README, Speed); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
+            differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
     """
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 

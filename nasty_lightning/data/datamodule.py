@@ -73,7 +73,7 @@ class TaggingDataModule(L.LightningDataModule):
                 with its own positions and attending only to itself: the same batches, with little padding.
                 Models that cannot take packed rows train on padded rows (with a warning).
             bucket: Put training sentences of similar length in the same batch. Wastes no compute on padding
-                either, but learned 2.4 points slower per epoch than random batches in our benchmark (README).
+                either, but learned 2.4 points slower per epoch than random batches (docs/benchmarks.md).
                 Evaluation batches are always sorted by length.
             num_workers: DataLoader worker processes.
             treebank: Repository of the treebank from which its missing data files (``en_ewt-ud-train.conllu``,

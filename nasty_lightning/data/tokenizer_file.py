@@ -1,6 +1,6 @@
 """A model directory's tokenizer without transformers: its ``tokenizer.json`` read by the ``tokenizers`` library.
 
-Importing transformers takes about 0.8 s, a third of the start of ``nasty-train tag`` (README, Speed). A
+Importing transformers takes about 0.8 s, a third of the start of ``nasty-train tag`` (docs/benchmarks.md). A
 directory written by ``fit``, ``export`` or ``quantize`` holds the fast tokenizer as transformers saved it:
 ``tokenizer.json`` is its whole pipeline (normalizer, pre-tokenizer, vocabulary, special-token template), which
 transformers' fast tokenizers hand to the same library. ``TokenizerFile`` has what encoding uses of a

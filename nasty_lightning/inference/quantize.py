@@ -4,7 +4,7 @@ The encoder and every head (``modelling.network.Network``) are exported as one O
 Runtime's dynamic quantization: the weights of every matrix multiplication become INT8 with a scale per
 output channel, the embedding tables INT8 too, and activations are quantized batch by batch as the model
 runs. That scheme was chosen by measurement on EWT dev against PyTorch's own dynamic quantization, ONNX
-Runtime's static quantization calibrated on sentences and per-tensor weights (README, Production): it lost
+Runtime's static quantization calibrated on sentences and per-tensor weights (docs/benchmarks.md): it lost
 the least accuracy, and each faster one lost four to six times as much. Dynamic quantization needs no
 activation statistics, so the calibration file serves as the check: the model is scored on it before
 and after, and a copy that loses more than ``--max_accuracy_drop`` points on any column is not written.
@@ -52,7 +52,7 @@ def quantize(
         force: Write the copy even when it loses more than ``max_accuracy_drop``.
         per_channel: Weights of matrix multiplications with one scale per output channel; false: one per
             tensor, faster at batch-of-one but less accurate (MiniLM on EWT: 0.39 points of UPOS lost
-            instead of 0.09; README, Production).
+            instead of 0.09; docs/benchmarks.md).
         batch_size: Sentences per forward pass while scoring.
         threads: CPU threads for both models (default: the cores this process may use, at most 4).
     """

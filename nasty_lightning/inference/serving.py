@@ -297,7 +297,7 @@ def serve(
         max_batch_size: Most requests tagged together: those waiting when the model is free.
         precision: The weights' type: float32 (as validation in fit scores the model); bf16, bfloat16, faster
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
-            differently (README, Speed); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
+            differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
         timeout: Seconds from a request's arrival to its answer: a request not tagged by then gets 504.
         max_request_seconds: Seconds of tagging one request may take: a larger one gets 504 once it has taken
             them, and the requests behind it go on.

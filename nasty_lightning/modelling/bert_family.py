@@ -1,7 +1,7 @@
 """BERT-family token classifiers in plain PyTorch, for tagging without transformers' modelling code.
 
 Importing a transformers model class imports its whole modelling library (1.1 s of the 3.2 s that tagging
-one sentence took, README, Speed); the arithmetic of an encoder is a few lines. ``load`` builds BERT,
+one sentence took, docs/benchmarks.md); the arithmetic of an encoder is a few lines. ``load`` builds BERT,
 RoBERTa, XLM-R and DistilBERT token classifiers from an exported directory's ``config.json`` and
 ``model.safetensors``, with the module names of transformers' own classes, so the weights load with
 ``strict=True`` and the logits equal transformers' (tested in

@@ -73,7 +73,7 @@ class TokenTagger(L.LightningModule):
             trust_remote_code: Run model code shipped with a hub model. Off unless you trust its author; never
                 taken from a checkpoint or a file, only from what you type.
             compile: Compile the encoder with ``torch.compile`` (dynamic shapes, as batch lengths vary). The
-                compilation time did not pay on our 2-core CPU: half the words/s in a 1-epoch run (README).
+                compilation time did not pay on our 2-core CPU: half the words/s in a 1-epoch run (docs/benchmarks.md).
             validation_precision: What validation during ``fit`` computes in: ``training``, the training
                 precision (with bf16-mixed on our CPU, validation of EWT dev took 4.4 s instead of 6.3 s, and 12 of
                 its 25,147 words were tagged otherwise); ``float32``, as the exported model tags by default, so that
