@@ -2,7 +2,7 @@
 blank lines in both formats): to make a training and a validation file out of one file, or for the experiments in docs/.
 
     python scripts/split_conllu.py first --conllu_file data/uner/en_ewt/en_ewt-ud-dev.iob2 --n 1600 \
-        --out data/uner/split
+        --out runs/uner
     python scripts/split_conllu.py first --conllu_file data/ud/es_gsd/es_gsd-ud-dev.conllu --n 1000 --out runs/es
     python scripts/split_conllu.py genre --conllu_file data/ud/en_ewt/en_ewt-ud-train.conllu --held_out reviews \
         --out runs/genres
