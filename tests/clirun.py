@@ -1,14 +1,20 @@
-"""Running ``nasty-train`` in a subprocess, as a user would."""
+"""Running ``nasty-train`` as a user would: in a subprocess, or in this process where only its error line matters."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from nasty_lightning.commands.cli import main
 
 NASTY_TRAIN = str(Path(sys.executable).with_name("nasty-train"))
 
@@ -78,3 +84,27 @@ def fit_args(model, data, root, *extra) -> list[str]:
             *extra,
         )
     ]
+
+
+def copy_run(base, tmp_path):
+    return Path(shutil.copytree(base, tmp_path / "run"))
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its content hash and permissions (but the claim, which names its holder)."""
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def fails(args, capsys) -> str:
+    """Run ``main(args)``, expect exit status 2 and one line without a traceback, return that line."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("nasty-train: error: ")]
+    return line

@@ -150,15 +150,26 @@ def header(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
                     lines.append(
                         f"{name}: {path}: {stats[path]['sentences']:,} sentences, {stats[path]['words']:,} words"
                     )
+        sample, augment = data.hparams.max_train_sentences, data.hparams.augment
+        if sample or augment:
+            lines.append(
+                f"trained on: {f'a sample of {sample:,} sentences' if sample else 'every sentence'}"
+                + (f", and {augment} altered copies of each" if augment else "")
+            )
         lines.append("labels: " + ", ".join(f"{h.column} {len(h.vocab)}" for h in data.heads))
     steps = trainer.max_epochs * trainer.num_training_batches
     lines.append(
-        f"batches per epoch: {trainer.num_training_batches:,}; {trainer.max_epochs} epochs, {steps:,} steps"
-        + (f" (from step {trainer.global_step:,}, resumed)" if trainer.global_step else "")
+        f"batches per epoch: {trainer.num_training_batches:,}; {_count(trainer.max_epochs, 'epoch')}, "
+        f"{_count(steps, 'step')}" + (f" (from step {trainer.global_step:,}, resumed)" if trainer.global_step else "")
     )
     devices = f"{trainer.num_devices} {type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()}"
     lines.append(f"precision: {trainer.precision}, on {devices} device(s); writing to {trainer.default_root_dir}")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1: "1 epoch", "1,000 sentences"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def summary(

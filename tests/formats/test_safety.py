@@ -6,7 +6,6 @@ Each case ends with one line on standard error and exit status 2, and changes no
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import pathlib
 import shutil
@@ -15,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from clirun import fit_args, metrics, nasty_train, printed_metric
+from clirun import copy_run, fails, fit_args, metrics, nasty_train, printed_metric, snapshot
 
 from nasty_lightning.commands.cli import main
 from nasty_lightning.commands.run_folder import claim_run_folder
@@ -32,30 +31,6 @@ def base(tiny_bert, toy_treebank, tmp_path_factory):
     result = nasty_train(*fit_args(tiny_bert, toy_treebank, root, "--trainer.max_epochs", "2"))
     assert result.returncode == 0, result.stderr[-3000:]
     return root
-
-
-def copy_run(base, tmp_path):
-    return pathlib.Path(shutil.copytree(base, tmp_path / "run"))
-
-
-def snapshot(folder):
-    """Every file under ``folder`` with its content hash and permissions (but the claim, which names its holder)."""
-    return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-def fails(args, capsys) -> str:
-    """Run ``main(args)``, expect exit status 2 and one line without a traceback, return that line."""
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in args])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    [line] = [line for line in err.splitlines() if line.startswith("nasty-train: error: ")]
-    return line
 
 
 def evil_model_dir(tiny_bert, folder, marker):

@@ -10,8 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from clirun import NASTY_TRAIN, fit_args
-from test_safety import copy_run, fails, snapshot
+from clirun import NASTY_TRAIN, copy_run, fails, fit_args, snapshot
 
 pytestmark = pytest.mark.integration
 
