@@ -38,12 +38,21 @@ def morphology(word: str, tag: str) -> tuple[str, str, str]:
     return lemma, XPOS[tag], feats
 
 
-def write_conllu(path: Path, sentences: list[list[tuple[str, str]]], morphology_columns: bool = False) -> Path:
+def genre(sentence: list[tuple[str, str]]) -> str:
+    """A toy sentence's label: ``pets`` when it names a cat or a dog, else ``other``."""
+    return "pets" if any(w in ("cat", "dog") for w, _ in sentence) else "other"
+
+
+def write_conllu(
+    path: Path, sentences: list[list[tuple[str, str]]], morphology_columns: bool = False, genres: bool = False
+) -> Path:
     """A CoNLL-U file of the toy sentences: UPOS, and with ``morphology_columns`` LEMMA, XPOS and FEATS (else
-    the lower-cased word, ``_`` and ``_``)."""
+    the lower-cased word, ``_`` and ``_``); with ``genres`` a ``# genre = ...`` comment (``genre``)."""
     lines = []
     for i, sentence in enumerate(sentences, start=1):
         lines.append(f"# sent_id = s{i}")
+        if genres:
+            lines.append(f"# genre = {genre(sentence)}")
         lines.append("# text = " + " ".join(w for w, _ in sentence))
         for j, (word, tag) in enumerate(sentence, start=1):
             lemma, xpos, feats = morphology(word, tag) if morphology_columns else (word.lower(), "_", "_")

@@ -15,6 +15,7 @@ import numpy as np
 
 from nasty_lightning.formats.conllu import check_labels, read_sentences
 from nasty_lightning.formats.outputs import check_output, write_atomic
+from nasty_lightning.formats.texts import is_text_file, read_texts
 from nasty_lightning.labels.entities import entity_report, entity_scores, is_iob2
 from nasty_lightning.labels.heads import tag_columns
 from nasty_lightning.labels.scoring import alltags, column_scores, report
@@ -29,8 +30,11 @@ def evaluate(
     constrained: bool = True,
     threads: int | None = None,
     precision: Literal["float32", "bf16", "auto"] = "float32",
+    text_column: str = "text",
 ) -> dict[str, Any]:
-    """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels.
+    """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels; or label every
+    text of a TSV, CSV or JSON Lines file (or every sentence of a CoNLL-U file, in its ``# column = ...``
+    comment) and compare with its labels, for a model that labels texts: accuracy, macro-F1 and a per-label table.
 
     Every word with a label counts once, in long sentences too; labels the model never saw count as
     wrong. Prints accuracy and a per-tag table for every column the model predicts (lemmas: accuracy only;
@@ -53,6 +57,7 @@ def evaluate(
         precision: The weights' type: float32 (as validation in fit scores the model); bf16, bfloat16, faster
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
             differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
+        text_column: In a file of labelled texts (TSV, CSV, JSON Lines), the column or key of the text.
     """
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
@@ -63,14 +68,23 @@ def evaluate(
             check_output(path, option)
     tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision)
     tagger.constrained = constrained
-    sentences = read_sentences(test_file)
-    for column in tagger.columns:
-        check_labels(test_file, sentences, column, complete=False)
+    if is_text_file(test_file):
+        sentences = read_texts(test_file, text_column, tuple(tagger.columns), label_required=False)
+    else:
+        sentences = read_sentences(test_file)
+    for head in tagger.heads:
+        if head.is_sentence:
+            head.sentence_targets(test_file, sentences, complete=False)
+        else:
+            check_labels(test_file, sentences, head.column, complete=False)
     for head in tagger.heads:
         if not head.is_lemma:  # lemma scripts the model lacks are reported as coverage
-            unseen = Counter(
-                v for s in sentences for v in s.labels(head.column) if v is not None and v not in head.vocab
+            values = (
+                [s.sentence_label(head.column) for s in sentences]
+                if head.is_sentence
+                else [v for s in sentences for v in s.labels(head.column)]
             )
+            unseen = Counter(v for v in values if v is not None and v not in head.vocab)
             if unseen:
                 print(
                     f"{test_file}: {sum(unseen.values())} words carry {head.column} labels the model never saw in "

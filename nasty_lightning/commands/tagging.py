@@ -28,6 +28,8 @@ from nasty_lightning.formats.conllu import (
 )
 from nasty_lightning.formats.ner_files import CONLL2003_FIELDS
 from nasty_lightning.formats.outputs import check_output, write_atomic
+from nasty_lightning.formats.texts import LABEL_SEPARATOR, is_text_file, read_texts, write_texts
+from nasty_lightning.labels.heads import is_sentence_column
 
 
 class Predictor(Protocol):
@@ -80,6 +82,7 @@ def tag(
     batch_size: int = 64,
     threads: int | None = None,
     precision: Literal["float32", "bf16", "auto"] = "float32",
+    text_column: str = "text",
 ) -> None:
     """Tag a file with an exported model.
 
@@ -89,7 +92,9 @@ def tag(
     and written as CoNLL-U. Blank lines are skipped, and each sentence's ``sent_id`` is the number of its
     input line (``# sent_id = 3`` for the third line, whether or not line 2 was blank), so the output
     lines up with the input. At the end, a line on standard error gives the sentences, words and seconds
-    the model took (loading and reading not counted).
+    the model took (loading and reading not counted). A model that labels texts writes each label as a comment
+    in CoNLL-U (``# genre = news``), and in a file of labelled texts (``.tsv``, ``.csv``, ``.jsonl``) fills its
+    label column (added where the file lacks it), every other byte kept.
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
@@ -101,6 +106,7 @@ def tag(
         precision: The weights' type: float32 (as validation in fit scores the model); bf16, bfloat16, faster
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
             differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
+        text_column: In a file of labelled texts (TSV, CSV, JSON Lines), the column or key of the text.
     """
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
@@ -115,7 +121,12 @@ def tag(
     elif Path(input).suffix.lower() in TEXT_SUFFIXES:
         text_lines = [line for _, line in read_lines(input)]
     tagger = Timed(Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision))
-    result = tag_conllu(tagger, input) if text_lines is None else tag_text(tagger, text_lines)
+    if text_lines is not None:
+        result = tag_text(tagger, text_lines)
+    elif is_text_file(input):
+        result = tag_texts(tagger, input, text_column)
+    else:
+        result = tag_conllu(tagger, input)
     if output == "-":
         sys.stdout.write(result)
     else:
@@ -128,7 +139,8 @@ def tag_conllu(tagger: Predictor, path: str) -> str:
     file in MISC, as ``NER=`` items)."""
     fields = fields_for(path)
     in_misc = "ner" not in fields and "misc" in fields
-    missing = [c for c in tagger.columns if c not in fields and not (c == "ner" and in_misc)]
+    comments = [c for c in tagger.columns if is_sentence_column(c)]
+    missing = [c for c in tagger.columns if c not in fields and not (c == "ner" and in_misc) and c not in comments]
     if missing:
         raise UserError(f"{path} has no {' or '.join(map(repr, missing))} column for the model's tags")
     sentences = read_sentences(path)
@@ -137,6 +149,8 @@ def tag_conllu(tagger: Predictor, path: str) -> str:
     # CoNLL-2003 lines are space-separated, without the ID the reader numbers words with
     separator, skipped = (" ", 1) if fields == CONLL2003_FIELDS else ("\t", 0)
     for name, by_sentence in predicted.items():
+        if name in comments:
+            continue
         to_misc = name == "ner" and in_misc
         column = fields.index("misc" if to_misc else name) - skipped
         for sentence, values in zip(sentences, by_sentence, strict=True):
@@ -144,7 +158,32 @@ def tag_conllu(tagger: Predictor, path: str) -> str:
                 columns = lines[number - 1].split(separator)
                 columns[column] = with_misc_value(columns[column], MISC_NER, value) if to_misc else value
                 lines[number - 1] = separator.join(columns)
+    for n in reversed(range(len(sentences))):  # from the end: an added comment moves the lines after it
+        first_word = sentences[n].word_lines[0] - 1
+        for name in reversed(comments):
+            _set_comment(lines, sentences[n].line - 1, first_word, name, " ".join(predicted[name][n]))
     return "\n".join(lines)
+
+
+def _set_comment(lines: list[str], start: int, end: int, name: str, value: str) -> None:
+    """Write ``# name = value`` over that comment among ``lines[start:end]`` (a sentence's comments), or add it
+    before ``lines[end]``, its first word."""
+    for i in range(start, end):
+        if lines[i].startswith("#") and lines[i][1:].split("=", 1)[0].strip() == name:
+            lines[i] = f"# {name} = {value}"
+            return
+    lines.insert(end, f"# {name} = {value}")
+
+
+def tag_texts(tagger: Predictor, path: str, text_column: str) -> str:
+    """A TSV, CSV or JSON Lines file of texts with the label columns of a model that labels texts filled in."""
+    words = [c for c in tagger.columns if not is_sentence_column(c)]
+    if words:
+        raise UserError(f"{path} holds texts, not words: the model tags {', '.join(words)} on words (give CoNLL-U)")
+    sentences = read_texts(path, text_column, tuple(tagger.columns), label_required=False)
+    predicted = tagger.predict([s.words for s in sentences], progress=True)
+    labels = {c: [LABEL_SEPARATOR.join(values) or None for values in predicted[c]] for c in tagger.columns}
+    return write_texts(path, sentences, labels)
 
 
 def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
@@ -153,17 +192,18 @@ def tag_text(tagger: Predictor, text_lines: list[str]) -> str:
     entities only, IOB2."""
     fields = IOB2_FIELDS if tagger.columns == ["ner"] else CONLLU_FIELDS
     units = [(number, line.strip()) for number, line in enumerate(text_lines, start=1) if line.strip()]
-    from nasty_lightning.inference.tagger import word_spans
+    from nasty_lightning.formats.texts import word_spans
 
     spans = [word_spans(unit) for _, unit in units]
     predicted = tagger.predict([[w for w, _, _ in s] for s in spans], progress=True)
     out = []
     for n, ((number, unit), unit_spans) in enumerate(zip(units, spans, strict=True)):
         out += [f"# sent_id = {number}", f"# text = {unit}"]
+        out += [f"# {c} = {' '.join(values[n])}" for c, values in predicted.items() if is_sentence_column(c)]
         for i, (word, _, end) in enumerate(unit_spans):
             row = dict.fromkeys(fields, "_")
             row.update(id=str(i + 1), form=word)
-            row.update({column: values[n][i] for column, values in predicted.items()})
+            row.update({c: values[n][i] for c, values in predicted.items() if not is_sentence_column(c)})
             if "misc" in row and end < len(unit) and not unit[end].isspace():
                 row["misc"] = "SpaceAfter=No"
             if "ner" in row and "ner" not in fields:

@@ -19,8 +19,9 @@ from nasty_lightning.data.encoding import IGNORE, Window, encode, encode_file, l
 from nasty_lightning.data.packing import collate_packed
 from nasty_lightning.data.sampling import augment, check_augment_fits, file_draws, sample
 from nasty_lightning.errors import UserError
-from nasty_lightning.formats.conllu import Sentence, check_labels, read_sentences
+from nasty_lightning.formats.conllu import Sentence, read_sentences
 from nasty_lightning.formats.fetch import fetch_treebank_file
+from nasty_lightning.formats.texts import is_text_file, read_texts
 from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema, LabelVocab, label_columns
 
 
@@ -33,6 +34,7 @@ class TaggingDataModule(L.LightningDataModule):
         val_file: str | list[str] | None = None,
         test_file: str | None = None,
         label_column: str | list[str] = "upos",
+        text_column: str = "text",
         batch_size: int = 16,
         eval_batch_size: int = 64,
         max_tokens: int | None = None,
@@ -52,8 +54,9 @@ class TaggingDataModule(L.LightningDataModule):
     ) -> None:
         """
         Args:
-            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``); the guide's ``--train``. A list
-                of files (``[en.conllu, es.conllu]``) trains on all of them, with one label vocabulary.
+            train_file: Training file, CoNLL-U (or IOB2 with the suffix ``.iob2``), or labelled texts (``.tsv``,
+                ``.csv`` with a header row, ``.jsonl``: one text per row); the guide's ``--train``. A list of files
+                (``[en.conllu, es.conllu]``) trains on all of them, with one label vocabulary.
             val_file: Validation file, scored after every epoch; the guide's ``--validation``. With a list, the
                 scores are those of all files together, and each file's too: ``val_acc/<file stem>``.
             test_file: Test file, used by ``nasty-train test``.
@@ -61,7 +64,11 @@ class TaggingDataModule(L.LightningDataModule):
                 list of them, ``[upos, xpos, feats, lemma]``: one model, one encoder pass, one head per column
                 (lemmas as edit scripts from the form). Validation's ``validation_accuracy`` (``val_acc``) is
                 the first column's; the others are logged as ``val_<column>``, with ``val_alltags`` (UPOS, XPOS
-                and FEATS all right) when two of those are predicted.
+                and FEATS all right) when two of those are predicted. Any other name is a sentence's label: a
+                CoNLL-U comment (``genre`` reads ``# genre = news``) or a column of a file of labelled texts
+                (``label``); ``[upos, genre]`` learns both from one file.
+            text_column: The column (TSV, CSV) or key (JSON Lines) of a file of labelled texts that holds the text;
+                the text is split into words as ``tag`` splits plain text.
             batch_size: Sentences (windows of long sentences) per training batch; per device under DDP.
             eval_batch_size: Sentences per validation and test batch (sorted by length, so with little padding);
                 larger batches cost less per sentence (EWT dev validated in 3.6 s instead of 4.5 s at 16).
@@ -130,9 +137,7 @@ class TaggingDataModule(L.LightningDataModule):
             for path in self.train_files:
                 self.ensure_file(path)
                 for column in columns:
-                    check_labels(
-                        path, self.sentences(path), column, complete=Head(column, LabelVocab(())).needs_every_value
-                    )
+                    Head(column, LabelVocab(())).check_values(path, self.sentences(path))
             sentences = [s for path in self.train_files for s in self.sentences(path)]
             sentences = [sentences[i] for i in self._sampled(len(sentences))]
             if augment:
@@ -186,8 +191,22 @@ class TaggingDataModule(L.LightningDataModule):
 
     def sentences(self, path: str) -> list[Sentence]:
         if path not in self._sentences:
-            self._sentences[path] = read_sentences(path)
+            self._sentences[path] = self._read(path)
         return self._sentences[path]
+
+    def _read(self, path: str) -> list[Sentence]:
+        """A file's sentences: CoNLL-U or IOB2, or labelled texts (a TSV, CSV or JSON Lines file), whose labels
+        can only be a sentence's."""
+        if not is_text_file(path):
+            return read_sentences(path)
+        columns = label_columns(self.hparams.label_column)
+        words = [c for c in columns if not Head(c, LabelVocab(())).is_sentence]
+        if words:
+            raise UserError(
+                f"{path} holds labelled texts, not words: --data.label_column {', '.join(words)} needs a CoNLL-U "
+                "(or IOB2) file"
+            )
+        return read_texts(path, self.hparams.text_column, tuple(columns), label_required=False)
 
     def check_files(self) -> None:
         """Check, before training starts, what fit would otherwise find wrong later: every data file there
@@ -195,7 +214,7 @@ class TaggingDataModule(L.LightningDataModule):
         for path in [*self.train_files, *self.val_files, *as_list(self.hparams.test_file)]:
             self.ensure_file(path)
             for head in self.heads:
-                check_labels(path, self.sentences(path), head.column, complete=head.needs_every_value)
+                head.check_values(path, self.sentences(path))
         self._load_tokenizer()
 
     def prepare_data(self) -> None:
@@ -272,7 +291,9 @@ class TaggingDataModule(L.LightningDataModule):
             labels += self.schema.label_ids(path, kept)[0]
             groups += [group] * len(kept)
         new_words, new_labels = augment(words, labels, self.hparams.augment, self.hparams.seed)
-        windows = encode(new_words, self.tokenizer, self.hparams.max_length, new_labels)
+        windows = encode(
+            new_words, self.tokenizer, self.hparams.max_length, new_labels, sentence_heads=self.schema.sentence_heads
+        )
         return [replace(w, sentence=w.sentence + total) for w in windows], [
             groups[w.sentence % len(words)] for w in windows
         ]
@@ -374,6 +395,8 @@ class TaggingDataModule(L.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer else None
         if model is None or getattr(model, "accepts_packed_rows", True):
             return True
+        if self.schema.sentence_heads:  # a head that pools a row's states: rows of one text each, as it should be
+            return False
         rank_zero_warn(
             f"--data.pack: the model {self.hparams.model_name!r} does not give packed rows the outputs of separate "
             "rows (it takes no position ids or no block attention mask); training on padded rows"

@@ -11,6 +11,7 @@ tag comes from its first subword, which it keeps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -128,13 +129,15 @@ def encode(
     max_length: int,
     labels: list[list[int]] | None = None,
     long_words: Literal["error", "truncate"] = "error",
+    sentence_heads: Sequence[int] = (),
 ) -> list[Window]:
     """Encode sentences of words into windows of at most ``max_length`` subwords, specials included.
 
     ``labels`` holds one label id per word (``IGNORE`` where there is none), or one sequence of ids per
     word (one per head); without it every word is unlabelled. A single word with more subwords than a
     window holds raises ``WordTooLong`` with ``long_words="error"``; with ``"truncate"`` it keeps only the
-    subwords that fit.
+    subwords that fit. The heads ``sentence_heads`` label the sentence: every word carries its label, and each
+    window keeps it on its first word only, so that every window of a long text is one example of it.
     """
     prefix, suffix = special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
@@ -160,13 +163,22 @@ def encode(
                     word=w,
                 )
             if len(ids) + len(word_pieces) > budget:
-                windows.append(_window(prefix, suffix, ids, starts, casing, word_labels[start:w], s, start))
+                window_labels = _first_word_only(word_labels[start:w], sentence_heads)
+                windows.append(_window(prefix, suffix, ids, starts, casing, window_labels, s, start))
                 start, ids, starts, casing = w, [], [], []
             starts.append(len(ids))
             ids.extend(word_pieces)
             casing.extend([casing_class(words[w])] * len(word_pieces))
-        windows.append(_window(prefix, suffix, ids, starts, casing, word_labels[start:], s, start))
+        window_labels = _first_word_only(word_labels[start:], sentence_heads)
+        windows.append(_window(prefix, suffix, ids, starts, casing, window_labels, s, start))
     return windows
+
+
+def _first_word_only(labels: list, heads: Sequence[int]) -> list:
+    """A window's word labels with the ``heads``' ids (a sentence's label) kept on its first word only."""
+    if not heads or not labels:
+        return labels
+    return [labels[0], *(tuple(IGNORE if h in heads else i for h, i in enumerate(ids)) for ids in labels[1:])]
 
 
 def _window(prefix, suffix, ids, starts, casing, labels, sentence, first_word) -> Window:
@@ -199,7 +211,9 @@ def encode_file(
     words, labels the vocabularies lack by column, and words with a lemma (for a lemma head)."""
     labels, unknown = schema.label_ids(path, sentences)
     try:
-        windows = encode([s.words for s in sentences], tokenizer, max_length, labels)
+        windows = encode(
+            [s.words for s in sentences], tokenizer, max_length, labels, sentence_heads=schema.sentence_heads
+        )
     except WordTooLong as err:
         raise DataError(path, sentences[err.sentence].word_lines[err.word], str(err)) from None
     info = {

@@ -131,6 +131,12 @@ class Sentence:
             return values
         return [None if v == "_" else v for v in values]
 
+    def sentence_label(self, column: str) -> str | None:
+        """The sentence's label in ``column``: a CoNLL-U comment ``# column = value``, or a label column of
+        ``formats.texts``; ``None`` where it has none (or ``_``)."""
+        value = self.tokens.metadata.get(column)
+        return None if value in (None, "_") else value
+
 
 def read_sentences(path: str | Path, fields: tuple[str, ...] | None = None) -> list[Sentence]:
     """Read every sentence of a CoNLL-U, IOB2 or CoNLL-2003 file, raising ``DataError`` at the first bad line;

@@ -33,6 +33,8 @@ CURVES_FILE = "training_curves.png"
 QUANTIZATION = "quantization"  # the META_FILE entry of a quantized model: how, and what it measured
 # Casing classes in id order (the rows of CASING_FILE); class 0 is no word at all: special tokens and padding.
 CASINGS = ("none", "lower", "title", "upper", "mixed", "digits", "letters_digits", "other")
+# How a model's heads that label sentences pool the encoder's states (META_FILE's "pooling"; ``modelling.pooling``).
+POOLINGS = ("first", "mean")
 
 # What the tokenizers of the encoders nasty-train fine-tunes write with save_pretrained: transformers' own
 # files (tokenizer_config.json and the rest, its ``tokenization_utils_base`` constants) and the vocabularies
@@ -99,6 +101,8 @@ def read_meta(folder: Path) -> dict[str, Any]:
         for h in heads
     ):
         raise UserError(f"{path}: 'heads' must be a list of {{column, labels}} with the labels as strings")
+    if meta.get("pooling", "first") not in POOLINGS:
+        raise UserError(f"{path}: 'pooling' must be one of {', '.join(POOLINGS)}, not {meta['pooling']!r}")
     if "casing" in meta and meta["casing"] != list(CASINGS):
         raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
     return meta

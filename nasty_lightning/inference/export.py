@@ -53,7 +53,7 @@ def export_checkpoint(
     (epochs run, whether early stopping ended it, test metrics); ``what`` names the folder in errors."""
     import torch  # here: --help needs no PyTorch
     from safetensors.torch import save_file
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from nasty_lightning.formats.untrusted import load_checkpoint
 
@@ -61,18 +61,19 @@ def export_checkpoint(
     ckpt = load_checkpoint(ckpt_path)  # refuses names that are not tokenizer files before anything is written
     data_state = ckpt["TaggingDataModule"]
 
+    schema = LabelSchema.from_checkpoint(data_state)
     config = AutoConfig.for_model(**ckpt["hf_config"])
+    auto = AutoModelForSequenceClassification if schema[0].is_sentence else AutoModelForTokenClassification
     with torch.device("meta"):  # no memory for weights that load_state_dict replaces
-        model = AutoModelForTokenClassification.from_config(config)
+        model = auto.from_config(config)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights, strict=True, assign=True)
-    schema = LabelSchema.from_checkpoint(data_state)
     columns = schema.columns
     heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
     casing = ckpt["state_dict"].get("casing.weight")
     meta = {
         "format": 1,
-        "task": "token-classification",
+        "task": "text-classification" if schema[0].is_sentence else "token-classification",
         "label_column": columns[0],
         "max_length": data_state["max_length"],
         "long_sentences": "split at word boundaries into windows of at most max_length subwords",
@@ -80,6 +81,8 @@ def export_checkpoint(
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
     meta |= schema.meta_heads()  # the first column's labels are the config's id2label
+    if schema.sentence_heads:
+        meta["pooling"] = ckpt["hyper_parameters"].get("pooling", "first")
     if casing is not None:  # the class names, in id order: a model made with other classes is refused
         meta["casing"] = list(CASINGS)
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"

@@ -113,7 +113,7 @@ class TaggingAPI(litserve.LitAPI):
 
     def decode_request(self, request: TagRequest) -> Job:
         """Each sentence's words, with their character offsets for text."""
-        from nasty_lightning.inference.tagger import word_spans
+        from nasty_lightning.formats.texts import word_spans
 
         many = isinstance(request.root, list)
         sentences = []

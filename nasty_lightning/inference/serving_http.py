@@ -27,7 +27,7 @@ class SentenceIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_sentence(self) -> "SentenceIn":
-        from nasty_lightning.inference.tagger import split_words
+        from nasty_lightning.formats.texts import split_words
 
         if (self.text is None) == (self.words is None):
             raise ValueError("give either 'text' or 'words'")

@@ -11,7 +11,6 @@ where an export replaced the folder while they were read (``model_dir.snapshot``
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from nasty_lightning.formats.model_dir import (
     read_meta,
     snapshot,
 )
+from nasty_lightning.formats.texts import split_words, word_spans  # also importable from here, where they were
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.labels.entities import spans
@@ -47,6 +47,7 @@ from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.network import Network
+from nasty_lightning.modelling.pooling import head_layer
 from nasty_lightning.modelling.precision import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
@@ -55,20 +56,6 @@ if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagg
 LOAD_ATTEMPTS = 5  # reads of a model directory that an export or quantize keeps replacing meanwhile
 PRECISIONS = ("float32", "bf16", "auto")
 MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
-
-# Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
-# every punctuation or symbol character on its own, and runs of letters and digits.
-_WORD = re.compile(r"\d+(?:[.,]\d+)+|\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+|[^\w\s]", re.IGNORECASE)
-
-
-def split_words(text: str) -> list[str]:
-    """Split running text into words: punctuation, symbols and English clitics become words of their own."""
-    return _WORD.findall(text)
-
-
-def word_spans(text: str) -> list[tuple[str, int, int]]:
-    """The words of ``split_words`` with their start and end offsets in ``text``."""
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -193,11 +180,18 @@ class Tagger:
         check_weights(model_dir, meta["max_length"])
         if quantized:
             return cls._load_onnx(model_dir, meta, batch_size, threads)
-        model = bert_family.load(model_dir) or _load_transformers(model_dir)
+        sentences_first = meta.get("task") == "text-classification"  # a sequence classifier (pooling.py)
+        model = (None if sentences_first else bert_family.load(model_dir)) or _load_transformers(
+            model_dir, sentences_first
+        )
         model.to(dtype)  # the heads and casing embedding follow the encoder's type when tagging
         schema = LabelSchema.from_model_dir(model.config, meta, model_dir)
-        hidden = model.config.hidden_size
-        layers = torch.nn.ModuleDict({h.column: torch.nn.Linear(hidden, len(h.vocab)) for h in schema.heads[1:]})
+        if schema[0].is_sentence != sentences_first:
+            raise UserError(f"{model_dir / META_FILE}: its task does not fit its first column, {schema[0].column}")
+        hidden, pooling = model.config.hidden_size, meta.get("pooling", "first")
+        layers = torch.nn.ModuleDict(
+            {h.column: head_layer(h.is_sentence, hidden, len(h.vocab), pooling) for h in schema.heads[1:]}
+        )
         if len(schema) > 1:
             _load_weights(layers, model_dir / HEADS_FILE, f"the heads {META_FILE} names")
         casing = casing_embedding(hidden) if "casing" in meta else None
@@ -259,32 +253,57 @@ class Tagger:
         ``progress`` shows a progress bar on standard error (when it is a terminal).
         """
         ids: list[list[list[int]]] = [[[] for _ in words] for words in sentences]  # sentence, word, head
+        # a sentence head's summed log-probabilities over the sentence's windows, by sentence
+        scores: dict[int, torch.Tensor] = {}
         present = [i for i, words in enumerate(sentences) if words]  # a sentence without words has no tags
         windows = encode([sentences[i] for i in present], self.tokenizer, self.max_length, long_words="truncate")
         windows.sort(key=lambda w: len(w.input_ids))  # similar lengths together: little padding
         with tqdm(total=len(windows), unit="sent", disable=None if progress else True, desc="tagging") as bar:
-            for chunk, predicted in self._batches(windows):
-                for window, window_ids in zip(chunk, predicted, strict=True):
-                    start = window.first_word
-                    ids[present[window.sentence]][start : start + len(window_ids)] = window_ids
+            for chunk, predicted, pooled in self._batches(windows):
+                for window, window_ids, window_scores in zip(chunk, predicted, pooled, strict=True):
+                    start, s = window.first_word, present[window.sentence]
+                    ids[s][start : start + len(window_ids)] = window_ids
+                    scores[s] = window_scores if s not in scores else scores[s] + window_scores
                 bar.update(len(chunk))
-        return {
-            head.column: [head.decode([w[h] for w in s], words) for s, words in zip(ids, sentences, strict=True)]
-            for h, head in enumerate(self.heads)
-        }
+        out = {}
+        for h, head in enumerate(self.heads):
+            if head.is_sentence:  # the label of the best summed score of all the sentence's windows, in a list
+                k = self.heads.sentence_heads.index(h)
+                best = {s: head.vocab.decode(int(x[k].argmax())) for s, x in scores.items()}
+                out[head.column] = [[best[s]] if s in best else [] for s in range(len(sentences))]
+            else:
+                pairs = zip(ids, sentences, strict=True)
+                out[head.column] = [head.decode([w[h] for w in s], words) for s, words in pairs]
+        return out
+
+    def classify(self, texts: str | Sequence[str] | Sequence[Sequence[str]]) -> list[tuple[str, ...]] | tuple[str, ...]:
+        """The labels of texts: one string, or a list of strings or of pre-split texts. Returns, per text, a tuple of
+        its label in every column that labels sentences, in the order of ``columns`` (a text without words:
+        ``()``); for one string, its tuple."""
+        columns = [h.column for h in self.heads if h.is_sentence]
+        if not columns:
+            raise UserError(f"the model tags {', '.join(self.columns)}: words, not whole texts")
+        items = [texts] if isinstance(texts, str) else list(texts)
+        predicted = self.predict([split_words(t) if isinstance(t, str) else list(t) for t in items])
+        labels = [tuple(label for c in columns for label in predicted[c][i]) for i in range(len(items))]
+        return labels[0] if isinstance(texts, str) else labels
 
     @torch.inference_mode()
-    def _batches(self, windows: list[Window]) -> Iterator[tuple[list[Window], list[list[list[int]]]]]:
-        """Batches of windows, with the label ids of every word for every head."""
+    def _batches(
+        self, windows: list[Window]
+    ) -> Iterator[tuple[list[Window], list[list[list[int]]], list[torch.Tensor]]]:
+        """Batches of windows, with the label ids of every word for every head, and each window's log-probabilities
+        of the labels of every head that labels sentences ((heads, labels); -inf pads the shorter)."""
         if self.onnx is not None:
             network, device = self.onnx, torch.device("cpu")
         else:
             weight = next(self.model.parameters())
             device = weight.device
-            network = Network(self.model, self.layers, self.casing).to(device=device, dtype=weight.dtype)
+            pooling = self.meta.get("pooling", "first")
+            network = Network(self.model, self.layers, self.casing, pooling).to(device=device, dtype=weight.dtype)
         # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
         # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.
-        packed = network.packs and 1 < len(windows) <= self.batch_size
+        packed = network.packs and not self.heads.sentence_heads and 1 < len(windows) <= self.batch_size
         if packed:
             chunks = [range(len(windows))]
         else:
@@ -297,6 +316,7 @@ class Tagger:
                 batch, places = collate(chunk, self.tokenizer.pad_token_id), [(r, 0) for r in range(len(chunk))]
             logits = network.run(batch, device)
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
+            sentence_scores = _pooled_scores([logits[h] for h in self.heads.sentence_heads], places)
             predicted = []
             for window, (r, start) in zip(chunk, places, strict=True):
                 at = start + torch.tensor(window.word_starts, dtype=torch.long)
@@ -305,7 +325,24 @@ class Tagger:
                     for h, decoded in self._decoders.rows(logits, r, at.to(device)):
                         words[:, h] = torch.tensor(decoded)
                 predicted.append(words.tolist())
-            yield chunk, predicted
+            yield chunk, predicted, sentence_scores
+
+
+def _pooled_scores(logits: list[torch.Tensor], places: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Each window's log-probabilities of the labels of the heads that label sentences, as one (heads, labels)
+    tensor, padded with -inf to the largest vocabulary: read at the window's first position."""
+    if not logits:
+        return [torch.zeros(0, 0) for _ in places]
+    width = max(x.shape[-1] for x in logits)
+    rows = torch.tensor([r for r, _ in places])
+    starts = torch.tensor([start for _, start in places])
+    per_head = [
+        torch.nn.functional.pad(
+            torch.log_softmax(x[rows, starts].float(), dim=-1).cpu(), (0, width - x.shape[-1]), value=float("-inf")
+        )
+        for x in logits
+    ]
+    return list(torch.stack(per_head, dim=1))
 
 
 def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
@@ -322,14 +359,14 @@ def _read_config(model_dir: Path) -> PretrainedConfig | bert_family.Config:
         raise UserError(f"cannot read {model_dir / CONFIG_FILE} ({_first_line(err)})") from None
 
 
-def _load_transformers(model_dir: Path) -> PreTrainedModel:
-    """The token classifier of a model directory that ``bert_family`` does not implement, by transformers."""
-    from transformers import AutoModelForTokenClassification
+def _load_transformers(model_dir: Path, sentences: bool = False) -> PreTrainedModel:
+    """The token classifier of a model directory that ``bert_family`` does not implement, or its sequence
+    classifier (``sentences``), by transformers."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    auto = AutoModelForSequenceClassification if sentences else AutoModelForTokenClassification
     try:
-        return AutoModelForTokenClassification.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False
-        ).eval()
+        return auto.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise UserError(f"cannot load the model in {model_dir} ({_first_line(err)})") from None
 

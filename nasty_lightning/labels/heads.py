@@ -4,7 +4,9 @@ A model has one head per predicted column, all on one shared encoder. A head kno
 column's values into label ids for training (``encode``) and ids back into values for tagging (``decode``),
 and names its validation metric. ``upos``, ``xpos``, ``deprel``, ``feats`` (the whole FEATS string is one
 label, as UDPipe 2 does) and ``ner`` are classes; ``lemma`` is predicted as an edit script from the form
-(``nasty_lightning.labels.lemmas``), applied to the word when tagging.
+(``nasty_lightning.labels.lemmas``), applied to the word when tagging. Any other column is a sentence's:
+one label for the whole sentence or text (a CoNLL-U comment ``# genre = ...``, or a column of a TSV, CSV or
+JSON Lines file of labelled texts), predicted from the pooled encoder output.
 
 Label ids: ``LabelVocab`` owns them, and the one extra id, ``unseen``, that stands for a value training
 never saw: never predicted, so always counted wrong, and left out of the loss.
@@ -25,9 +27,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasty_lightning.errors import UserError
-from nasty_lightning.formats.conllu import check_labels
+from nasty_lightning.errors import DataError, UserError
+from nasty_lightning.formats.conllu import CONLLU_FIELDS, IOB2_FIELDS, check_labels, columns_of
 from nasty_lightning.formats.model_dir import CONFIG_FILE, META_FILE
+from nasty_lightning.formats.ner_files import CONLL2003_FIELDS
+from nasty_lightning.formats.texts import is_text_file
 from nasty_lightning.labels.entities import is_iob2
 from nasty_lightning.labels.lemmas import apply_script, check_script, edit_script
 
@@ -40,6 +44,8 @@ LEMMA = "lemma"
 NER = "ner"
 ALLTAGS = "alltags"
 FEATS = "feats"
+# Columns of words; every other column a head predicts is a sentence's (``Head.is_sentence``).
+WORD_COLUMNS = frozenset(CONLLU_FIELDS + IOB2_FIELDS + CONLL2003_FIELDS)
 # Columns no head predicts: ``tag`` writes a column's predictions over it, and these hold the words and
 # their ids, or (MISC) what else is known of a word, entities included.
 NOT_PREDICTED = {
@@ -103,6 +109,13 @@ class Head:
     def is_lemma(self) -> bool:
         return self.column == LEMMA
 
+    @property
+    def is_sentence(self) -> bool:
+        """Whether the head gives the whole sentence (or text) one label, rather than one to every word: the
+        columns that are not a word's (``WORD_COLUMNS``). A nameless column (an old single-column model) is a
+        word's."""
+        return is_sentence_column(self.column)
+
     @cached_property
     def is_entities(self) -> bool:
         """Whether the labels are IOB2 tags: decoded as valid tag sequences, and scored by entity F1 too."""
@@ -110,7 +123,10 @@ class Head:
 
     @property
     def kind(self) -> str:
-        """What the head predicts: ``lemma`` (edit scripts from the form), ``entities`` (IOB2 tags) or ``tags``."""
+        """What the head predicts: ``lemma`` (edit scripts from the form), ``entities`` (IOB2 tags), ``tags`` or
+        ``sentence`` (one label for the sentence)."""
+        if self.is_sentence:
+            return "sentence"
         return "lemma" if self.is_lemma else "entities" if self.is_entities else "tags"
 
     @property
@@ -118,6 +134,35 @@ class Head:
         """Whether a training file must give every word a value. Not lemmas: UD writes ``_`` for a word
         without one (the parts of a word split by a typo, ``goeswith``), which training leaves out."""
         return not self.is_lemma
+
+    def sentence_targets(self, path: str, sentences: Sequence[Sentence], complete: bool = True) -> list[str | None]:
+        """A sentence head's label of each sentence (``None``: none), ``DataError`` at the first sentence without
+        one where every sentence needs one (``complete``), or where none has one."""
+        values = [s.sentence_label(self.column) for s in sentences]
+        if sentences and all(v is None for v in values) and not is_text_file(path):  # a misspelt column, maybe
+            raise DataError(
+                path,
+                1,
+                f"no column {self.column!r} in this file (its columns: {', '.join(columns_of(sentences, path))}), "
+                f"and no sentence has a '# {self.column} = ...' comment to label it",
+            )
+        missing = next((s for s, v in zip(sentences, values, strict=True) if v is None), None)
+        if missing is not None and (complete or all(v is None for v in values)):
+            raise DataError(
+                path,
+                missing.line,
+                f"the sentence has no {self.column!r} label (a '# {self.column} = ...' comment in CoNLL-U, a "
+                f"{self.column!r} column or key in TSV, CSV or JSON Lines); --data.label_column names it",
+            )
+        return values
+
+    def check_values(self, path: str, sentences: list[Sentence]) -> None:
+        """Raise ``DataError`` where a training file lacks the head's values: a sentence's label, or a word's where
+        every word needs one (``needs_every_value``)."""
+        if self.is_sentence:
+            self.sentence_targets(path, sentences)
+        else:
+            check_labels(path, sentences, self.column, complete=self.needs_every_value)
 
     def targets(self, words: Sequence[str], values: Sequence[str | None]) -> list[str | None]:
         """What the head learns for each word, given the column's values (``None``: no value): the value
@@ -128,18 +173,26 @@ class Head:
 
     def check(self, source: str) -> None:
         """Raise ``UserError`` at a label this head cannot use or ``tag`` could not write: a lemma head's labels
-        must be edit scripts of printable strings (a lemma may hold spaces); others printable, without spaces
-        (CoNLL-U allows none in those columns), and entity tags without ``|`` (they go in MISC, ``NER=``)."""
+        must be edit scripts of printable strings (a lemma may hold spaces); a sentence's printable, not ``_``;
+        others printable, without spaces (CoNLL-U allows none in those columns), and entity tags without ``|``
+        (they go in MISC, ``NER=``)."""
         for label in self.vocab.labels:
             if self.is_lemma:
                 check_script(label, source)
                 writable = all(part.isprintable() for part in json.loads(label) if isinstance(part, str))
+            elif self.is_sentence:  # a comment's or a cell's value: inner spaces are fine
+                writable = label.isprintable() and label == label.strip() and label not in ("", "_")
             else:
                 writable = (
                     label.isprintable()
                     and " " not in label
                     and label != ""
                     and not (self.column == NER and "|" in label)
+                )
+            if not writable and self.is_sentence:
+                raise UserError(
+                    f"{source}: the {self.column} label {label!r} cannot be written as a sentence's label "
+                    "(empty, '_', with an unprintable character or with spaces around it)"
                 )
             if not writable:
                 raise UserError(
@@ -152,6 +205,11 @@ class Head:
         if self.is_lemma:
             return [apply_script(self.vocab.decode(i), w) for i, w in zip(ids, words, strict=True)]
         return [self.vocab.decode(i) for i in ids]
+
+
+def is_sentence_column(column: str) -> bool:
+    """Whether a head of ``column`` labels whole sentences (``Head.is_sentence``)."""
+    return column != "" and column not in WORD_COLUMNS
 
 
 def universal_features(feats: str) -> str:
@@ -210,12 +268,22 @@ class LabelSchema:
     def __getitem__(self, index: int) -> Head:
         return self.heads[index]
 
+    @property
+    def sentence_heads(self) -> list[int]:
+        """The indices of the heads that label whole sentences (``Head.is_sentence``)."""
+        return [h for h, head in enumerate(self.heads) if head.is_sentence]
+
     def label_ids(self, path: str, sentences: list[Sentence]) -> tuple[list[list[tuple[int, ...]]], dict[str, Counter]]:
         """Every word's label ids (one per head), by sentence, and the labels the vocabularies lack, by column; each
         column's values checked first (``FILE:LINE`` for a word without one, where every word needs one)."""
         unknown = {head.column: Counter() for head in self.heads}
         columns = []  # by head, sentence and word: label ids
         for head in self.heads:
+            if head.is_sentence:  # the sentence's label on each of its words (``encoding.encode`` keeps one)
+                values = head.sentence_targets(path, sentences)
+                columns.append([[head.vocab.encode(v)] * len(s.words) for s, v in zip(sentences, values, strict=True)])
+                unknown[head.column].update(v for v in values if v is not None and v not in head.vocab)
+                continue
             check_labels(path, sentences, head.column, complete=head.needs_every_value)
             ids = []
             for s in sentences:
@@ -254,6 +322,8 @@ class LabelSchema:
 
         def values(column: str) -> Iterator[str | None]:
             head = Head(column, LabelVocab(()))
+            if head.is_sentence:
+                return (s.sentence_label(column) for s in sentences)
             return (v for s in sentences for v in head.targets(s.words, s.labels(column)))
 
         return cls(tuple(Head(column, LabelVocab.of(values(column))) for column in columns))

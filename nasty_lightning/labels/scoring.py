@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[str, Any]:
-    """Accuracy, counts and (with ``per_tag``) per-tag precision, recall, F1 and support."""
+    """Accuracy, counts and (with ``per_tag``) macro-F1 (the mean F1 of the tags in the gold labels or the
+    predictions) and per-tag precision, recall, F1 and support."""
     correct = sum(g == p for g, p in zip(gold, predicted, strict=True))
     true_pos = Counter(g for g, p in zip(gold, predicted, strict=True) if g == p)
     gold_count, pred_count = Counter(gold), Counter(predicted)
@@ -28,12 +29,16 @@ def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[s
         tags[tag] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[tag]}
     result = {"accuracy": correct / len(gold) if gold else 0.0, "total": len(gold), "correct": correct}
     if per_tag:
+        result["macro_f1"] = sum(m["f1"] for m in tags.values()) / len(tags) if tags else 0.0
         result["per_tag"] = tags
     return result
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} words correct)"]
+    unit = result.get("unit", "words")
+    lines = [f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} {unit} correct)"]
+    if unit == "texts":
+        lines.append(f"macro-F1: {result['macro_f1']:.4f}")
     if "ufeats" in result:
         u = result["ufeats"]
         lines.append(f"UFeats (universal features only, as the UD scorer): {u['accuracy']:.4f}")
@@ -58,7 +63,8 @@ def column_scores(
     for head in heads:
         gold_sentences, pred_sentences = [], []  # the labelled words of each sentence
         for sentence, tags in zip(sentences, predicted[head.column], strict=True):
-            gold = sentence.labels(head.column)
+            # a sentence head's: one label, in a list as the prediction is
+            gold = [sentence.sentence_label(head.column)] if head.is_sentence else sentence.labels(head.column)
             if head.is_lemma:  # the UD scorer's Lemmas: a word without a gold lemma is right
                 gold = [p if g is None else g for g, p in zip(gold, tags, strict=True)]
             pairs = [(g, p) for g, p in zip(gold, tags, strict=True) if g is not None]
@@ -66,6 +72,8 @@ def column_scores(
             pred_sentences.append([p for _, p in pairs])
         gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
         columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
+        if head.is_sentence:
+            columns[head.column]["unit"] = "texts"
         if head.column == FEATS:  # the UD scorer's UFeats: universal features only
             ufeats = score([universal_features(g) for g in gold], [universal_features(p) for p in pred], False)
             columns[head.column]["ufeats"] = ufeats

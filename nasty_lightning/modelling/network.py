@@ -16,6 +16,7 @@ from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.packing import position_offset
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import encoder_inputs
+from nasty_lightning.modelling.pooling import SentenceHead, classifier_logits
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -29,23 +30,28 @@ def head_logits(
     attention_mask: torch.Tensor,
     casing: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
+    pooling: str = "first",
 ) -> tuple[torch.Tensor, ...]:
-    """The logits of every head from one pass of the encoder ``model``: first its own classifier's, then those of
-    ``heads`` (linear layers on the same last hidden states, behind the classifier's dropout). ``attention_mask``
-    and ``position_ids`` as the encoder takes them: a padding mask, or packed rows' block mask and positions."""
+    """The (rows, width, labels) logits of every head from one pass of the encoder ``model``: first its own
+    classifier's, then those of ``heads`` (layers on the same last hidden states, behind the classifier's dropout:
+    linear on every position, or ``pooling.SentenceHead`` on the pooled states). ``attention_mask`` and
+    ``position_ids`` as the encoder takes them: a padding mask, or packed rows' block mask and positions.
+    ``pooling``: of a sequence classifier ``model`` (``pooling.classifier_logits``)."""
     heads = list(heads)
     out = model(
         **encoder_inputs(model, input_ids, casing_layer, casing),
         attention_mask=attention_mask,
         position_ids=position_ids,
-        output_hidden_states=bool(heads),
+        output_hidden_states=bool(heads) or pooling == "mean",
     )
+    first = classifier_logits(model, out, attention_mask, pooling)
     if not heads:
-        return (out.logits,)
+        return (first,)
     hidden, dropout = out.hidden_states[-1], getattr(model, "dropout", None)  # our BERT family has none
     if dropout is not None:
         hidden = dropout(hidden)
-    return (out.logits, *(head(hidden) for head in heads))
+    rest = [head(hidden, attention_mask) if isinstance(head, SentenceHead) else head(hidden) for head in heads]
+    return (first, *rest)
 
 
 class Network(nn.Module):
@@ -57,9 +63,10 @@ class Network(nn.Module):
         model: PreTrainedModel | bert_family.TokenClassifier,
         layers: nn.ModuleDict,
         casing: nn.Embedding | None,
+        pooling: str = "first",
     ) -> None:
         super().__init__()
-        self.model, self.layers, self.casing = model, layers, casing
+        self.model, self.layers, self.casing, self.pooling = model, layers, casing, pooling
         self.position_offset = position_offset(model) or 0
 
     @property
@@ -76,7 +83,7 @@ class Network(nn.Module):
         position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         return head_logits(
-            self.model, self.layers.values(), self.casing, input_ids, attention_mask, casing, position_ids
+            self.model, self.layers.values(), self.casing, input_ids, attention_mask, casing, position_ids, self.pooling
         )
 
     def run(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:

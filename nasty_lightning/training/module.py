@@ -12,11 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from transformers import AutoModelForTokenClassification, get_linear_schedule_with_warmup
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    get_linear_schedule_with_warmup,
+)
 
 from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.packing import accepts_packed_rows, position_offset
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import POOLINGS
 from nasty_lightning.formats.presets import PRESETS, locate_model
 from nasty_lightning.formats.untrusted import check_model_dir, is_checkpoint
 from nasty_lightning.labels.heads import IGNORE, LabelSchema
@@ -24,6 +29,7 @@ from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
 from nasty_lightning.modelling.network import head_logits
+from nasty_lightning.modelling.pooling import check_pooling, head_layer
 from nasty_lightning.training.scores import Scores
 from nasty_lightning.training.warm_start import (
     encoder_from_checkpoint,
@@ -49,6 +55,7 @@ class TokenTagger(L.LightningModule):
         trust_remote_code: bool = False,
         compile: bool = False,
         validation_precision: Literal["training", "float32"] = "training",
+        pooling: Literal["first", "mean"] = "first",
     ) -> None:
         """
         Args:
@@ -79,6 +86,12 @@ class TokenTagger(L.LightningModule):
                 its 25,147 words were tagged otherwise); ``float32``, as the exported model tags by default, so that
                 the scores and the choice of the best checkpoint are exactly that model's. Test scores are always
                 computed in float32.
+            pooling: How a head that labels whole sentences (a column that is not a word's, such as a CoNLL-U
+                comment's ``genre`` or a TSV's ``label``) sums up the sentence: ``first``, the first token's
+                hidden state (``[CLS]``, ``<s>``; for a first column that labels sentences, the architecture's
+                own classifier, which plain ``transformers`` loads as it is); ``mean``, the mean over the subwords,
+                as sentence encoders such as MiniLM are trained (for a first column, BERT's classifier layer on
+                the mean instead of its pooler: only ``Tagger`` computes that).
         """
         super().__init__()
         if not labels:
@@ -89,6 +102,8 @@ class TokenTagger(L.LightningModule):
             raise UserError(f"--model.weight_decay must be at least 0, got {weight_decay}")
         if not 0 <= warmup_ratio < 1:
             raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
+        if pooling not in POOLINGS:
+            raise UserError(f"--model.pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if validation_precision not in ("training", "float32"):
             raise UserError(f"--model.validation_precision must be training or float32, got {validation_precision!r}")
         self.save_hyperparameters()
@@ -107,6 +122,12 @@ class TokenTagger(L.LightningModule):
         first = self.labels
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
+        sentences_first = self.schema[0].is_sentence  # the encoder's own classifier labels sentences
+        if fine_tuned and sentences_first:
+            raise UserError(
+                f"--model.model_name {model_name} is a fine-tuned model: a warm start of a model whose first column "
+                f"({self.columns[0]}) labels sentences is not supported; start from a pretrained encoder"
+            )
         if is_checkpoint(source):
             self.model = encoder_from_checkpoint(source, first, self.columns[0])
         elif is_model_dir(source):
@@ -114,7 +135,8 @@ class TokenTagger(L.LightningModule):
         else:
             check_model_dir(source, trust_remote_code)
             try:
-                self.model = AutoModelForTokenClassification.from_pretrained(
+                auto = AutoModelForSequenceClassification if sentences_first else AutoModelForTokenClassification
+                self.model = auto.from_pretrained(
                     source,
                     num_labels=len(first),
                     id2label=dict(enumerate(first)),
@@ -128,15 +150,20 @@ class TokenTagger(L.LightningModule):
                     f"a local model directory, a checkpoint, or a preset: minilm, {', '.join(PRESETS)}"
                 ) from None
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
+        if sentences_first:
+            check_pooling(self.model, pooling)
         # The first column's head is the encoder's own classifier (plain transformers loads it); every other
         # column has a linear layer on the same last hidden states, behind the classifier's dropout.
         hidden = self.model.config.hidden_size
-        self.heads = nn.ModuleDict({h.column: nn.Linear(hidden, len(h.vocab)) for h in self.schema.heads[1:]})
+        self.heads = nn.ModuleDict(
+            {h.column: head_layer(h.is_sentence, hidden, len(h.vocab), pooling) for h in self.schema.heads[1:]}
+        )
         self.casing = casing_embedding(hidden) if casing else None
         if fine_tuned:
             warm_start_heads(self.heads, self.schema, source, self.casing)
-        # Whether training batches may pack several sentences into a row (the data module asks).
-        self.accepts_packed_rows = accepts_packed_rows(self.model)
+        # Whether training batches may pack several sentences into a row (the data module asks): not where a
+        # head pools a row's states.
+        self.accepts_packed_rows = not self.schema.sentence_heads and accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
@@ -164,17 +191,20 @@ class TokenTagger(L.LightningModule):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """The logits of every head, from one pass of the encoder (``network.head_logits``)."""
-        return head_logits(self.model, self.heads.values(), self.casing, *batch.encoder_inputs(self._position_offset))
+        inputs = batch.encoder_inputs(self._position_offset)
+        return head_logits(self.model, self.heads.values(), self.casing, *inputs, self.hparams.get("pooling", "first"))
 
     def _step(
         self, batch: Batch, constrained: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Summed (weighted) loss over the batch's labelled words, the first head's word count, and the
+        """Summed (weighted) loss over the batch's labelled words (a sentence head's: its mean loss per window
+        times the first head's count, where it is not the first), the first head's word count, and the
         predictions and targets of every head, as (rows, width, heads); with ``constrained``, heads of
         IOB2 tags predict each row's best valid tag sequence."""
         logits = self(batch)
         targets = batch.labels
         loss_sum = logits[0].new_zeros((), dtype=torch.float32)
+        sentence_heads = self.schema.sentence_heads
         for h, (head_scores, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
             # the unseen id (one past the last label) is no class: left out of the loss
             head_targets = targets[..., h].masked_fill(targets[..., h] == head_scores.shape[-1], IGNORE)
@@ -184,6 +214,8 @@ class TokenTagger(L.LightningModule):
                 loss = F.cross_entropy(
                     head_scores.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
                 )
+                if h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
+                    loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
                 loss_sum = loss_sum + weight * loss
         preds = torch.stack([head_scores.argmax(-1) for head_scores in logits], dim=-1)
         if constrained and self.decoders:

@@ -1,7 +1,9 @@
 """Validation and test scores as torchmetrics metrics: sums of counts, so exact under DDP.
 
 Every head gets its word accuracy; a model predicting two of UPOS, XPOS and FEATS gets AllTags; a head of
-IOB2 tags (NER) gets precision, recall and F1 over exact entity spans (``nasty_lightning.labels.entities``).
+IOB2 tags (NER) gets precision, recall and F1 over exact entity spans (``nasty_lightning.labels.entities``); a head
+that labels sentences gets accuracy over its windows (one per sentence but for long texts) and macro-F1 (the mean
+of the F1 of every class in the gold labels or the predictions, a label training never saw included).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchmetrics import Metric
+from torchmetrics.classification import MulticlassF1Score
 
 from nasty_lightning.labels.entities import entity_counts
 from nasty_lightning.labels.heads import ALLTAGS, IGNORE, LabelSchema, metric_name, tag_columns
@@ -74,6 +77,13 @@ class Scores(nn.Module):
         self.tagged = [self.columns.index(c) for c in tag_columns(self.columns)]
         self.accuracy = nn.ModuleList(WordAccuracy() for _ in self.columns)
         self.alltags = WordAccuracy() if self.tagged else None
+        # per head that labels sentences, by its index: macro-F1 over its labels and the unseen id
+        self.macro_f1 = nn.ModuleDict(
+            {
+                str(h): MulticlassF1Score(len(schema[h].vocab) + 1, average="macro", ignore_index=IGNORE)
+                for h in schema.sentence_heads
+            }
+        )
         # per head of IOB2 tags, by its index: micro F1, then one per entity type
         self.entities = nn.ModuleDict(
             {
@@ -95,6 +105,8 @@ class Scores(nn.Module):
         for h, per_type in self.entities.items():
             for metric in per_type:
                 metric.update(preds[..., int(h)], targets[..., int(h)])
+        for h, metric in self.macro_f1.items():
+            metric.update(preds[..., int(h)].flatten(), targets[..., int(h)].flatten())
 
     def named(self, prefix: str) -> dict[str, Metric]:
         metrics = {metric_name(self.columns, c, prefix): m for c, m in zip(self.columns, self.accuracy, strict=True)}
@@ -104,6 +116,8 @@ class Scores(nn.Module):
             name = f"{prefix}_f1" if h == "0" else f"{prefix}_f1_{self.columns[int(h)]}"
             metrics[name] = micro
             metrics.update({f"{name}_{m.kind}": m for m in per_type})
+        for h, metric in self.macro_f1.items():
+            metrics[f"{prefix}_macro_f1" if h == "0" else f"{prefix}_macro_f1_{self.columns[int(h)]}"] = metric
         return metrics
 
 

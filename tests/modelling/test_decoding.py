@@ -54,7 +54,7 @@ def test_an_entity_the_argmax_breaks_is_repaired_whole():
 
 
 def test_only_heads_of_iob2_tags_are_constrained():
-    schema = LabelSchema.from_dict({"upos": ["NOUN", "VERB"], "ner": LABELS, "misc": ["O"], "b": ["B-X", "Y"]})
+    schema = LabelSchema.from_dict({"upos": ["NOUN", "VERB"], "ner": LABELS, "misc": ["O"], "xpos": ["B-X", "Y"]})
     assert [h.kind for h in schema] == ["tags", "entities", "tags", "tags"]
     decoders = IOB2Decoders(schema)
     assert list(decoders.by_head) == [1] and not IOB2Decoders(LabelSchema.from_dict({"upos": ["O", "X"]}))

@@ -1,0 +1,68 @@
+"""Sentence heads: one label for a whole sentence or text, from the encoder's pooled output.
+
+Pooling (``--model.pooling``): ``first``, the first token's hidden state (``[CLS]``, ``<s>``), as BERT and RoBERTa
+are pretrained to classify; ``mean``, the mean over the subwords, as sentence encoders (MiniLM) are pretrained.
+A model whose first head labels sentences is its architecture's own sequence classifier
+(``AutoModelForSequenceClassification``, which plain ``transformers`` and its ``pipeline`` load): with ``first``
+its logits are that classifier's as it stands (BERT's pooler, RoBERTa's classification head); with ``mean`` the
+mean goes to the classifier layer instead of the pooler, which only ``Tagger`` knows.
+
+A sentence head's logits are repeated at every position of a row, so that every head's logits have one shape,
+(rows, width, labels); its label is read, and learned, at the first word of each window.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nasty_lightning.errors import UserError
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(rows, hidden) from (rows, width, hidden): the first position's states, or the mean over the positions the
+    padding mask (rows, width) keeps."""
+    if pooling == "first":
+        return hidden[:, 0]
+    mask = attention_mask.to(hidden.dtype)[..., None]
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+class SentenceHead(nn.Linear):
+    """A linear layer on the pooled hidden states (its weights are a plain ``nn.Linear``'s, as a word head's)."""
+
+    def __init__(self, hidden_size: int, n_labels: int, pooling: str) -> None:
+        super().__init__(hidden_size, n_labels)
+        self.pooling = pooling
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        logits = super().forward(pool(hidden, attention_mask, self.pooling))
+        return logits[:, None, :].expand(-1, hidden.shape[1], -1)
+
+
+def head_layer(is_sentence: bool, hidden_size: int, n_labels: int, pooling: str) -> nn.Linear:
+    """The layer of a head after the first: a word's (linear on every position) or a sentence's."""
+    return SentenceHead(hidden_size, n_labels, pooling) if is_sentence else nn.Linear(hidden_size, n_labels)
+
+
+def classifier_logits(model: nn.Module, out, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The first head's (rows, width, labels) logits from the encoder model's output ``out``: a token classifier's
+    as they are; a sequence classifier's repeated at every position, with ``mean`` pooling computed here from the
+    last hidden states and the model's classifier layer."""
+    if out.logits.dim() == 3:
+        return out.logits
+    logits = out.logits
+    if pooling == "mean":
+        pooled = pool(out.hidden_states[-1], attention_mask, "mean")
+        logits = model.classifier(model.dropout(pooled))
+    return logits[:, None, :].expand(-1, attention_mask.shape[1], -1)
+
+
+def check_pooling(model: nn.Module, pooling: str) -> None:
+    """Refuse a pooling the sequence classifier ``model`` cannot take."""
+    linear = isinstance(getattr(model, "classifier", None), nn.Linear)
+    if pooling == "mean" and not (linear and isinstance(getattr(model, "dropout", None), nn.Module)):
+        raise UserError(
+            f"--model.pooling mean needs a classifier that is one linear layer (BERT's); {type(model).__name__} "
+            "has its own pooling head: use --model.pooling first"
+        )
