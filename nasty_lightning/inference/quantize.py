@@ -69,6 +69,7 @@ def quantize(
         )
     check_output_dir(output_dir, "--output_dir", marker=META_FILE)
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
+    source.check_tags_words("quantize")
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")
     sentences = read_sentences(calibration_file)

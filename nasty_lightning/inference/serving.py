@@ -317,7 +317,8 @@ def serve(
         if not 0 < value < float("inf"):
             raise UserError(f"--{name} must be a positive number of seconds, got {value}")
     threads = use_threads(threads)
-    Tagger.load(model_dir, batch_size=batch_size, threads=1, precision=precision)  # a bad directory fails here
+    tagger = Tagger.load(model_dir, batch_size=batch_size, threads=1, precision=precision)  # a bad folder fails here
+    tagger.check_tags_words("serve")
     api = TaggingAPI(model_dir, batch_size, threads, max_batch_size, precision, timeout, max_request_seconds)
     server = litserve.LitServer(
         api,

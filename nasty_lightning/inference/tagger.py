@@ -130,6 +130,12 @@ class Tagger:
         """The predicted columns, in the model's order (the first is the classifier's)."""
         return self.heads.columns
 
+    def check_tags_words(self, command: str) -> None:
+        """Refuse a model with a head that labels texts in ``command``, which does not handle those yet."""
+        texts = [h.column for h in self.heads if h.is_sentence]
+        if texts:
+            raise UserError(f"{command} does not handle models that label texts yet ({', '.join(texts)})")
+
     @property
     def label_column(self) -> str:
         """The first predicted column."""

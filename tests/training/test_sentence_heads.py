@@ -122,3 +122,15 @@ def test_eval_and_tag_read_and_write_labels_in_conllu_comments_and_in_tsv(genre_
     assert nasty_train("tag", "--model_dir", model, "--input", unlabelled, "--output", out).returncode == 0
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     assert rows[0] == ["id", "text", "genre"] and [r[2] for r in rows[1:]] == predicted
+
+
+@pytest.mark.slow
+def test_serve_and_quantize_refuse_a_model_that_labels_texts_with_one_line(genre_run, tmp_path, capsys):
+    model = genre_run / "model"
+    assert fails(["serve", "--model_dir", model, "--port", "8765"], capsys) == (
+        "nasty-train: error: serve does not handle models that label texts yet (genre)"
+    )
+    calibration = genre_run.parent / "calibration.conllu"
+    calibration.write_text("1\tThe\t_\tDET\t_\t_\t_\t_\t_\t_\n\n")
+    args = ["quantize", "--model_dir", model, "--calibration_file", calibration, "--output_dir", tmp_path / "q"]
+    assert fails(args, capsys) == "nasty-train: error: quantize does not handle models that label texts yet (genre)"
