@@ -5,7 +5,8 @@ The Python API, each name imported on first use (``nasty-train --help`` should n
 - ``TaggingDataModule``: the training, validation and test files as batches (a ``LightningDataModule``).
 - ``TokenTagger``: a pretrained encoder with one head per predicted column (a ``LightningModule``).
 - ``export``: a checkpoint of either, written as a model directory.
-- ``Tagger``: a model directory, loaded to tag text.
+- ``Tagger``: a model directory, loaded to tag text (``Tagger.classify`` labels texts).
+- ``ZeroShotClassifier``: a pretrained sentence encoder that labels texts without training.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _API = {
     "TaggingDataModule": "nasty_lightning.data.datamodule",
     "TokenTagger": "nasty_lightning.training.module",
     "export": "nasty_lightning.inference.export",
+    "ZeroShotClassifier": "nasty_lightning.inference.zero_shot",
 }
 __all__ = [*_API, "__version__"]
 

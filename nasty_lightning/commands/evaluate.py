@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import check_labels, read_sentences
 from nasty_lightning.formats.outputs import check_output, write_atomic
 from nasty_lightning.formats.texts import is_text_file, read_texts
 from nasty_lightning.labels.entities import entity_report, entity_scores, is_iob2
-from nasty_lightning.labels.heads import tag_columns
-from nasty_lightning.labels.scoring import alltags, column_scores, report
+from nasty_lightning.labels.heads import Head, LabelVocab, tag_columns
+from nasty_lightning.labels.scoring import alltags, column_scores, report, score
 
 
 def evaluate(
@@ -31,6 +32,8 @@ def evaluate(
     threads: int | None = None,
     precision: Literal["float32", "bf16", "auto"] = "float32",
     text_column: str = "text",
+    zero_shot_labels: list[str] | dict[str, str] | None = None,
+    label_column: str = "label",
 ) -> dict[str, Any]:
     """Tag every syntactic word of a labelled CoNLL-U (or IOB2) file and compare with its labels; or label every
     text of a TSV, CSV or JSON Lines file (or every sentence of a CoNLL-U file, in its ``# column = ...``
@@ -58,6 +61,10 @@ def evaluate(
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
             differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
         text_column: In a file of labelled texts (TSV, CSV, JSON Lines), the column or key of the text.
+        zero_shot_labels: Label the texts without training: ``--model_dir`` is then a pretrained sentence encoder
+            (``minilm``, a hub id or a local directory), and each text gets the label whose name, or description
+            (``{label: description}``), its embedding is most similar to. What fine-tuning gains over this.
+        label_column: With ``--zero_shot_labels``: the column (or CoNLL-U comment) of the gold labels.
     """
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
@@ -66,6 +73,10 @@ def evaluate(
     for option, path in (("--output_json", output_json), ("--confusion_png", confusion_png)):
         if path:
             check_output(path, option)
+    if zero_shot_labels is not None:
+        return evaluate_zero_shot(
+            model_dir, test_file, zero_shot_labels, label_column, text_column, batch_size, output_json, confusion_png
+        )
     tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision)
     tagger.constrained = constrained
     if is_text_file(test_file):
@@ -112,6 +123,48 @@ def evaluate(
     if confusion_png:
         gold, pred = (list(chain.from_iterable(x)) for x in first_sentences)
         write_atomic(confusion_png, plot_confusion(gold, pred, model_dir, test_file))
+    return result
+
+
+def evaluate_zero_shot(
+    model_name: str,
+    test_file: str,
+    labels: list[str] | dict[str, str],
+    label_column: str,
+    text_column: str,
+    batch_size: int,
+    output_json: str | None,
+    confusion_png: str | None,
+) -> dict[str, Any]:
+    """``eval --zero_shot_labels``: the texts of ``test_file`` labelled by ``ZeroShotClassifier``, scored."""
+    from nasty_lightning.inference.zero_shot import ZeroShotClassifier, label_texts
+
+    head = Head(label_column, LabelVocab(tuple(sorted(label_texts(labels)[0]))))
+    if not head.is_sentence:
+        raise UserError(f"--label_column {label_column} is a word's column: zero-shot labelling labels texts")
+    if is_text_file(test_file):
+        sentences = read_texts(test_file, text_column, (label_column,), label_required=False)
+    else:
+        sentences = read_sentences(test_file)
+    gold = head.sentence_targets(test_file, sentences, complete=False)
+    texts = [s.tokens.metadata.get("text") or " ".join(s.words) for s in sentences]
+    classifier = ZeroShotClassifier(model_name, labels, batch_size=batch_size)
+    predicted = classifier.classify(texts)
+    pairs = [(g, p) for g, p in zip(gold, predicted, strict=True) if g is not None]
+    unknown = sorted({g for g, _ in pairs} - set(head.vocab.labels))
+    if unknown:
+        print(
+            f"{test_file}: gold labels not among --zero_shot_labels ({', '.join(unknown)}); they count as wrong",
+            file=sys.stderr,
+        )
+    result = {"model_dir": model_name, "test_file": test_file, "zero_shot": True}
+    result |= score([g for g, _ in pairs], [p for _, p in pairs]) | {"unit": "texts"}
+    print(report(result))
+    if output_json:
+        write_atomic(output_json, json.dumps(result, indent=2) + "\n")
+    if confusion_png:
+        gold_labels, predicted_labels = [g for g, _ in pairs], [p for _, p in pairs]
+        write_atomic(confusion_png, plot_confusion(gold_labels, predicted_labels, model_name, test_file))
     return result
 
 

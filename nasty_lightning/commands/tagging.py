@@ -83,6 +83,8 @@ def tag(
     threads: int | None = None,
     precision: Literal["float32", "bf16", "auto"] = "float32",
     text_column: str = "text",
+    zero_shot_labels: list[str] | dict[str, str] | None = None,
+    label_column: str = "label",
 ) -> None:
     """Tag a file with an exported model.
 
@@ -107,6 +109,10 @@ def tag(
             where the CPU computes it natively (AVX512-BF16, AMX; Arm BF16) and a word in a few thousand tagged
             differently (docs/benchmarks.md); auto, bf16 where native, float32 elsewhere. Quantized models: INT8.
         text_column: In a file of labelled texts (TSV, CSV, JSON Lines), the column or key of the text.
+        zero_shot_labels: Label texts without training: ``--model_dir`` is then a pretrained sentence encoder
+            (``minilm``, a hub id or a local directory), and each text gets the label whose name, or description
+            (``{label: description}``), its embedding is most similar to (``eval --zero_shot_labels`` scores it).
+        label_column: With ``--zero_shot_labels``: the column (or CoNLL-U comment) to write the labels in.
     """
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
 
@@ -120,7 +126,15 @@ def tag(
         text_lines = [part for _, line in lines for part in line.splitlines() or [line]]  # blank lines too
     elif Path(input).suffix.lower() in TEXT_SUFFIXES:
         text_lines = [line for _, line in read_lines(input)]
-    tagger = Timed(Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision))
+    if zero_shot_labels is None:
+        tagger = Timed(Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision))
+    else:
+        from nasty_lightning.inference.zero_shot import ZeroShotClassifier
+
+        if not is_sentence_column(label_column):
+            raise UserError(f"--label_column {label_column} is a word's column: zero-shot labelling labels texts")
+        classifier = ZeroShotClassifier(model_dir, zero_shot_labels, batch_size=batch_size, label_column=label_column)
+        tagger = Timed(classifier)
     if text_lines is not None:
         result = tag_text(tagger, text_lines)
     elif is_text_file(input):

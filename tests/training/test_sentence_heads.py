@@ -33,7 +33,8 @@ def fit_genre(tiny_bert, data, root, *extra):
 @pytest.fixture(scope="module")
 def genre_run(tiny_bert, genres, tmp_path_factory):
     root = tmp_path_factory.mktemp("genre_run")
-    fit_genre(tiny_bert, genres, root, "--data.label_column", "genre")
+    result = fit_genre(tiny_bert, genres, root, "--data.label_column", "genre")
+    (root / "fit.out").write_text(result.stdout)
     return root
 
 
@@ -42,6 +43,10 @@ def test_a_sentence_label_is_learned_and_the_export_is_a_plain_sequence_classifi
     rows = [r for r in metrics(genre_run) if r.get("val_acc")]
     assert float(rows[-1]["val_acc"]) >= 0.9 and float(rows[-1]["val_macro_f1"]) >= 0.9
     assert float(rows[0]["val_acc"]) < float(rows[-1]["val_acc"])
+    [line] = [
+        line for line in (genre_run / "fit.out").read_text().splitlines() if line.startswith("Epoch 10 completed")
+    ]
+    assert ", validation_accuracy: " in line and ", validation_macro_f1: " in line
     from transformers import pipeline
 
     model_dir = genre_run / "model"
