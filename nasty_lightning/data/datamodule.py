@@ -395,7 +395,7 @@ class TaggingDataModule(L.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer else None
         if model is None or getattr(model, "accepts_packed_rows", True):
             return True
-        if self.schema.sentence_heads:  # a head that pools a row's states: rows of one text each, as it should be
+        if self.schema[0].is_sentence:  # the architecture's own sequence classifier reads a row's first position
             return False
         rank_zero_warn(
             f"--data.pack: the model {self.hparams.model_name!r} does not give packed rows the outputs of separate "

@@ -88,7 +88,7 @@ def position_offset(model: nn.Module) -> int | None:
 
 @torch.no_grad()
 def accepts_packed_rows(model: nn.Module) -> bool:
-    """Whether ``model`` (a Hugging Face encoder) gives a packed row the outputs of separate rows.
+    """Whether ``model`` (a Hugging Face encoder) gives a packed row the last hidden states of separate rows.
 
     Checked by running it once on two short sequences both ways: a model that ignored the position ids
     or the 4D mask would let sentences see each other, which the comparison catches.
@@ -102,14 +102,17 @@ def accepts_packed_rows(model: nn.Module) -> bool:
     model.eval()
     try:
         separate = model(
-            input_ids=torch.tensor([a, b + [0]]), attention_mask=torch.tensor([[1] * 4, [1] * 3 + [0]])
-        ).logits
+            input_ids=torch.tensor([a, b + [0]]),
+            attention_mask=torch.tensor([[1] * 4, [1] * 3 + [0]]),
+            output_hidden_states=True,
+        ).hidden_states[-1]
         segments = torch.tensor([[0] * 4 + [1] * 3])
         packed = model(
             input_ids=torch.tensor([a + b]),
             attention_mask=block_mask(segments),
             position_ids=torch.tensor([[0, 1, 2, 3, 0, 1, 2]]) + offset,
-        ).logits
+            output_hidden_states=True,
+        ).hidden_states[-1]
     except (TypeError, ValueError, RuntimeError, IndexError):
         return False
     finally:

@@ -309,7 +309,7 @@ class Tagger:
             network = Network(self.model, self.layers, self.casing, pooling).to(device=device, dtype=weight.dtype)
         # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
         # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.
-        packed = network.packs and not self.heads.sentence_heads and 1 < len(windows) <= self.batch_size
+        packed = network.packs and 1 < len(windows) <= self.batch_size
         if packed:
             chunks = [range(len(windows))]
         else:

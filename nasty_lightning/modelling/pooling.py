@@ -7,8 +7,9 @@ A model whose first head labels sentences is its architecture's own sequence cla
 its logits are that classifier's as it stands (BERT's pooler, RoBERTa's classification head); with ``mean`` the
 mean goes to the classifier layer instead of the pooler, which only ``Tagger`` knows.
 
-A sentence head's logits are repeated at every position of a row, so that every head's logits have one shape,
-(rows, width, labels); its label is read, and learned, at the first word of each window.
+A sentence head's logits are those of its window's pooled states at every position of the window, so that every
+head's logits have one shape, (rows, width, labels); its label is read, and learned, at the first word of each
+window. Pooling goes by window, so rows that pack several windows (``data.packing``) pool each apart.
 """
 
 from __future__ import annotations
@@ -19,13 +20,25 @@ from torch import nn
 from nasty_lightning.errors import UserError
 
 
+def window_starts(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(rows, width): the position at which each position's window starts. Padded rows (a (rows, width) padding
+    mask) hold one window from position 0, their padding each a group of its own; packed rows (the (rows, 1,
+    width, width) block mask of ``packing``) several, each position's start its first position it may attend to."""
+    if attention_mask.dim() == 4:
+        return attention_mask[:, 0].int().argmax(-1)
+    own = torch.arange(attention_mask.shape[1], device=attention_mask.device).expand_as(attention_mask)
+    return torch.where(attention_mask.bool(), torch.zeros_like(own), own)
+
+
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(rows, hidden) from (rows, width, hidden): the first position's states, or the mean over the positions the
-    padding mask (rows, width) keeps."""
+    """(rows, width, hidden): at every position, its window's pooled states: those of the window's first position
+    (``first``), or their mean over the window (``mean``)."""
+    starts = window_starts(attention_mask)[..., None].expand_as(hidden)
     if pooling == "first":
-        return hidden[:, 0]
-    mask = attention_mask.to(hidden.dtype)[..., None]
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return hidden.gather(1, starts)
+    sums = torch.zeros_like(hidden).scatter_add_(1, starts, hidden)
+    counts = torch.zeros_like(hidden[..., :1]).scatter_add_(1, starts[..., :1], torch.ones_like(hidden[..., :1]))
+    return (sums / counts.clamp(min=1)).gather(1, starts)
 
 
 class SentenceHead(nn.Linear):
@@ -36,8 +49,7 @@ class SentenceHead(nn.Linear):
         self.pooling = pooling
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        logits = super().forward(pool(hidden, attention_mask, self.pooling))
-        return logits[:, None, :].expand(-1, hidden.shape[1], -1)
+        return super().forward(pool(hidden, attention_mask, self.pooling))
 
 
 def head_layer(is_sentence: bool, hidden_size: int, n_labels: int, pooling: str) -> nn.Linear:
@@ -47,15 +59,13 @@ def head_layer(is_sentence: bool, hidden_size: int, n_labels: int, pooling: str)
 
 def classifier_logits(model: nn.Module, out, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """The first head's (rows, width, labels) logits from the encoder model's output ``out``: a token classifier's
-    as they are; a sequence classifier's repeated at every position, with ``mean`` pooling computed here from the
-    last hidden states and the model's classifier layer."""
+    as they are; a sequence classifier's repeated at every position, or with ``mean`` pooling computed here from
+    the last hidden states and the model's classifier layer (for packed rows too)."""
     if out.logits.dim() == 3:
         return out.logits
-    logits = out.logits
     if pooling == "mean":
-        pooled = pool(out.hidden_states[-1], attention_mask, "mean")
-        logits = model.classifier(model.dropout(pooled))
-    return logits[:, None, :].expand(-1, attention_mask.shape[1], -1)
+        return model.classifier(model.dropout(pool(out.hidden_states[-1], attention_mask, "mean")))
+    return out.logits[:, None, :].expand(-1, attention_mask.shape[-1], -1)
 
 
 def check_pooling(model: nn.Module, pooling: str) -> None:

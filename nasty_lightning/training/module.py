@@ -161,9 +161,10 @@ class TokenTagger(L.LightningModule):
         self.casing = casing_embedding(hidden) if casing else None
         if fine_tuned:
             warm_start_heads(self.heads, self.schema, source, self.casing)
-        # Whether training batches may pack several sentences into a row (the data module asks): not where a
-        # head pools a row's states.
-        self.accepts_packed_rows = not self.schema.sentence_heads and accepts_packed_rows(self.model)
+        # Whether training batches may pack several sentences into a row (the data module asks): not where the
+        # first head is the architecture's own sequence classifier, which reads a row's first position only.
+        own_pooler = sentences_first and pooling == "first"
+        self.accepts_packed_rows = not own_pooler and accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same

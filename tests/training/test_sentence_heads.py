@@ -139,3 +139,16 @@ def test_serve_and_quantize_refuse_a_model_that_labels_texts_with_one_line(genre
     calibration.write_text("1\tThe\t_\tDET\t_\t_\t_\t_\t_\t_\n\n")
     args = ["quantize", "--model_dir", model, "--calibration_file", calibration, "--output_dir", tmp_path / "q"]
     assert fails(args, capsys) == "nasty-train: error: quantize does not handle models that label texts yet (genre)"
+
+
+@pytest.mark.slow
+def test_mean_pooling_trains_on_packed_rows_and_tags_as_it_validated(tiny_bert, genres, tmp_path):
+    args = ("--data.label_column", "genre", "--model.pooling", "mean", "--trainer.max_epochs", "12")
+    result = fit_genre(tiny_bert, genres, tmp_path, *args)
+    assert "packed rows" not in result.stderr  # no warning: the windows of a row are pooled apart
+    last = [r for r in metrics(tmp_path) if r.get("val_acc")][-1]
+    dev = toy_sentences(40, seed=1)
+    predicted = Tagger.load(tmp_path / "model").classify([[w for w, _ in s] for s in dev])
+    right = sum(p == (genre(s),) for p, s in zip(predicted, dev, strict=True))
+    # validation may compute in bf16-mixed, the tagger in float32: a sentence apart at most
+    assert float(last["val_acc"]) > 0.7 and right / len(dev) == pytest.approx(float(last["val_acc"]), abs=0.026)
