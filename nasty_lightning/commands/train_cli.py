@@ -105,7 +105,8 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             type=str | None,
             default=None,
             help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
-            "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), or a logged metric "
+            "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), 'macro_f1' (of a first "
+            "column that labels texts), or a logged metric "
             "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner; else what "
             "--checkpoint.monitor and --early_stopping.monitor say, the first column's accuracy (val_acc) unless set.",
         )
@@ -320,7 +321,7 @@ def monitored_metric(monitor: str, columns: list[str]) -> str:
     """The logged metric that ``--monitor`` names: a column's accuracy, AllTags, or a metric by its name."""
     if monitor in columns:
         return metric_name(columns, monitor) if len(columns) > 1 else "val_acc"
-    if monitor in (ALLTAGS, "f1"):
+    if monitor in (ALLTAGS, "f1", "macro_f1"):
         return f"val_{monitor}"
     return monitor
 

@@ -130,6 +130,7 @@ def _heads_section(schema: LabelSchema, scores: dict[str, float]) -> str:
     for head in schema:
         column, n = head.column, len(head.vocab)
         kind = f"{n} edit scripts from form to lemma" if head.is_lemma else f"{n} tags"
+        kind = f"{n} labels of whole texts" if head.is_sentence else kind
         name = metric_name(columns, column)
         value = scores.get(name)
         # with several validation files, each file's too (val_acc/<file stem>)
@@ -180,7 +181,8 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
     seconds = record.get("train_seconds")
     rows = [
         f"| base model | `{hp['model_name']}` |",
-        f"| task | token classification of {', '.join(f'`{c}`' for c in columns)} "
+        f"| task | {'text' if schema[0].is_sentence else 'token'} classification of "
+        f"{', '.join(f'`{c}`' for c in columns)} "
         f"({'one head' if len(columns) == 1 else f'{len(columns)} heads, one encoder'}) |",
         file_row("training data", data_hp.get("train_file")),
         file_row("validation data", data_hp.get("val_file")),
@@ -205,25 +207,48 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
         rows.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + " |")
     first = ", ".join(f"`{label}`" for label in schema[0].vocab.labels)
     parts = [
-        f"# {', '.join(columns)} tagger fine-tuned from {hp['model_name']}\n",
+        f"# {', '.join(columns)} {'classifier' if schema[0].is_sentence else 'tagger'} fine-tuned from "
+        f"{hp['model_name']}\n",
         "Fine-tuned with nasty-lightning on CoNLL-U data.\n",
         "| | |\n|---|---|\n" + "\n".join(rows) + "\n",
     ]
     if record.get("command"):
         parts.append(f"## Reproduce\n\n```bash\n{record['command']}\n```\n")
-    parts.append(
-        "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"
-        'tagger = Tagger.load("THIS_DIRECTORY")\nprint(tagger.tag("The cat sat on the mat."))\n```\n\n'
-        "or with plain transformers, on pre-split words (the tag of a word is that of its first subword):\n\n"
-        '```python\nfrom transformers import pipeline\n\ntagger = pipeline("token-classification", '
-        'model="THIS_DIRECTORY", ignore_labels=[])\nprint(tagger([["The", "cat", "sat", "."]], '
-        "is_split_into_words=True))\n```\n"
-    )
+    if schema[0].is_sentence:
+        parts.append(_text_use(hp.get("pooling", "first")))
+    else:
+        parts.append(
+            "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"
+            'tagger = Tagger.load("THIS_DIRECTORY")\nprint(tagger.tag("The cat sat on the mat."))\n```\n\n'
+            "or with plain transformers, on pre-split words (the tag of a word is that of its first subword):\n\n"
+            '```python\nfrom transformers import pipeline\n\ntagger = pipeline("token-classification", '
+            'model="THIS_DIRECTORY", ignore_labels=[])\nprint(tagger([["The", "cat", "sat", "."]], '
+            "is_split_into_words=True))\n```\n"
+        )
     parts.append(_heads_section(schema, ckpt.get("validation_scores", {})))
     parts.append(f"## Labels of {columns[0]}\n\n{first}\n")
     if has_curves:
         parts.append(f"## Training curves\n\n![training loss and validation accuracy]({CURVES_FILE})\n")
     return "\n".join(parts)
+
+
+def _text_use(pooling: str) -> str:
+    """The card's section on using a model whose first column labels texts."""
+    use = (
+        "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"
+        'classifier = Tagger.load("THIS_DIRECTORY")\nprint(classifier.classify(["The cat sat on the mat."]))\n```\n\n'
+    )
+    if pooling == "mean":
+        return use + (
+            "This model pools the mean of its subwords into its classifier layer, which only `Tagger` computes: "
+            'plain transformers\' `pipeline("text-classification")` loads it but pools the first token, and '
+            "its labels are not this model's.\n"
+        )
+    return use + (
+        "or with plain transformers, which give the same labels:\n\n"
+        '```python\nfrom transformers import pipeline\n\nclassifier = pipeline("text-classification", '
+        'model="THIS_DIRECTORY")\nprint(classifier(["The cat sat on the mat."]))\n```\n'
+    )
 
 
 Points = list[tuple[int, float]]

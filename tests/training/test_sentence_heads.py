@@ -33,7 +33,7 @@ def fit_genre(tiny_bert, data, root, *extra):
 @pytest.fixture(scope="module")
 def genre_run(tiny_bert, genres, tmp_path_factory):
     root = tmp_path_factory.mktemp("genre_run")
-    result = fit_genre(tiny_bert, genres, root, "--data.label_column", "genre")
+    result = fit_genre(tiny_bert, genres, root, "--data.label_column", "genre", "--monitor", "macro_f1")
     (root / "fit.out").write_text(result.stdout)
     return root
 
@@ -51,6 +51,8 @@ def test_a_sentence_label_is_learned_and_the_export_is_a_plain_sequence_classifi
 
     model_dir = genre_run / "model"
     meta = json.loads((model_dir / "nasty_lightning.json").read_text())
+    card = (model_dir / "README.md").read_text()
+    assert "| best checkpoint chosen by | val_macro_f1 = " in card and 'pipeline("text-classification"' in card
     assert meta["task"] == "text-classification" and meta["label_column"] == "genre"
     texts = [" ".join(w for w, _ in s) for s in toy_sentences(12, seed=7)]
     plain = [r["label"] for r in pipeline("text-classification", model=str(model_dir), device="cpu")(texts)]
