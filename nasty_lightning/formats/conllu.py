@@ -213,7 +213,7 @@ def _read_conllu(path: str, fields: tuple[str, ...]) -> list[Sentence]:
             parsed = dict(parse_comment_line(line))
             metadata.update(parsed)
             text_line = number if "text" in parsed else text_line
-        tokens = [_token(fields, columns, token_id) for _, columns, token_id in rows]
+        tokens = [make_token(fields, columns, token_id) for _, columns, token_id in rows]
         if text_line and "misc" in fields and _spelled_text(tokens) != metadata["text"]:
             notes.add(text_line, "the '# text' comment is not what the forms and SpaceAfter=No spell out")
         word_lines = [number for number, _, token_id in rows if isinstance(token_id, int)]
@@ -414,7 +414,8 @@ class _Notes:
             warnings.warn(f"{self.path}:{lines[0]}: {problem}{more}", stacklevel=3)
 
 
-def _token(fields: tuple[str, ...], columns: list[str], token_id: TokenId) -> Token:
+def make_token(fields: tuple[str, ...], columns: list[str], token_id: TokenId) -> Token:
+    """A token of ``columns`` named by ``fields``, with its parsed ``token_id``."""
     token = Token(zip(fields, columns, strict=True))
     token["id"] = token_id
     return token

@@ -39,7 +39,7 @@ from pathlib import Path
 from conllu.models import Metadata, TokenList
 
 from nasty_lightning.errors import DataError, UserError
-from nasty_lightning.formats.conllu import CONLLU_FIELDS, Sentence, _token, decode_lines
+from nasty_lightning.formats.conllu import CONLLU_FIELDS, Sentence, decode_lines, make_token
 
 # Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
 # every punctuation or symbol character on its own, and runs of letters and digits.
@@ -90,7 +90,7 @@ def read_texts(
         if not words:
             what = "empty text" if not text.strip() else "no word"
             raise DataError(path, number, f"{what} in {text_column!r} (give the row a text, or remove it)")
-        tokens = [_token(CONLLU_FIELDS, [str(i), w] + ["_"] * 8, i) for i, w in enumerate(words, start=1)]
+        tokens = [make_token(CONLLU_FIELDS, [str(i), w] + ["_"] * 8, i) for i, w in enumerate(words, start=1)]
         metadata = Metadata({"text": text, **labels})
         sentences.append(
             Sentence(TokenList(tokens, metadata, default_fields=CONLLU_FIELDS), number, [number] * len(words))
