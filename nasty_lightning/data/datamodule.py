@@ -395,7 +395,7 @@ class TaggingDataModule(L.LightningDataModule):
         model = self.trainer.lightning_module if self.trainer else None
         if model is None or getattr(model, "accepts_packed_rows", True):
             return True
-        if self.schema[0].is_sentence:  # the architecture's own sequence classifier reads a row's first position
+        if self.schema[0].is_sentence:  # a sequence classifier that labels a row's first window only
             return False
         rank_zero_warn(
             f"--data.pack: the model {self.hparams.model_name!r} does not give packed rows the outputs of separate "

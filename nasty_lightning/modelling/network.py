@@ -42,7 +42,7 @@ def head_logits(
         **encoder_inputs(model, input_ids, casing_layer, casing),
         attention_mask=attention_mask,
         position_ids=position_ids,
-        output_hidden_states=bool(heads) or pooling == "mean",
+        output_hidden_states=bool(heads) or pooling == "mean" or attention_mask.dim() == 4,
     )
     first = classifier_logits(model, out, attention_mask, pooling)
     if not heads:

@@ -59,13 +59,33 @@ def head_layer(is_sentence: bool, hidden_size: int, n_labels: int, pooling: str)
 
 def classifier_logits(model: nn.Module, out, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """The first head's (rows, width, labels) logits from the encoder model's output ``out``: a token classifier's
-    as they are; a sequence classifier's repeated at every position, or with ``mean`` pooling computed here from
-    the last hidden states and the model's classifier layer (for packed rows too)."""
+    as they are; a sequence classifier's repeated at every position, or computed here from the last hidden states
+    by window: with ``mean`` pooling through the model's classifier layer, and for packed rows with ``first``
+    through BERT's own pooler and classifier (``pools_by_window``)."""
     if out.logits.dim() == 3:
         return out.logits
     if pooling == "mean":
         return model.classifier(model.dropout(pool(out.hidden_states[-1], attention_mask, "mean")))
+    if attention_mask.dim() == 4:  # packed rows: the model's logits are of each row's first window only
+        pooler = model.base_model.pooler
+        first = pool(out.hidden_states[-1], attention_mask, "first")
+        return model.classifier(model.dropout(pooler.activation(pooler.dense(first))))
     return out.logits[:, None, :].expand(-1, attention_mask.shape[-1], -1)
+
+
+def pools_by_window(model: nn.Module, pooling: str) -> bool:
+    """Whether the sequence classifier ``model`` can label every window of a packed row: with ``mean`` pooling
+    (one linear classifier layer, ``check_pooling``), or with ``first`` where it is BERT's (a pooler of a dense
+    layer and an activation, then one linear layer)."""
+    if pooling == "mean":
+        return True
+    pooler = getattr(model.base_model, "pooler", None)
+    return (
+        isinstance(getattr(pooler, "dense", None), nn.Linear)
+        and isinstance(getattr(pooler, "activation", None), nn.Module)
+        and isinstance(getattr(model, "classifier", None), nn.Linear)
+        and isinstance(getattr(model, "dropout", None), nn.Module)
+    )
 
 
 def check_pooling(model: nn.Module, pooling: str) -> None:

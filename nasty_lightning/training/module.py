@@ -29,7 +29,7 @@ from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
 from nasty_lightning.modelling.network import head_logits
-from nasty_lightning.modelling.pooling import check_pooling, head_layer
+from nasty_lightning.modelling.pooling import check_pooling, head_layer, pools_by_window
 from nasty_lightning.training.scores import Scores
 from nasty_lightning.training.warm_start import (
     encoder_from_checkpoint,
@@ -162,9 +162,9 @@ class TokenTagger(L.LightningModule):
         if fine_tuned:
             warm_start_heads(self.heads, self.schema, source, self.casing)
         # Whether training batches may pack several sentences into a row (the data module asks): not where the
-        # first head is the architecture's own sequence classifier, which reads a row's first position only.
-        own_pooler = sentences_first and pooling == "first"
-        self.accepts_packed_rows = not own_pooler and accepts_packed_rows(self.model)
+        # first head is a sequence classifier that cannot label each window of a row.
+        by_window = not sentences_first or pools_by_window(self.model, pooling)
+        self.accepts_packed_rows = by_window and accepts_packed_rows(self.model)
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same

@@ -29,3 +29,36 @@ def test_a_sentence_head_gives_every_position_its_windows_logits():
     assert logits.shape == (1, 5, 3)
     assert torch.allclose(logits[0, 0], logits[0, 1]) and torch.allclose(logits[0, 2], logits[0, 4])
     assert torch.allclose(logits[0, 3], head.weight @ hidden[0, 2:].mean(0) + head.bias, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_a_sequence_classifier_labels_every_window_of_a_packed_row_as_its_own_row(tiny_bert, pooling):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from nasty_lightning.data.batching import collate
+    from nasty_lightning.data.encoding import encode
+    from nasty_lightning.data.packing import pack, position_offset
+    from nasty_lightning.modelling.network import head_logits
+    from nasty_lightning.modelling.pooling import pools_by_window
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=3).eval()
+    assert pools_by_window(model, pooling)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    windows = encode(
+        [["The", "cat", "sat", "."], ["A", "dog", "barked"], ["on", "the", "mat", "near", "Paris"]], tokenizer, 32
+    )
+    padded = collate(windows, tokenizer.pad_token_id)
+    packed, places = pack(windows, tokenizer.pad_token_id)
+    assert packed.input_ids.shape[0] < len(windows)  # several windows share a row
+    with torch.no_grad():
+        (one,) = head_logits(model, [], None, *padded.encoder_inputs(0), pooling=pooling)
+        (many,) = head_logits(model, [], None, *packed.encoder_inputs(position_offset(model)), pooling=pooling)
+    for w, (row, start) in enumerate(places):
+        assert torch.allclose(many[row, start], one[w, 0], atol=1e-5)
+    if pooling == "first":  # padded rows are the model's own logits, as plain transformers gives them
+        assert torch.allclose(
+            one[:, 0],
+            model(**{"input_ids": padded.input_ids, "attention_mask": padded.attention_mask}).logits,
+            atol=1e-6,
+        )
