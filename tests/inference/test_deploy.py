@@ -20,7 +20,6 @@ from nasty_lightning.commands.cli import main
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import read_sentences
 from nasty_lightning.inference.export import callback_state, curve_points, model_card
-from nasty_lightning.inference.tagger import split_words
 from nasty_lightning.labels.heads import LabelSchema
 
 TAGS = ["ADJ", "ADP", "DET", "NOUN", "PUNCT", "VERB"]
@@ -230,25 +229,6 @@ def test_plain_text_becomes_conllu(run, tmp_path):
     assert [s.words for s in sentences] == [["The", "dog", "ca", "n't", "bark", "."], ["It", "'s", "3.14", "here", "!"]]
     assert sentences[0].tokens.metadata["text"] == "The dog can't bark."
     assert sentences[0].labels("misc")[2] == "SpaceAfter=No" and sentences[0].labels("misc")[3] is None
-
-
-def test_split_words_follows_ud():
-    assert split_words("I don't know, it's 2,000 U.S. dollars!") == [
-        "I",
-        "do",
-        "n't",
-        "know",
-        ",",
-        "it",
-        "'s",
-        "2,000",
-        "U",
-        ".",
-        "S",
-        ".",
-        "dollars",
-        "!",
-    ]
 
 
 @pytest.mark.slow
