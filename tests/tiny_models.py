@@ -3,11 +3,14 @@
 Each builder writes a Hugging Face model directory (config, random weights, tokenizer files) that
 ``from_pretrained`` loads like a hub model. The tokenizers are trained with the ``tokenizers``
 library on a small corpus and wrapped in the real transformers classes, so the code under test
-sees exactly the tokenizer types it meets with real checkpoints.
+sees exactly the tokenizer types it meets with real checkpoints. Every build gives the same files:
+the ``tokenizers`` trainers break ties differently from run to run, so the WordPiece vocabulary is
+counted here and the Unigram pieces are put in a fixed order.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -39,13 +42,22 @@ SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
 
 def build_bert(path: Path, vocab_size: int = 200, cased: bool = True) -> Path:
     """WordPiece tokenizer plus a 2-layer BERT."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
-    tokenizer = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=not cased)
-    config = BertConfig(vocab_size=len(tok.get_vocab()), max_position_embeddings=512, **SIZE)
+    tokenizer = BertTokenizer(vocab=_wordpiece_vocab(specials, vocab_size), do_lower_case=not cased)
+    config = BertConfig(vocab_size=len(tokenizer.get_vocab()), max_position_embeddings=512, **SIZE)
     return _save(path, BertForMaskedLM, config, tokenizer)
+
+
+def _wordpiece_vocab(specials: list[str], size: int) -> dict[str, int]:
+    """Every character of the corpus, alone and as a continuation (so any word of them is spelled), then
+    its words, alone and as continuations, most frequent first (ties in alphabetical order), up to ``size``
+    entries."""
+    pieces = pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for line in CORPUS for w, _ in pieces.pre_tokenize_str(line))
+    chars = sorted({c for w in words for c in w})
+    frequent = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
+    tokens = specials + chars + ["##" + c for c in chars] + [t for w in frequent for t in (w, "##" + w)]
+    return {t: i for i, t in enumerate(tokens[:size])}
 
 
 def build_roberta(path: Path, vocab_size: int = 300) -> Path:
@@ -82,7 +94,8 @@ def build_xlmr(path: Path, vocab_size: int = 300) -> Path:
     tok.train_from_iterator(CORPUS, trainer)
     import json
 
-    vocab = [tuple(pair) for pair in json.loads(tok.to_str())["model"]["vocab"]]
+    trained = [tuple(pair) for pair in json.loads(tok.to_str())["model"]["vocab"]]
+    vocab = trained[: len(specials)] + sorted(trained[len(specials) :], key=lambda pair: (-pair[1], pair[0]))
     tokenizer = XLMRobertaTokenizer(vocab=vocab)
     config = XLMRobertaConfig(
         vocab_size=len(vocab), max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZE
