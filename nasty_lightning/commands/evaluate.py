@@ -14,9 +14,8 @@ from typing import Any, Literal
 import numpy as np
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.formats.conllu import check_labels, read_sentences
 from nasty_lightning.formats.outputs import check_output, write_atomic
-from nasty_lightning.formats.texts import is_text_file, read_texts
+from nasty_lightning.formats.texts import read_labelled
 from nasty_lightning.labels.entities import entity_report, entity_scores, is_iob2
 from nasty_lightning.labels.heads import Head, LabelVocab, tag_columns
 from nasty_lightning.labels.scoring import alltags, column_scores, report, score
@@ -79,19 +78,14 @@ def evaluate(
         )
     tagger = Tagger.load(model_dir, batch_size=batch_size, threads=threads, precision=precision)
     tagger.constrained = constrained
-    if is_text_file(test_file):
-        sentences = read_texts(test_file, text_column, tuple(tagger.columns), label_required=False)
-    else:
-        sentences = read_sentences(test_file)
-    for head in tagger.heads:
-        if head.is_sentence:
-            head.sentence_targets(test_file, sentences, complete=False)
-        else:
-            check_labels(test_file, sentences, head.column, complete=False)
+    if confusion_png and tagger.heads[0].multi_label:
+        raise UserError("--confusion_png: a text of a multi-label model has several labels; see the per-label table")
+    sentences = read_labelled(test_file, tuple(tagger.columns), text_column)
+    tagger.heads.check_gold(test_file, sentences)
     for head in tagger.heads:
         if not head.is_lemma:  # lemma scripts the model lacks are reported as coverage
             values = (
-                [s.sentence_label(head.column) for s in sentences]
+                [v for s in sentences for v in head.parts(s.sentence_label(head.column))]
                 if head.is_sentence
                 else [v for s in sentences for v in s.labels(head.column)]
             )
@@ -142,10 +136,7 @@ def evaluate_zero_shot(
     head = Head(label_column, LabelVocab(tuple(sorted(label_texts(labels)[0]))))
     if not head.is_sentence:
         raise UserError(f"--label_column {label_column} is a word's column: zero-shot labelling labels texts")
-    if is_text_file(test_file):
-        sentences = read_texts(test_file, text_column, (label_column,), label_required=False)
-    else:
-        sentences = read_sentences(test_file)
+    sentences = read_labelled(test_file, (label_column,), text_column)
     gold = head.sentence_targets(test_file, sentences, complete=False)
     texts = [s.tokens.metadata.get("text") or " ".join(s.words) for s in sentences]
     classifier = ZeroShotClassifier(model_name, labels, batch_size=batch_size)

@@ -106,7 +106,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
             default=None,
             help="fit: what early stopping and best.ckpt follow: a predicted column (its validation accuracy), "
             "'alltags' (UPOS, XPOS and FEATS all right), 'f1' (entity F1 of a ner column), 'macro_f1' (of a first "
-            "column that labels texts), or a logged metric "
+            "column that labels texts), 'micro_f1' (multi-label), or a logged metric "
             "(val_loss, val_acc, val_xpos, ...). Default: f1 when the first column is ner; else what "
             "--checkpoint.monitor and --early_stopping.monitor say, the first column's accuracy (val_acc) unless set.",
         )
@@ -123,6 +123,7 @@ class NastyCLI(OwnCheckpointSettings, LightningCLI):
         parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
         parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)
         parser.link_arguments("data.labels_by_column", "model.labels", apply_on="instantiate")
+        parser.link_arguments("data.multi_label", "model.multi_label")
         parser.add_lightning_class_args(ValidationSchedule, "validation")
         parser.add_lightning_class_args(ProgressLines, "progress")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
@@ -321,7 +322,7 @@ def monitored_metric(monitor: str, columns: list[str]) -> str:
     """The logged metric that ``--monitor`` names: a column's accuracy, AllTags, or a metric by its name."""
     if monitor in columns:
         return metric_name(columns, monitor) if len(columns) > 1 else "val_acc"
-    if monitor in (ALLTAGS, "f1", "macro_f1"):
+    if monitor in (ALLTAGS, "f1", "macro_f1", "micro_f1"):
         return f"val_{monitor}"
     return monitor
 

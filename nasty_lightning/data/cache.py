@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from nasty_lightning.data.batching import word_labels
 from nasty_lightning.data.encoding import Window
 
-FORMAT = 3  # 2: labels are (words, heads); 3: casing classes
+FORMAT = 4  # 2: labels are (words, heads); 3: casing classes; 4: labels in int64 (multi-label bit masks)
 
 
 def cache_key(
@@ -39,7 +39,8 @@ def save_windows(file: Path, windows: list[Window], info: dict[str, Any]) -> Non
         "id_counts": torch.tensor([len(w.input_ids) for w in windows], dtype=torch.int32),
         "casing": torch.tensor([c for w in windows for c in w.casing], dtype=torch.int8),
         "word_starts": torch.tensor([i for w in windows for i in w.word_starts], dtype=torch.int32),
-        "labels": torch.cat([word_labels(w) for w in windows]).to(torch.int32) if windows else torch.zeros(0, 1),
+        # int64: a multi-label head's label id is a bit mask of up to 62 labels
+        "labels": torch.cat([word_labels(w) for w in windows]) if windows else torch.zeros(0, 1, dtype=torch.long),
         "word_counts": torch.tensor([len(w.word_starts) for w in windows], dtype=torch.int32),
         "sentence": torch.tensor([w.sentence for w in windows], dtype=torch.int32),
         "first_word": torch.tensor([w.first_word for w in windows], dtype=torch.int32),

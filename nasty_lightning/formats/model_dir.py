@@ -103,6 +103,14 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path}: 'heads' must be a list of {{column, labels}} with the labels as strings")
     if meta.get("pooling", "first") not in POOLINGS:
         raise UserError(f"{path}: 'pooling' must be one of {', '.join(POOLINGS)}, not {meta['pooling']!r}")
+    thresholds = meta.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(t, list) and all(isinstance(x, float | int) and not isinstance(x, bool) and 0 < x < 1 for x in t)
+        for t in thresholds.values()
+    ):
+        raise UserError(f"{path}: 'thresholds' must give columns lists of numbers between 0 and 1")
+    if not isinstance(meta.get("multi_label", False), bool):
+        raise UserError(f"{path}: 'multi_label' must be true or false")
     if "casing" in meta and meta["casing"] != list(CASINGS):
         raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
     return meta

@@ -39,7 +39,7 @@ from pathlib import Path
 from conllu.models import Metadata, TokenList
 
 from nasty_lightning.errors import DataError, UserError
-from nasty_lightning.formats.conllu import CONLLU_FIELDS, Sentence, decode_lines, make_token
+from nasty_lightning.formats.conllu import CONLLU_FIELDS, Sentence, decode_lines, make_token, read_sentences
 
 # Words as UD English splits them: numbers whole (3.14, 2,000), clitics apart (ca n't, it 's),
 # every punctuation or symbol character on its own, and runs of letters and digits.
@@ -96,6 +96,13 @@ def read_texts(
             Sentence(TokenList(tokens, metadata, default_fields=CONLLU_FIELDS), number, [number] * len(words))
         )
     return sentences
+
+
+def read_labelled(path: str | Path, columns: tuple[str, ...], text_column: str = "text") -> list[Sentence]:
+    """A file to score or tag: labelled texts (``is_text_file``; a label may be missing) or CoNLL-U (or IOB2)."""
+    if is_text_file(path):
+        return read_texts(path, text_column, columns, label_required=False)
+    return read_sentences(path)
 
 
 def write_texts(path: str | Path, sentences: list[Sentence], predicted: dict[str, list[str | None]]) -> str:

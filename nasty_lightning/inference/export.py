@@ -81,6 +81,8 @@ def export_checkpoint(
         "base_model": ckpt["hyper_parameters"]["model_name"],
     }
     meta |= schema.meta_heads()  # the first column's labels are the config's id2label
+    if schema.multi_label:  # each label's threshold, chosen on the validation files
+        meta["thresholds"] = ckpt.get("thresholds") or {h.column: [0.5] * len(h.vocab) for h in schema if h.multi_label}
     if schema.sentence_heads:
         meta["pooling"] = ckpt["hyper_parameters"].get("pooling", "first")
     if casing is not None:  # the class names, in id order: a model made with other classes is refused

@@ -34,6 +34,7 @@ def quantize(
     per_channel: bool = True,
     batch_size: int = 64,
     threads: int | None = None,
+    text_column: str = "text",
 ) -> dict[str, Any]:
     """Write an INT8 copy of an exported model (ONNX Runtime, dynamic quantization), after checking it.
 
@@ -43,8 +44,9 @@ def quantize(
 
     Args:
         model_dir: Model directory written by ``fit`` (RUN/model) or ``nasty-train export``.
-        calibration_file: Labelled CoNLL-U (or IOB2) file, with the columns the model predicts, that both
-            models are scored on (a few hundred sentences from the training domain; the dev file will do).
+        calibration_file: Labelled file, with the columns the model predicts, that both models are scored on
+            (a few hundred sentences from the training domain; the dev file will do): CoNLL-U (or IOB2), or for
+            a model that labels texts a TSV, CSV or JSON Lines file of labelled texts.
         output_dir: Directory to write, not ``model_dir`` nor a folder in or around it: a new or empty one, or
             an earlier output, whose files are replaced (other files put there are kept).
         max_accuracy_drop: Most accuracy, in points (0.5 = half a percentage point), that any column may
@@ -55,8 +57,9 @@ def quantize(
             instead of 0.09; docs/benchmarks.md).
         batch_size: Sentences per forward pass while scoring.
         threads: CPU threads for both models (default: the cores this process may use, at most 4).
+        text_column: In a calibration file of labelled texts, the column or key of the text.
     """
-    from nasty_lightning.formats.conllu import check_labels, read_sentences
+    from nasty_lightning.formats.texts import read_labelled
     from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads
 
     check_batch_size(batch_size)
@@ -69,12 +72,10 @@ def quantize(
         )
     check_output_dir(output_dir, "--output_dir", marker=META_FILE)
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
-    source.check_tags_words("quantize")
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")
-    sentences = read_sentences(calibration_file)
-    for column in source.columns:
-        check_labels(calibration_file, sentences, column, complete=False)
+    sentences = read_labelled(calibration_file, tuple(source.columns), text_column)
+    source.heads.check_gold(calibration_file, sentences)
     before = _measure(source, sentences, Path(model_dir))
     with atomic_dir(output_dir, OWN_FILES) as out:
         _write_int8(source, out, per_channel)

@@ -172,13 +172,19 @@ class TaggingAPI(litserve.LitAPI):
 
     def _tag(self, chunk: list[tuple[Job, int]]) -> None:
         predicted = self.tagger.predict([_words(item) for item in chunk])
+        words_of = [h.column for h in self.tagger.heads if not h.is_sentence]
+        texts_of = [h for h in self.tagger.heads if h.is_sentence]  # a text's label (a list of labels, multi-label)
         answers = []
         for i, (job, s) in enumerate(chunk):
             words, offsets = job.sentences[s]
-            rows = [{"word": w, **{c: predicted[c][i][k] for c in self.tagger.columns}} for k, w in enumerate(words)]
+            rows = [{"word": w, **{c: predicted[c][i][k] for c in words_of}} for k, w in enumerate(words)]
             for row, (start, end) in zip(rows, offsets, strict=False):
                 row.update(start=start, end=end)
-            answers.append({"words": rows})
+            answer = {"words": rows}
+            for h in texts_of:
+                value = (predicted[h.column][i] or [None])[0]
+                answer[h.column] = h.parts(value) if h.multi_label else value
+            answers.append(answer)
         for (job, s), answer in zip(chunk, answers, strict=True):
             job.answers[s] = answer
 
@@ -317,8 +323,7 @@ def serve(
         if not 0 < value < float("inf"):
             raise UserError(f"--{name} must be a positive number of seconds, got {value}")
     threads = use_threads(threads)
-    tagger = Tagger.load(model_dir, batch_size=batch_size, threads=1, precision=precision)  # a bad folder fails here
-    tagger.check_tags_words("serve")
+    Tagger.load(model_dir, batch_size=batch_size, threads=1, precision=precision)  # a bad folder fails here
     api = TaggingAPI(model_dir, batch_size, threads, max_batch_size, precision, timeout, max_request_seconds)
     server = litserve.LitServer(
         api,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from nasty_lightning.formats.texts import split_words, word_spans  # also import
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.labels.entities import spans
-from nasty_lightning.labels.heads import LabelSchema
+from nasty_lightning.labels.heads import Head, LabelSchema
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
@@ -129,12 +130,6 @@ class Tagger:
     def columns(self) -> list[str]:
         """The predicted columns, in the model's order (the first is the classifier's)."""
         return self.heads.columns
-
-    def check_tags_words(self, command: str) -> None:
-        """Refuse a model with a head that labels texts in ``command``, which does not handle those yet."""
-        texts = [h.column for h in self.heads if h.is_sentence]
-        if texts:
-            raise UserError(f"{command} does not handle models that label texts yet ({', '.join(texts)})")
 
     @property
     def label_column(self) -> str:
@@ -259,8 +254,9 @@ class Tagger:
         ``progress`` shows a progress bar on standard error (when it is a terminal).
         """
         ids: list[list[list[int]]] = [[[] for _ in words] for words in sentences]  # sentence, word, head
-        # a sentence head's summed log-probabilities over the sentence's windows, by sentence
+        # the sentence heads' summed scores over the sentence's windows (``_pooled_scores``), by sentence
         scores: dict[int, torch.Tensor] = {}
+        n_windows: Counter[int] = Counter()
         present = [i for i, words in enumerate(sentences) if words]  # a sentence without words has no tags
         windows = encode([sentences[i] for i in present], self.tokenizer, self.max_length, long_words="truncate")
         windows.sort(key=lambda w: len(w.input_ids))  # similar lengths together: little padding
@@ -270,17 +266,30 @@ class Tagger:
                     start, s = window.first_word, present[window.sentence]
                     ids[s][start : start + len(window_ids)] = window_ids
                     scores[s] = window_scores if s not in scores else scores[s] + window_scores
+                    n_windows[s] += 1
                 bar.update(len(chunk))
         out = {}
         for h, head in enumerate(self.heads):
             if head.is_sentence:  # the label of the best summed score of all the sentence's windows, in a list
                 k = self.heads.sentence_heads.index(h)
-                best = {s: head.vocab.decode(int(x[k].argmax())) for s, x in scores.items()}
+                if head.multi_label:  # each label whose mean probability over the windows reaches its threshold
+                    at_least = self._thresholds(head)
+                    chosen = {s: (x[k, : len(at_least)] / n_windows[s] >= at_least).tolist() for s, x in scores.items()}
+                    best = {s: head.label_set(sum(1 << i for i, yes in enumerate(c) if yes)) for s, c in chosen.items()}
+                else:
+                    best = {s: head.vocab.decode(int(x[k].argmax())) for s, x in scores.items()}
                 out[head.column] = [[best[s]] if s in best else [] for s in range(len(sentences))]
             else:
                 pairs = zip(ids, sentences, strict=True)
                 out[head.column] = [head.decode([w[h] for w in s], words) for s, words in pairs]
         return out
+
+    def _thresholds(self, head: Head) -> torch.Tensor:
+        """A multi-label head's thresholds, one per label: the model directory's (chosen on validation), or 0.5."""
+        values = self.meta.get("thresholds", {}).get(head.column, [0.5] * len(head.vocab))
+        if len(values) != len(head.vocab):
+            raise UserError(f"{META_FILE}: {len(values)} thresholds for the {len(head.vocab)} labels of {head.column}")
+        return torch.tensor(values)
 
     def classify(self, texts: str | Sequence[str] | Sequence[Sequence[str]]) -> list[tuple[str, ...]] | tuple[str, ...]:
         """The labels of texts: one string, or a list of strings or of pre-split texts. Returns, per text, a tuple of
@@ -322,7 +331,7 @@ class Tagger:
                 batch, places = collate(chunk, self.tokenizer.pad_token_id), [(r, 0) for r in range(len(chunk))]
             logits = network.run(batch, device)
             ids = torch.stack([x.argmax(-1) for x in logits], dim=-1).cpu()
-            sentence_scores = _pooled_scores([logits[h] for h in self.heads.sentence_heads], places)
+            sentence_scores = _pooled_scores([(self.heads[h], logits[h]) for h in self.heads.sentence_heads], places)
             predicted = []
             for window, (r, start) in zip(chunk, places, strict=True):
                 at = start + torch.tensor(window.word_starts, dtype=torch.long)
@@ -334,20 +343,20 @@ class Tagger:
             yield chunk, predicted, sentence_scores
 
 
-def _pooled_scores(logits: list[torch.Tensor], places: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Each window's log-probabilities of the labels of the heads that label sentences, as one (heads, labels)
-    tensor, padded with -inf to the largest vocabulary: read at the window's first position."""
+def _pooled_scores(logits: list[tuple[Head, torch.Tensor]], places: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Each window's scores of the labels of the heads that label sentences, read at the window's first position,
+    as one (heads, labels) tensor padded to the largest vocabulary: log-probabilities (-inf pads), or for a
+    multi-label head the probability of each label (0 pads)."""
     if not logits:
         return [torch.zeros(0, 0) for _ in places]
-    width = max(x.shape[-1] for x in logits)
+    width = max(x.shape[-1] for _, x in logits)
     rows = torch.tensor([r for r, _ in places])
     starts = torch.tensor([start for _, start in places])
-    per_head = [
-        torch.nn.functional.pad(
-            torch.log_softmax(x[rows, starts].float(), dim=-1).cpu(), (0, width - x.shape[-1]), value=float("-inf")
-        )
-        for x in logits
-    ]
+    per_head = []
+    for head, x in logits:
+        x = x[rows, starts].float()
+        x, pad = (torch.sigmoid(x), 0.0) if head.multi_label else (torch.log_softmax(x, dim=-1), float("-inf"))
+        per_head.append(torch.nn.functional.pad(x.cpu(), (0, width - x.shape[-1]), value=pad))
     return list(torch.stack(per_head, dim=1))
 
 

@@ -6,10 +6,15 @@ and names its validation metric. ``upos``, ``xpos``, ``deprel``, ``feats`` (the 
 label, as UDPipe 2 does) and ``ner`` are classes; ``lemma`` is predicted as an edit script from the form
 (``nasty_lightning.labels.lemmas``), applied to the word when tagging. Any other column is a sentence's:
 one label for the whole sentence or text (a CoNLL-U comment ``# genre = ...``, or a column of a TSV, CSV or
-JSON Lines file of labelled texts), predicted from the pooled encoder output.
+JSON Lines file of labelled texts), predicted from the pooled encoder output. A sentence head may be
+multi-label (``--data.multi_label``): a text has a set of labels, written ``a|b`` (``LABEL_SEPARATOR``), each
+label a yes/no question of its own.
 
 Label ids: ``LabelVocab`` owns them, and the one extra id, ``unseen``, that stands for a value training
-never saw: never predicted, so always counted wrong, and left out of the loss.
+never saw: never predicted, so always counted wrong, and left out of the loss. A multi-label head's id of a
+set of labels is a bit mask, bit ``i`` for the label of id ``i`` (``Head.encode``, ``Head.label_set``): so every
+head's targets fit one integer tensor, and a set is right when its mask is (exact match). Labels training
+never saw are left out of the mask; at most ``MAX_MULTI_LABELS`` labels.
 
 ``LabelSchema`` is what a model predicts: its heads in order, the first being the encoder's own classifier. Its
 serialisation is ``to_dict`` (``{column: labels}``); it alone reads the forms checkpoints and model directories
@@ -31,7 +36,7 @@ from nasty_lightning.errors import DataError, UserError
 from nasty_lightning.formats.conllu import CONLLU_FIELDS, IOB2_FIELDS, check_labels, columns_of
 from nasty_lightning.formats.model_dir import CONFIG_FILE, META_FILE
 from nasty_lightning.formats.ner_files import CONLL2003_FIELDS
-from nasty_lightning.formats.texts import is_text_file
+from nasty_lightning.formats.texts import LABEL_SEPARATOR, is_text_file
 from nasty_lightning.labels.entities import is_iob2
 from nasty_lightning.labels.lemmas import apply_script, check_script, edit_script
 
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from nasty_lightning.formats.conllu import Sentence
 
 IGNORE = -100  # a word without a label: no loss, no score
+MAX_MULTI_LABELS = 62  # a multi-label head's label set is a bit mask in an int64, kept positive
 TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
 LEMMA = "lemma"
 NER = "ner"
@@ -104,6 +110,7 @@ class Head:
 
     column: str
     vocab: LabelVocab
+    multi_label: bool = False  # a sentence head whose texts have a set of labels (``--data.multi_label``)
 
     @property
     def is_lemma(self) -> bool:
@@ -134,6 +141,24 @@ class Head:
         """Whether a training file must give every word a value. Not lemmas: UD writes ``_`` for a word
         without one (the parts of a word split by a typo, ``goeswith``), which training leaves out."""
         return not self.is_lemma
+
+    def parts(self, value: str | None) -> list[str]:
+        """The labels in a multi-label head's value (``a|b``), or the value itself for any other head."""
+        if value is None:
+            return []
+        return [v for v in value.split(LABEL_SEPARATOR) if v] if self.multi_label else [value]
+
+    def encode(self, value: str | None) -> int:
+        """The label id of a value (``IGNORE`` for none); for a multi-label head the bit mask of its labels, those
+        training never saw left out (``IGNORE`` where none is left)."""
+        if not self.multi_label:
+            return self.vocab.encode(value)
+        mask = sum(1 << i for i in {self.vocab.encode(v) for v in self.parts(value)} if i < self.vocab.unseen)
+        return mask or IGNORE
+
+    def label_set(self, mask: int) -> str:
+        """A multi-label head's value of a bit mask: its labels in vocabulary order, joined by ``|`` ("" for none)."""
+        return LABEL_SEPARATOR.join(label for i, label in enumerate(self.vocab.labels) if mask >> i & 1)
 
     def sentence_targets(self, path: str, sentences: Sequence[Sentence], complete: bool = True) -> list[str | None]:
         """A sentence head's label of each sentence (``None``: none), ``DataError`` at the first sentence without
@@ -176,12 +201,18 @@ class Head:
         must be edit scripts of printable strings (a lemma may hold spaces); a sentence's printable, not ``_``;
         others printable, without spaces (CoNLL-U allows none in those columns), and entity tags without ``|``
         (they go in MISC, ``NER=``)."""
+        if self.multi_label and len(self.vocab) > MAX_MULTI_LABELS:
+            raise UserError(
+                f"{source}: the multi-label column {self.column} has {len(self.vocab)} labels; at most "
+                f"{MAX_MULTI_LABELS} are supported"
+            )
         for label in self.vocab.labels:
             if self.is_lemma:
                 check_script(label, source)
                 writable = all(part.isprintable() for part in json.loads(label) if isinstance(part, str))
             elif self.is_sentence:  # a comment's or a cell's value: inner spaces are fine
                 writable = label.isprintable() and label == label.strip() and label not in ("", "_")
+                writable = writable and not (self.multi_label and LABEL_SEPARATOR in label)
             else:
                 writable = (
                     label.isprintable()
@@ -192,7 +223,7 @@ class Head:
             if not writable and self.is_sentence:
                 raise UserError(
                     f"{source}: the {self.column} label {label!r} cannot be written as a sentence's label "
-                    "(empty, '_', with an unprintable character or with spaces around it)"
+                    "(empty, '_', with an unprintable character, spaces around it or, multi-label, '|')"
                 )
             if not writable:
                 raise UserError(
@@ -256,6 +287,11 @@ class LabelSchema:
     heads: tuple[Head, ...]
 
     @property
+    def multi_label(self) -> bool:
+        """Whether its sentence heads are multi-label (``--data.multi_label``)."""
+        return any(head.multi_label for head in self.heads)
+
+    @property
     def columns(self) -> list[str]:
         return [head.column for head in self.heads]
 
@@ -281,8 +317,8 @@ class LabelSchema:
         for head in self.heads:
             if head.is_sentence:  # the sentence's label on each of its words (``encoding.encode`` keeps one)
                 values = head.sentence_targets(path, sentences)
-                columns.append([[head.vocab.encode(v)] * len(s.words) for s, v in zip(sentences, values, strict=True)])
-                unknown[head.column].update(v for v in values if v is not None and v not in head.vocab)
+                columns.append([[head.encode(v)] * len(s.words) for s, v in zip(sentences, values, strict=True)])
+                unknown[head.column].update(p for v in values for p in head.parts(v) if p not in head.vocab)
                 continue
             check_labels(path, sentences, head.column, complete=head.needs_every_value)
             ids = []
@@ -293,17 +329,35 @@ class LabelSchema:
             columns.append(ids)
         return [list(zip(*per_head, strict=True)) for per_head in zip(*columns, strict=True)], unknown
 
+    def check_gold(self, path: str, sentences: list[Sentence]) -> None:
+        """Raise ``DataError`` where a file to score lacks a column or a sentence label entirely, or holds a word
+        without its value among words with one (``check_labels``)."""
+        for head in self.heads:
+            if head.is_sentence:
+                head.sentence_targets(path, sentences, complete=False)
+            else:
+                check_labels(path, sentences, head.column, complete=False)
+
     def to_dict(self) -> dict[str, list[str]]:
         """The labels of every head by column, in order: the schema's serialisation (and the model's ``labels``)."""
         return {head.column: list(head.vocab.labels) for head in self.heads}
 
     @classmethod
-    def from_dict(cls, labels: Mapping[str, Sequence[str]]) -> LabelSchema:
-        return cls(tuple(Head(column, LabelVocab(tuple(values))) for column, values in labels.items()))
+    def from_dict(cls, labels: Mapping[str, Sequence[str]], multi_label: bool = False) -> LabelSchema:
+        """The schema of ``to_dict``'s labels; with ``multi_label``, its sentence heads are multi-label."""
+        return cls(
+            tuple(
+                Head(column, LabelVocab(tuple(values)), multi_label and is_sentence_column(column))
+                for column, values in labels.items()
+            )
+        )
 
     @classmethod
     def of(
-        cls, labels: Sequence[str] | Mapping[str, Sequence[str]], columns: Sequence[str] | None = None
+        cls,
+        labels: Sequence[str] | Mapping[str, Sequence[str]],
+        columns: Sequence[str] | None = None,
+        multi_label: bool = False,
     ) -> LabelSchema:
         """The schema of labels in any form they are given or saved in: ``{column: labels}``, or one column's
         as a plain list, named ``columns[0]`` (nameless without ``columns``). With ``columns``, the labels must
@@ -311,22 +365,23 @@ class LabelSchema:
         if isinstance(labels, Mapping):
             if columns is not None and list(labels) != list(columns):
                 raise UserError(f"labels are given for the columns {', '.join(labels)}, not for {', '.join(columns)}")
-            return cls.from_dict(labels)
+            return cls.from_dict(labels, multi_label)
         if columns is not None and len(columns) != 1:
             raise UserError(f"one list of labels given for {len(columns)} columns ({', '.join(columns)})")
-        return cls.from_dict({columns[0] if columns else "": labels})
+        return cls.from_dict({columns[0] if columns else "": labels}, multi_label)
 
     @classmethod
-    def learn(cls, columns: Sequence[str], sentences: Sequence[Sentence]) -> LabelSchema:
-        """The labels training finds in ``sentences`` (what each head learns: ``Head.targets``), sorted."""
+    def learn(cls, columns: Sequence[str], sentences: Sequence[Sentence], multi_label: bool = False) -> LabelSchema:
+        """The labels training finds in ``sentences`` (what each head learns: ``Head.targets``; each label of a
+        multi-label head's sets), sorted."""
 
         def values(column: str) -> Iterator[str | None]:
-            head = Head(column, LabelVocab(()))
+            head = Head(column, LabelVocab(()), multi_label and is_sentence_column(column))
             if head.is_sentence:
-                return (s.sentence_label(column) for s in sentences)
+                return (p for s in sentences for p in head.parts(s.sentence_label(column)))
             return (v for s in sentences for v in head.targets(s.words, s.labels(column)))
 
-        return cls(tuple(Head(column, LabelVocab.of(values(column))) for column in columns))
+        return cls.from_dict({column: LabelVocab.of(values(column)).labels for column in columns}, multi_label)
 
     def checkpoint_labels(self) -> list[str] | dict[str, list[str]]:
         """The labels as a checkpoint's data state holds them: ``to_dict``, but one column's as a plain list
@@ -336,13 +391,15 @@ class LabelSchema:
     @classmethod
     def from_checkpoint(cls, data_state: Mapping[str, Any]) -> LabelSchema:
         """The schema of a checkpoint's data state (``labels`` beside ``label_column``), of any version."""
-        return cls.of(data_state["labels"], label_columns(data_state["label_column"]))
+        columns = label_columns(data_state["label_column"])
+        return cls.of(data_state["labels"], columns, bool(data_state.get("multi_label", False)))
 
-    def meta_heads(self) -> dict[str, list[dict[str, Any]]]:
-        """The ``META_FILE`` entry of the heads after the first (none for one column): the first's labels are
-        ``config.json``'s ``id2label``, its column ``META_FILE``'s ``label_column``."""
+    def meta_heads(self) -> dict[str, Any]:
+        """The ``META_FILE`` entries of the heads after the first (none for one column), and ``multi_label``
+        where it is: the first's labels are ``config.json``'s ``id2label``, its column ``META_FILE``'s
+        ``label_column``."""
         rest = [{"column": head.column, "labels": list(head.vocab.labels)} for head in self.heads[1:]]
-        return {"heads": rest} if rest else {}
+        return ({"heads": rest} if rest else {}) | ({"multi_label": True} if self.multi_label else {})
 
     @classmethod
     def from_model_dir(cls, config: Any, meta: Mapping[str, Any], folder: str | Path) -> LabelSchema:
@@ -351,7 +408,7 @@ class LabelSchema:
         heads = [(meta["label_column"], [config.id2label[i] for i in range(config.num_labels)])]
         heads += [(h["column"], h["labels"]) for h in meta.get("heads", [])]
         label_columns([c for c, _ in heads], str(Path(folder) / META_FILE))  # no column twice, none of NOT_PREDICTED
-        schema = cls.from_dict(dict(heads))
+        schema = cls.from_dict(dict(heads), meta.get("multi_label") is True)
         for head in schema:
             head.check(str(Path(folder) / (CONFIG_FILE if head is schema[0] else META_FILE)))
         return schema

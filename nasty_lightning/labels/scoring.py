@@ -23,10 +23,7 @@ def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[s
     gold_count, pred_count = Counter(gold), Counter(predicted)
     tags = {}
     for tag in sorted(set(gold_count) | set(pred_count)) if per_tag else ():
-        precision = true_pos[tag] / pred_count[tag] if pred_count[tag] else 0.0
-        recall = true_pos[tag] / gold_count[tag] if gold_count[tag] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        tags[tag] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[tag]}
+        tags[tag] = _prf(true_pos[tag], pred_count[tag], gold_count[tag]) | {"support": gold_count[tag]}
     result = {"accuracy": correct / len(gold) if gold else 0.0, "total": len(gold), "correct": correct}
     if per_tag:
         result["macro_f1"] = sum(m["f1"] for m in tags.values()) / len(tags) if tags else 0.0
@@ -34,9 +31,46 @@ def score(gold: list[str], predicted: list[str], per_tag: bool = True) -> dict[s
     return result
 
 
+def score_sets(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    """Multi-label scores of texts' label sets: exact match (as ``accuracy`` too), micro-F1 (over every label
+    decision), macro-F1 (the mean F1 of the labels in the gold sets or the predictions), and per label
+    precision, recall, F1 and support (texts with the label)."""
+    pairs = [(set(g), set(p)) for g, p in zip(gold, predicted, strict=True)]
+    correct = sum(g == p for g, p in pairs)
+    true_pos = Counter(label for g, p in pairs for label in g & p)
+    gold_count = Counter(label for g, _ in pairs for label in g)
+    pred_count = Counter(label for _, p in pairs for label in p)
+    tags = {}
+    for tag in sorted(set(gold_count) | set(pred_count)):
+        tags[tag] = _prf(true_pos[tag], pred_count[tag], gold_count[tag]) | {"support": gold_count[tag]}
+    micro = _prf(sum(true_pos.values()), sum(pred_count.values()), sum(gold_count.values()))["f1"]
+    return {
+        "accuracy": correct / len(pairs) if pairs else 0.0,
+        "exact_match": correct / len(pairs) if pairs else 0.0,
+        "total": len(pairs),
+        "correct": correct,
+        "micro_f1": micro,
+        "macro_f1": sum(m["f1"] for m in tags.values()) / len(tags) if tags else 0.0,
+        "per_tag": tags,
+    }
+
+
+def _prf(true_pos: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = true_pos / predicted if predicted else 0.0
+    recall = true_pos / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
 def report(result: dict[str, Any]) -> str:
     unit = result.get("unit", "words")
     lines = [f"accuracy: {result['accuracy']:.4f} ({result['correct']:,} of {result['total']:,} {unit} correct)"]
+    if "exact_match" in result:
+        lines = [
+            f"exact match: {result['exact_match']:.4f} ({result['correct']:,} of {result['total']:,} {unit} with "
+            "every label right)",
+            f"micro-F1: {result['micro_f1']:.4f}",
+        ]
     if unit == "texts":
         lines.append(f"macro-F1: {result['macro_f1']:.4f}")
     if "ufeats" in result:
@@ -71,7 +105,10 @@ def column_scores(
             gold_sentences.append([g for g, _ in pairs])
             pred_sentences.append([p for _, p in pairs])
         gold, pred = list(chain.from_iterable(gold_sentences)), list(chain.from_iterable(pred_sentences))
-        columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
+        if head.multi_label:  # label sets, a|b
+            columns[head.column] = score_sets([head.parts(g) for g in gold], [head.parts(p) for p in pred])
+        else:
+            columns[head.column] = score(gold, pred, per_tag=not head.is_lemma)
         if head.is_sentence:
             columns[head.column]["unit"] = "texts"
         if head.column == FEATS:  # the UD scorer's UFeats: universal features only

@@ -30,7 +30,7 @@ from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
 from nasty_lightning.modelling.network import head_logits
 from nasty_lightning.modelling.pooling import check_pooling, head_layer, pools_by_window
-from nasty_lightning.training.scores import Scores
+from nasty_lightning.training.scores import Scores, ThresholdCounts, bit_masks, label_bits
 from nasty_lightning.training.warm_start import (
     encoder_from_checkpoint,
     encoder_from_model_dir,
@@ -56,6 +56,7 @@ class TokenTagger(L.LightningModule):
         compile: bool = False,
         validation_precision: Literal["training", "float32"] = "training",
         pooling: Literal["first", "mean"] = "first",
+        multi_label: bool = False,
     ) -> None:
         """
         Args:
@@ -92,6 +93,9 @@ class TokenTagger(L.LightningModule):
                 own classifier, which plain ``transformers`` loads as it is); ``mean``, the mean over the subwords,
                 as sentence encoders such as MiniLM are trained (for a first column, BERT's classifier layer on
                 the mean instead of its pooler: only ``Tagger`` computes that).
+            multi_label: The columns that label texts give each text a set of labels, each a yes or no (linked
+                from ``--data.multi_label``): a sigmoid per label, binary cross-entropy, and a threshold per label
+                chosen at every validation (saved with the checkpoint; validation scores are at 0.5).
         """
         super().__init__()
         if not labels:
@@ -108,7 +112,7 @@ class TokenTagger(L.LightningModule):
             raise UserError(f"--model.validation_precision must be training or float32, got {validation_precision!r}")
         self.save_hyperparameters()
         # One column's labels may come as a plain list (its name is the data's business): a nameless column.
-        self.schema = LabelSchema.of(labels)
+        self.schema = LabelSchema.of(labels, multi_label=multi_label)
         self.columns = self.schema.columns
         weights = dict(loss_weights or {})
         unknown = sorted(set(weights) - set(self.columns))
@@ -136,6 +140,8 @@ class TokenTagger(L.LightningModule):
             check_model_dir(source, trust_remote_code)
             try:
                 auto = AutoModelForSequenceClassification if sentences_first else AutoModelForTokenClassification
+                # a sigmoid per label in transformers' pipeline("text-classification") too
+                problem = {"problem_type": "multi_label_classification"} if self.schema[0].multi_label else {}
                 self.model = auto.from_pretrained(
                     source,
                     num_labels=len(first),
@@ -143,6 +149,7 @@ class TokenTagger(L.LightningModule):
                     label2id={label: i for i, label in enumerate(first)},
                     trust_remote_code=trust_remote_code,
                     use_safetensors=True,  # pickled weights (pytorch_model.bin) can run code when loaded
+                    **problem,
                 )
             except (OSError, ValueError) as err:
                 raise UserError(
@@ -175,6 +182,11 @@ class TokenTagger(L.LightningModule):
         self.test_scores = Scores(self.schema)
         self.val_parts: list[tuple[str, int]] = []  # with several validation files (data.val_parts)
         self.val_file_scores = nn.ModuleList()
+        # multi-label heads, by column: each label's threshold, chosen on the validation files (0.5 before)
+        self.thresholds = {h.column: [0.5] * len(h.vocab) for h in self.schema if h.multi_label}
+        self.threshold_counts = nn.ModuleDict(
+            {str(h): ThresholdCounts(len(head.vocab)) for h, head in enumerate(self.schema) if head.multi_label}
+        )
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._tokenizer_files: dict[str, bytes] | None = None
@@ -197,38 +209,52 @@ class TokenTagger(L.LightningModule):
 
     def _step(
         self, batch: Batch, constrained: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """Summed (weighted) loss over the batch's labelled words (a sentence head's: its mean loss per window
-        times the first head's count, where it is not the first), the first head's word count, and the
-        predictions and targets of every head, as (rows, width, heads); with ``constrained``, heads of
-        IOB2 tags predict each row's best valid tag sequence."""
+        times the first head's count, where it is not the first), the first head's word count, the
+        predictions and targets of every head, as (rows, width, heads), and the logits; with ``constrained``,
+        heads of IOB2 tags predict each row's best valid tag sequence. A multi-label head's loss is binary
+        cross-entropy, the mean over its labels, and its prediction the bit mask of the labels above 0.5."""
         logits = self(batch)
         targets = batch.labels
         loss_sum = logits[0].new_zeros((), dtype=torch.float32)
         sentence_heads = self.schema.sentence_heads
-        for h, (head_scores, weight) in enumerate(zip(logits, self.loss_weights, strict=True)):
-            # the unseen id (one past the last label) is no class: left out of the loss
-            head_targets = targets[..., h].masked_fill(targets[..., h] == head_scores.shape[-1], IGNORE)
+        for h, (head, head_scores, weight) in enumerate(zip(self.schema, logits, self.loss_weights, strict=True)):
+            head_targets = targets[..., h]
+            if not head.multi_label:  # the unseen id (one past the last label) is no class: left out of the loss
+                head_targets = head_targets.masked_fill(head_targets == head_scores.shape[-1], IGNORE)
             if h == 0:
                 n_words = (head_targets != IGNORE).sum()
-            if weight:
+            if weight and head.multi_label:
+                at = head_targets != IGNORE
+                gold = label_bits(head_targets[at], len(head.vocab)).float()
+                loss = F.binary_cross_entropy_with_logits(head_scores[at].float(), gold, reduction="sum")
+                loss = loss / len(head.vocab)
+            elif weight:
                 loss = F.cross_entropy(
                     head_scores.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
                 )
-                if h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
-                    loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
+            if weight and h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
+                loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
+            if weight:
                 loss_sum = loss_sum + weight * loss
-        preds = torch.stack([head_scores.argmax(-1) for head_scores in logits], dim=-1)
+        preds = torch.stack(
+            [
+                bit_masks(head_scores > 0) if head.multi_label else head_scores.argmax(-1)
+                for head, head_scores in zip(self.schema, logits, strict=True)
+            ],
+            dim=-1,
+        )
         if constrained and self.decoders:
             words = batch.word_mask if batch.word_mask is not None else (targets != IGNORE).any(-1)
             for row, at in enumerate(words):
                 positions = at.nonzero().squeeze(-1)
                 for h, ids in self.decoders.rows(logits, row, positions):
                     preds[row, positions, h] = torch.tensor(ids, device=preds.device)
-        return loss_sum, n_words, preds, targets
+        return loss_sum, n_words, preds, targets, logits
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss_sum, n_words, preds, targets = self._step(batch)
+        loss_sum, n_words, preds, targets, _ = self._step(batch)
         if not torch.isfinite(loss_sum):  # stop before this step's update spoils the weights
             raise UserError(
                 f"the training loss became {loss_sum.item()} at step {self.global_step} (epoch "
@@ -271,7 +297,12 @@ class TokenTagger(L.LightningModule):
         # Test in float32, as the exported model tags; validation as --model.validation_precision says.
         full = prefix == "test" or self.hparams.get("validation_precision", "training") == "float32"
         with torch.autocast(self.device.type, enabled=False) if full else nullcontext():
-            loss_sum, n_words, preds, targets = self._step(batch, constrained=True)
+            loss_sum, n_words, preds, targets, logits = self._step(batch, constrained=True)
+        if prefix == "val":  # the counts each multi-label head's thresholds are chosen from
+            for h, counts in self.threshold_counts.items():
+                at = targets[..., int(h)] != IGNORE
+                gold = label_bits(targets[..., int(h)][at], len(self.schema[int(h)].vocab))
+                counts.update(torch.sigmoid(logits[int(h)][at].float()), gold)
         # Weighted by word count, so the epoch value is the mean over words, exact across DDP ranks.
         loss_metric.update(loss_sum / n_words.clamp(min=1), weight=n_words)
         scores.update(preds, targets)
@@ -279,6 +310,12 @@ class TokenTagger(L.LightningModule):
         for name, metric in scores.named(prefix).items():
             self.log(name, metric, prog_bar=name == f"{prefix}_acc")
         return preds, targets
+
+    def on_validation_epoch_end(self) -> None:
+        """Each multi-label head's thresholds: those of the best F1 of every label on this validation."""
+        for h, counts in self.threshold_counts.items():
+            self.thresholds[self.columns[int(h)]] = [round(t, 2) for t in counts.compute().tolist()]
+            counts.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -340,3 +377,9 @@ class TokenTagger(L.LightningModule):
         scores = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val_")}
         if scores:
             checkpoint["validation_scores"] = scores
+        if self.thresholds:
+            checkpoint["thresholds"] = self.thresholds
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The multi-label heads' thresholds, as the last validation before the checkpoint chose them."""
+        self.thresholds |= {c: list(t) for c, t in checkpoint.get("thresholds", {}).items() if c in self.thresholds}

@@ -203,12 +203,14 @@ def _scores(trainer: L.Trainer) -> str:
     if "val_f1" in whole:  # entity F1 of a first column of NER tags, and of each entity type
         kinds = [f"{k.removeprefix('val_f1_')} {float(v):.3f}" for k, v in whole.items() if k.startswith("val_f1_")]
         line += f", validation_f1: {float(whole['val_f1']):.3f} ({', '.join(kinds)})" + _by_file(metrics, "val_f1")
-    if "val_macro_f1" in whole:  # a first column that labels texts
-        line += f", validation_macro_f1: {float(whole['val_macro_f1']):.3f}"
+    first = ("val_loss", "val_acc", "val_micro_f1", "val_macro_f1")
+    for name in first[2:]:  # a first column that labels texts (micro-F1: multi-label)
+        if name in whole:
+            line += f", validation_{name.removeprefix('val_')}: {float(whole[name]):.3f}"
     others = [
         f"{k.removeprefix('val_')}: {float(v):.3f}"
         for k, v in whole.items()
-        if k.startswith("val_") and k not in ("val_loss", "val_acc", "val_macro_f1") and not k.startswith("val_f1")
+        if k.startswith("val_") and k not in first and not k.startswith("val_f1")
     ]
     return line + ("\nother columns: " + ", ".join(others) if others else "")
 

@@ -13,7 +13,7 @@ from nasty_lightning.commands.cli import main
 from nasty_lightning.formats.conllu import read_sentences
 from nasty_lightning.inference import tagger as inference
 from nasty_lightning.labels.entities import entity_scores, is_iob2, spans
-from nasty_lightning.labels.heads import IGNORE, Head, LabelVocab
+from nasty_lightning.labels.heads import IGNORE, Head, LabelSchema, LabelVocab
 
 UNER = SHARED_DATA / "uner" / "en_ewt" / "en_ewt-ud-dev.iob2"
 
@@ -108,7 +108,7 @@ def test_eval_reports_entity_scores_for_iob2_files(tmp_path, monkeypatch, capsys
     class Model:
         label_column = "ner"
         columns = ["ner"]
-        heads = [Head("ner", LabelVocab.of(gold.values()))]
+        heads = LabelSchema((Head("ner", LabelVocab.of(gold.values())),))
 
         def predict(self, sentences, progress=False):
             return {"ner": [[gold[w] for w in words] for words in sentences]}
