@@ -83,7 +83,8 @@ def read_json(path: Path) -> Any:
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
-    """The folder's ``META_FILE``, checked for the entries tagging reads: label column, window size, heads."""
+    """The folder's ``META_FILE``, checked for the entries tagging reads: label column, window size, heads,
+    pooling, casing, and for multi-label heads ``multi_label`` and each label's threshold (``thresholds``)."""
     path = Path(folder) / META_FILE
     meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("label_column"), str):

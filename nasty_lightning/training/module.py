@@ -225,19 +225,20 @@ class TokenTagger(L.LightningModule):
                 head_targets = head_targets.masked_fill(head_targets == head_scores.shape[-1], IGNORE)
             if h == 0:
                 n_words = (head_targets != IGNORE).sum()
-            if weight and head.multi_label:
+            if not weight:
+                continue
+            if head.multi_label:
                 at = head_targets != IGNORE
                 gold = label_bits(head_targets[at], len(head.vocab)).float()
                 loss = F.binary_cross_entropy_with_logits(head_scores[at].float(), gold, reduction="sum")
                 loss = loss / len(head.vocab)
-            elif weight:
+            else:
                 loss = F.cross_entropy(
                     head_scores.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
                 )
-            if weight and h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
+            if h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
                 loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
-            if weight:
-                loss_sum = loss_sum + weight * loss
+            loss_sum = loss_sum + weight * loss
         preds = torch.stack(
             [
                 bit_masks(head_scores > 0) if head.multi_label else head_scores.argmax(-1)

@@ -156,3 +156,20 @@ def test_multi_label_needs_a_column_that_labels_texts(tiny_bert, tmp_path):
 
     with pytest.raises(UserError, match="--data.multi_label: no column of upos labels texts"):
         TaggingDataModule(train_file=str(tmp_path / "x.conllu"), label_column="upos", multi_label=True)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"thresholds": {"label": [0.5, 1.5]}}, "'thresholds' must give columns lists of numbers between 0 and 1"),
+        ({"thresholds": [0.5]}, "'thresholds' must give columns lists of numbers between 0 and 1"),
+        ({"thresholds": {"label": [True]}}, "'thresholds' must give columns lists of numbers between 0 and 1"),
+        ({"multi_label": "yes"}, "'multi_label' must be true or false"),
+    ],
+)
+def test_a_model_directory_with_bad_thresholds_is_refused(tmp_path, entry, message):
+    from nasty_lightning.formats.model_dir import META_FILE, read_meta
+
+    (tmp_path / META_FILE).write_text(json.dumps({"label_column": "label", "max_length": 128, **entry}))
+    with pytest.raises(UserError, match=message):
+        read_meta(tmp_path)
