@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,3 +17,19 @@ def attention_implementation(model: Any) -> str | None:
     ``_attn_implementation`` (4.36 on; in 5.x a property), which transformers' own models read.
     """
     return getattr(getattr(model, "config", None), "_attn_implementation", None)
+
+
+def sdpa_attention() -> Callable[..., Any]:
+    """transformers' SDPA attention function, as its attention registry (``AttentionInterface``) holds it."""
+    from transformers import AttentionInterface
+
+    return AttentionInterface()["sdpa"]
+
+
+def register_attention(name: str, function: Callable[..., Any]) -> None:
+    """Register ``function`` as attention ``name``, taking the mask SDPA takes (``AttentionMaskInterface``), so
+    that ``model.set_attn_implementation(name)`` routes a model's attention through it."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, AttentionMaskInterface()["sdpa"])

@@ -19,13 +19,11 @@ import math
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, AttentionMaskInterface
 
-from nasty_lightning._compat.transformers import attention_implementation
+from nasty_lightning._compat.transformers import attention_implementation, register_attention, sdpa_attention
 
 ATTENTION = "sdpa_cheap_dropout"
-SDPA = AttentionInterface()["sdpa"]  # transformers' SDPA attention function, and the mask it takes
-SDPA_MASK = AttentionMaskInterface()["sdpa"]
+SDPA = sdpa_attention()  # transformers' SDPA attention function
 _RANGE = 1 << 16
 
 
@@ -81,8 +79,7 @@ def use_fast_dropout(model: nn.Module) -> None:
                 setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
     if attention_implementation(model) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return
-    AttentionInterface.register(ATTENTION, attention)
-    AttentionMaskInterface.register(ATTENTION, SDPA_MASK)
+    register_attention(ATTENTION, attention)
     try:
         model.set_attn_implementation(ATTENTION)
     except ValueError:  # a model that takes only the attention kinds it names keeps SDPA

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from transformers import AutoModel
 
-from nasty_lightning._compat.transformers import attention_implementation
+from nasty_lightning._compat.transformers import attention_implementation, register_attention, sdpa_attention
 
 
 def test_attention_implementation_is_what_the_model_runs(tiny_bert):
@@ -17,3 +18,17 @@ def test_attention_implementation_is_what_the_model_runs(tiny_bert):
     model.set_attn_implementation("eager")
     assert attention_implementation(model) == "eager"
     assert attention_implementation(nn.Linear(2, 2)) is None
+
+
+def test_a_registered_attention_is_what_the_model_runs(tiny_bert):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return sdpa_attention()(*args, **kwargs)
+
+    register_attention("counted_sdpa", counted)
+    model = AutoModel.from_pretrained(tiny_bert, attn_implementation="sdpa").eval()
+    model.set_attn_implementation("counted_sdpa")
+    model(input_ids=torch.tensor([[2, 10, 11, 3]]))
+    assert calls, "transformers' attention registry (AttentionInterface) no longer routes attention to what it holds"
