@@ -381,7 +381,11 @@ class LabelSchema:
                 return (p for s in sentences for p in head.parts(s.sentence_label(column)))
             return (v for s in sentences for v in head.targets(s.words, s.labels(column)))
 
-        return cls.from_dict({column: LabelVocab.of(values(column)).labels for column in columns}, multi_label)
+        schema = cls.from_dict({column: LabelVocab.of(values(column)).labels for column in columns}, multi_label)
+        for head in schema:
+            if head.multi_label:  # at most MAX_MULTI_LABELS labels, none with a | in it
+                head.check("the training data")
+        return schema
 
     def checkpoint_labels(self) -> list[str] | dict[str, list[str]]:
         """The labels as a checkpoint's data state holds them: ``to_dict``, but one column's as a plain list
