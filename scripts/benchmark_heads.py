@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from ablation import tag_seconds, udeval
 from jsonargparse import auto_cli
 from split_conllu import write_first
 
@@ -35,22 +36,6 @@ def _subset(train_file: str, n: int | None, out: Path) -> str:
     if n is None:
         return train_file
     return str(write_first(train_file, n, out / f"train-first{n}.conllu"))
-
-
-def _udeval(gold: str, system: Path) -> dict[str, float]:
-    out = subprocess.run([BIN / "udeval", "-v", gold, system], capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.count("|") == 4 and "AligndAcc" not in line]
-    return {r[0].strip(): float(r[4]) for r in rows if r[4].strip()}
-
-
-def _tag_seconds(model_dir: Path, sentences: list[list[str]]) -> float:
-    from nasty_lightning import Tagger
-
-    tagger = Tagger.load(model_dir)
-    tagger.predict(sentences[:64])  # warm-up
-    start = time.perf_counter()
-    tagger.predict(sentences)
-    return time.perf_counter() - start
 
 
 def main(
@@ -107,12 +92,12 @@ def main(
             stdout=subprocess.DEVNULL,
         )
         results[name]["eval"] = json.loads(scores.read_text())
-        results[name]["udeval"] = _udeval(dev_file, tagged)
+        results[name]["udeval"] = udeval(dev_file, tagged)
     sentences = [s.words for s in read_sentences(dev_file)]
     times: dict[str, list[float]] = {name: [] for name in RUNS}
     for _ in range(rounds):
         for name in RUNS:
-            times[name].append(_tag_seconds(root / name / "model", sentences))
+            times[name].append(tag_seconds(root / name / "model", sentences))
     for name in RUNS:
         results[name]["tag_seconds"] = min(times[name])
     (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")

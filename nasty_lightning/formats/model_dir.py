@@ -2,12 +2,12 @@
 together.
 
 ``fit`` and ``export`` write a float model (``config.json``, ``model.safetensors``, the tokenizer's files,
-``nasty_lightning.json``, and for a model of several columns or with casing ``heads.safetensors`` and
-``casing.safetensors``, with a card and training curves); ``quantize`` writes an INT8 one (``model.onnx`` in
-place of the safetensors files). ``OWN_FILES`` is every name either writes: an export into an earlier one
-replaces those and keeps any other file there (``outputs.atomic_dir``). A directory is read as untrusted
-input: ``check_weights`` refuses a ``config.json`` that does not describe the weights, before a model is built.
-This module imports no PyTorch and no transformers.
+``nasty_lightning.json``, and for a model of several columns, with casing or a layer mix ``heads.safetensors``,
+``casing.safetensors`` and ``layer_mix.safetensors``, with a card and training curves); ``quantize`` writes an
+INT8 one (``model.onnx`` in place of the safetensors files). ``OWN_FILES`` is every name either writes: an
+export into an earlier one replaces those and keeps any other file there (``outputs.atomic_dir``). A directory
+is read as untrusted input: ``check_weights`` refuses a ``config.json`` that does not describe the weights, before
+a model is built. This module imports no PyTorch and no transformers.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ GENERATION_CONFIG_FILE = "generation_config.json"  # written by transformers' sa
 META_FILE = "nasty_lightning.json"  # the columns, the labels of the heads after the first, the window size
 HEADS_FILE = "heads.safetensors"  # the heads after the first: {column}.weight and {column}.bias
 CASING_FILE = "casing.safetensors"  # the casing embedding of a model trained with --model.casing true
+LAYER_MIX_FILE = "layer_mix.safetensors"  # weights and scale of the layer mix (--model.layer_mix true)
 ONNX_FILE = "model.onnx"  # the encoder and every head of a quantized model, as one graph
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
@@ -56,7 +57,9 @@ TOKENIZER_FILES = frozenset(
 )
 FLOAT_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer_config.json", META_FILE)  # a float model needs these
 QUANTIZED_FILES = (ONNX_FILE, CONFIG_FILE, "tokenizer_config.json", META_FILE)  # a quantized one these
-MODEL_FILES = {CONFIG_FILE, WEIGHTS_FILE, GENERATION_CONFIG_FILE, META_FILE, HEADS_FILE, CASING_FILE, ONNX_FILE}
+MODEL_FILES = {
+    CONFIG_FILE, WEIGHTS_FILE, GENERATION_CONFIG_FILE, META_FILE, HEADS_FILE, CASING_FILE, LAYER_MIX_FILE, ONNX_FILE
+}  # fmt: skip
 OWN_FILES = frozenset(MODEL_FILES | {CARD_FILE, CURVES_FILE} | TOKENIZER_FILES)  # every name export or quantize writes
 
 # Model types whose position table counts from after the padding id (fairseq's numbering): the first
@@ -84,7 +87,8 @@ def read_json(path: Path) -> Any:
 
 def read_meta(folder: Path) -> dict[str, Any]:
     """The folder's ``META_FILE``, checked for the entries tagging reads: label column, window size, heads,
-    pooling, casing, and for multi-label heads ``multi_label`` and each label's threshold (``thresholds``)."""
+    pooling, casing, the layer mix's size, and for multi-label heads ``multi_label`` and each label's threshold
+    (``thresholds``)."""
     path = Path(folder) / META_FILE
     meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("label_column"), str):
@@ -112,6 +116,9 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path}: 'thresholds' must give columns lists of numbers between 0 and 1")
     if not isinstance(meta.get("multi_label", False), bool):
         raise UserError(f"{path}: 'multi_label' must be true or false")
+    mix = meta.get("layer_mix")
+    if mix is not None and (isinstance(mix, bool) or not isinstance(mix, int) or mix < 1):
+        raise UserError(f"{path}: 'layer_mix' must be the number of hidden states the mix weighs, not {mix!r}")
     if "casing" in meta and meta["casing"] != list(CASINGS):
         raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
     return meta

@@ -24,6 +24,7 @@ from nasty_lightning.formats.model_dir import (
     CASINGS,
     CURVES_FILE,
     HEADS_FILE,
+    LAYER_MIX_FILE,
     META_FILE,
     OWN_FILES,
     write_meta,
@@ -71,6 +72,7 @@ def export_checkpoint(
     columns = schema.columns
     heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
     casing = ckpt["state_dict"].get("casing.weight")
+    mix = {k.removeprefix("layer_mix."): v for k, v in ckpt["state_dict"].items() if k.startswith("layer_mix.")}
     meta = {
         "format": 1,
         "task": "text-classification" if schema[0].is_sentence else "token-classification",
@@ -87,6 +89,8 @@ def export_checkpoint(
         meta["pooling"] = ckpt["hyper_parameters"].get("pooling", "first")
     if casing is not None:  # the class names, in id order: a model made with other classes is refused
         meta["casing"] = list(CASINGS)
+    if mix:  # the heads read a mix of this many hidden states: plain transformers would read the last one
+        meta["layer_mix"] = len(mix["weights"])
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
     step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
     title = f"{', '.join(columns)} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
@@ -101,6 +105,8 @@ def export_checkpoint(
             save_file(heads, out / HEADS_FILE)
         if casing is not None:
             save_file({"weight": casing.contiguous()}, out / CASING_FILE)
+        if mix:
+            save_file({k: v.contiguous() for k, v in mix.items()}, out / LAYER_MIX_FILE)
         write_meta(out, meta)
         if curves is not None:
             (out / CURVES_FILE).write_bytes(curves)
@@ -218,6 +224,14 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
         parts.append(f"## Reproduce\n\n```bash\n{record['command']}\n```\n")
     if schema[0].is_sentence:
         parts.append(_text_use(hp.get("pooling", "first")))
+    elif hp.get("layer_mix"):
+        parts.append(
+            "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"
+            'tagger = Tagger.load("THIS_DIRECTORY")\nprint(tagger.tag("The cat sat on the mat."))\n```\n\n'
+            "Its heads read a learned mix of the encoder's layers (`layer_mix.safetensors`), which only `Tagger` "
+            "computes: plain transformers loads the model but reads the last layer, and its tags are not this "
+            "model's.\n"
+        )
     else:
         parts.append(
             "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"

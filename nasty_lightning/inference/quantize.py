@@ -105,7 +105,8 @@ def quantize_network(source: Any, path: Path, per_channel: bool = True) -> None:
     float_path = path.with_name(f".{path.name}.float32")
     try:
         with quiet_onnx_export():
-            network = Network(source.model, source.layers, source.casing, source.meta.get("pooling", "first"))
+            pooling = source.meta.get("pooling", "first")
+            network = Network(source.model, source.layers, source.casing, pooling, source.mix)
             write_onnx(network, float_path)
             quantize_dynamic(
                 float_path,

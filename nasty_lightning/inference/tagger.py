@@ -32,6 +32,7 @@ from nasty_lightning.formats.model_dir import (
     CASING_FILE,
     CONFIG_FILE,
     HEADS_FILE,
+    LAYER_MIX_FILE,
     META_FILE,
     ONNX_FILE,
     check_files,
@@ -47,6 +48,7 @@ from nasty_lightning.labels.heads import Head, LabelSchema
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
+from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import Network
 from nasty_lightning.modelling.pooling import head_layer
 from nasty_lightning.modelling.precision import cpu_has_native_bf16
@@ -117,7 +119,8 @@ class Tagger:
     layers: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
     casing: torch.nn.Embedding | None = None  # of a model trained with --model.casing true
-    onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers and casing
+    mix: LayerMix | None = None  # of a model trained with --model.layer_mix true
+    onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers, casing and mix
     meta: dict[str, Any] = field(default_factory=dict)  # the model directory's META_FILE
 
     def __post_init__(self) -> None:
@@ -198,8 +201,11 @@ class Tagger:
         casing = casing_embedding(hidden) if "casing" in meta else None
         if casing is not None:
             _load_weights(casing, model_dir / CASING_FILE, "the casing embedding")
+        mix = LayerMix(meta["layer_mix"]) if "layer_mix" in meta else None
+        if mix is not None:
+            _load_weights(mix, model_dir / LAYER_MIX_FILE, "the layer mix")
         tokenizer = model_dir_tokenizer(model_dir)
-        return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, meta=meta)
+        return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, mix=mix, meta=meta)
 
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
@@ -315,7 +321,8 @@ class Tagger:
             weight = next(self.model.parameters())
             device = weight.device
             pooling = self.meta.get("pooling", "first")
-            network = Network(self.model, self.layers, self.casing, pooling).to(device=device, dtype=weight.dtype)
+            network = Network(self.model, self.layers, self.casing, pooling, self.mix)
+            network = network.to(device=device, dtype=weight.dtype)
         # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
         # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.
         packed = network.packs and 1 < len(windows) <= self.batch_size

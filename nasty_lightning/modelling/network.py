@@ -16,6 +16,7 @@ from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.packing import position_offset
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import encoder_inputs
+from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.pooling import SentenceHead, classifier_logits
 
 if TYPE_CHECKING:
@@ -31,25 +32,34 @@ def head_logits(
     casing: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
     pooling: str = "first",
+    mix: LayerMix | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """The (rows, width, labels) logits of every head from one pass of the encoder ``model``: first its own
     classifier's, then those of ``heads`` (layers on the same last hidden states, behind the classifier's dropout:
     linear on every position, or ``pooling.SentenceHead`` on the pooled states). ``attention_mask`` and
     ``position_ids`` as the encoder takes them: a padding mask, or packed rows' block mask and positions.
-    ``pooling``: of a sequence classifier ``model`` (``pooling.classifier_logits``)."""
+    ``pooling``: of a sequence classifier ``model`` (``pooling.classifier_logits``). With a layer ``mix``, every
+    head reads the mix of the encoder's hidden states instead of the last (the first head then is the model's
+    classifier layer on the mix: a token classifier's)."""
     heads = list(heads)
     out = model(
         **encoder_inputs(model, input_ids, casing_layer, casing),
         attention_mask=attention_mask,
         position_ids=position_ids,
-        output_hidden_states=bool(heads) or pooling == "mean" or attention_mask.dim() == 4,
+        output_hidden_states=bool(heads) or pooling == "mean" or attention_mask.dim() == 4 or mix is not None,
     )
-    first = classifier_logits(model, out, attention_mask, pooling)
-    if not heads:
-        return (first,)
-    hidden, dropout = out.hidden_states[-1], getattr(model, "dropout", None)  # our BERT family has none
+    if mix is None:
+        first = classifier_logits(model, out, attention_mask, pooling)
+        if not heads:
+            return (first,)
+        hidden = out.hidden_states[-1]
+    else:
+        hidden = mix(out.hidden_states)
+    dropout = getattr(model, "dropout", None)  # our BERT family has none
     if dropout is not None:
         hidden = dropout(hidden)
+    if mix is not None:
+        first = model.classifier(hidden)
     rest = [head(hidden, attention_mask) if isinstance(head, SentenceHead) else head(hidden) for head in heads]
     return (first, *rest)
 
@@ -64,9 +74,10 @@ class Network(nn.Module):
         layers: nn.ModuleDict,
         casing: nn.Embedding | None,
         pooling: str = "first",
+        mix: LayerMix | None = None,
     ) -> None:
         super().__init__()
-        self.model, self.layers, self.casing, self.pooling = model, layers, casing, pooling
+        self.model, self.layers, self.casing, self.pooling, self.mix = model, layers, casing, pooling, mix
         self.position_offset = position_offset(model) or 0
 
     @property
@@ -83,7 +94,15 @@ class Network(nn.Module):
         position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         return head_logits(
-            self.model, self.layers.values(), self.casing, input_ids, attention_mask, casing, position_ids, self.pooling
+            self.model,
+            self.layers.values(),
+            self.casing,
+            input_ids,
+            attention_mask,
+            casing,
+            position_ids,
+            self.pooling,
+            self.mix,
         )
 
     def run(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:

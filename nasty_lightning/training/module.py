@@ -28,8 +28,10 @@ from nasty_lightning.labels.heads import IGNORE, LabelSchema
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
+from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import head_logits
 from nasty_lightning.modelling.pooling import check_pooling, head_layer, pools_by_window
+from nasty_lightning.training.optimisation import default_head_learning_rate, encoder_groups
 from nasty_lightning.training.scores import Scores, ThresholdCounts, bit_masks, label_bits
 from nasty_lightning.training.warm_start import (
     encoder_from_checkpoint,
@@ -37,6 +39,10 @@ from nasty_lightning.training.warm_start import (
     is_model_dir,
     warm_start_heads,
 )
+
+# The loss weight of the word columns after the first, unless --model.loss_weights names them (docs/experiments.md,
+# Defaults).
+AUX_LOSS_WEIGHT = 0.2
 
 
 class TokenTagger(L.LightningModule):
@@ -57,6 +63,9 @@ class TokenTagger(L.LightningModule):
         validation_precision: Literal["training", "float32"] = "training",
         pooling: Literal["first", "mean"] = "first",
         multi_label: bool = False,
+        layer_mix: bool = False,
+        layer_decay: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         """
         Args:
@@ -72,9 +81,13 @@ class TokenTagger(L.LightningModule):
             warmup_ratio: Fraction of the training steps over which the learning rate rises linearly
                 from 0, before it decays linearly to 0.
             loss_weights: With several columns, the weight of each column's loss in their sum, e.g.
-                ``{lemma: 0.5}``; columns not named weigh 1.
+                ``{lemma: 0.5}``; columns not named weigh 1, except the word columns after the first, 0.2 (at 1
+                they pull the shared encoder away from the first: docs/experiments.md, Defaults).
             head_learning_rate: Peak learning rate of the heads (the linear layers on the encoder, which start
-                untrained); default: ``learning_rate``, as the encoder's.
+                untrained, with the casing vectors and the layer mix). Default: chosen from the number of training
+                steps, ``1e-3 * sqrt(2000 / steps)`` between 1e-3 and 1e-2 (1e-3 from 2,000 steps on, 4.6e-3 for
+                the 96 steps of 500 sentences in 3 epochs of 16), never below ``learning_rate``; for a warm start,
+                whose heads are trained, ``learning_rate``. Printed when fit starts.
             casing: Add a learned embedding of each word's casing (lower, Title, UPPER, mixed, digits, ...) to
                 its subwords' input embeddings, for uncased encoders such as MiniLM, which cannot see
                 capitals. It starts at zero and learns at the heads' rate.
@@ -96,6 +109,15 @@ class TokenTagger(L.LightningModule):
             multi_label: The columns that label texts give each text a set of labels, each a yes or no (linked
                 from ``--data.multi_label``): a sigmoid per label, binary cross-entropy, and a threshold per label
                 chosen at every validation (saved with the checkpoint; validation scores are at 0.5).
+            layer_mix: The heads read a learned mix of the encoder's layers (embeddings and every layer's output,
+                ``modelling.layer_mix``) instead of its last layer; it learns at the heads' rate. The exported
+                model then needs ``Tagger`` (``tag``, ``eval``, ``serve``): plain ``transformers`` would read the
+                last layer. Not for a model whose first column labels texts.
+            layer_decay: Layer-wise learning-rate decay: the encoder's top layer learns at ``learning_rate``, each
+                layer below at this factor times the rate of the layer above, the embeddings last (1: every layer
+                at ``learning_rate``).
+            label_smoothing: Label smoothing of the cross-entropy of every head that picks one label (0: none): the
+                target gives this share of its weight evenly to all labels.
         """
         super().__init__()
         if not labels:
@@ -106,6 +128,10 @@ class TokenTagger(L.LightningModule):
             raise UserError(f"--model.weight_decay must be at least 0, got {weight_decay}")
         if not 0 <= warmup_ratio < 1:
             raise UserError(f"--model.warmup_ratio must be at least 0 and below 1, got {warmup_ratio}")
+        if not 0 < layer_decay <= 1:
+            raise UserError(f"--model.layer_decay must be above 0 and at most 1, got {layer_decay}")
+        if not 0 <= label_smoothing < 1:
+            raise UserError(f"--model.label_smoothing must be at least 0 and below 1, got {label_smoothing}")
         if pooling not in POOLINGS:
             raise UserError(f"--model.pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if validation_precision not in ("training", "float32"):
@@ -120,12 +146,17 @@ class TokenTagger(L.LightningModule):
             raise UserError(f"--model.loss_weights names {', '.join(unknown)}, not a predicted column")
         if any(not w >= 0 for w in weights.values()):
             raise UserError(f"--model.loss_weights must be at least 0, got {weights}")
-        self.loss_weights = [float(weights.get(c, 1.0)) for c in self.columns]
+        self.head_learning_rate = head_learning_rate  # chosen from the number of steps if None (configure_optimizers)
+        self.loss_weights = [
+            float(weights.get(h.column, AUX_LOSS_WEIGHT if i and not h.is_sentence else 1.0))
+            for i, h in enumerate(self.schema)
+        ]
         if not any(self.loss_weights):
             raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
         first = self.labels
         source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
         fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
+        self.warm_start = fine_tuned
         sentences_first = self.schema[0].is_sentence  # the encoder's own classifier labels sentences
         if fine_tuned and sentences_first:
             raise UserError(
@@ -159,6 +190,10 @@ class TokenTagger(L.LightningModule):
         self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
         if sentences_first:
             check_pooling(self.model, pooling)
+            if layer_mix:
+                raise UserError(
+                    f"--model.layer_mix needs a first column that labels words; {self.columns[0]} labels texts"
+                )
         # The first column's head is the encoder's own classifier (plain transformers loads it); every other
         # column has a linear layer on the same last hidden states, behind the classifier's dropout.
         hidden = self.model.config.hidden_size
@@ -166,8 +201,9 @@ class TokenTagger(L.LightningModule):
             {h.column: head_layer(h.is_sentence, hidden, len(h.vocab), pooling) for h in self.schema.heads[1:]}
         )
         self.casing = casing_embedding(hidden) if casing else None
+        self.layer_mix = LayerMix(self.model.config.num_hidden_layers + 1) if layer_mix else None
         if fine_tuned:
-            warm_start_heads(self.heads, self.schema, source, self.casing)
+            warm_start_heads(self.heads, self.schema, source, self.casing, self.layer_mix)
         # Whether training batches may pack several sentences into a row (the data module asks): not where the
         # first head is a sequence classifier that cannot label each window of a row.
         by_window = not sentences_first or pools_by_window(self.model, pooling)
@@ -205,7 +241,8 @@ class TokenTagger(L.LightningModule):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """The logits of every head, from one pass of the encoder (``network.head_logits``)."""
         inputs = batch.encoder_inputs(self._position_offset)
-        return head_logits(self.model, self.heads.values(), self.casing, *inputs, self.hparams.get("pooling", "first"))
+        pooling = self.hparams.get("pooling", "first")
+        return head_logits(self.model, self.heads.values(), self.casing, *inputs, pooling, self.layer_mix)
 
     def _step(
         self, batch: Batch, constrained: bool = False
@@ -234,7 +271,11 @@ class TokenTagger(L.LightningModule):
                 loss = loss / len(head.vocab)
             else:
                 loss = F.cross_entropy(
-                    head_scores.flatten(0, 1), head_targets.flatten(), ignore_index=IGNORE, reduction="sum"
+                    head_scores.flatten(0, 1),
+                    head_targets.flatten(),
+                    ignore_index=IGNORE,
+                    reduction="sum",
+                    label_smoothing=self.hparams.get("label_smoothing", 0.0) if self.training else 0.0,
                 )
             if h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
                 loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
@@ -320,13 +361,18 @@ class TokenTagger(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        casing = [] if self.casing is None else list(self.casing.parameters())
-        head_params = [*self.heads.parameters(), *self._classifier_parameters(), *casing]
+        total = int(self.trainer.estimated_stepping_batches)
+        default = h.learning_rate if self.warm_start else max(h.learning_rate, default_head_learning_rate(total))
+        self.head_learning_rate = h.get("head_learning_rate") or default
+        # the heads, and what starts untrained with them: the casing vectors, the layer mix
+        extra = [p for m in (self.casing, self.layer_mix) if m is not None for p in m.parameters()]
+        head_params = [*self.heads.parameters(), *self._classifier_parameters(), *extra]
         heads = {id(p) for p in head_params}
+        encoder = [(n, p) for n, p in self.named_parameters() if id(p) not in heads]
         groups = []
         for params, lr in (
-            ([p for p in self.parameters() if id(p) not in heads], h.learning_rate),
-            (head_params, h.get("head_learning_rate") or h.learning_rate),
+            *encoder_groups(encoder, h.learning_rate, h.get("layer_decay", 1.0)),
+            (head_params, self.head_learning_rate),
         ):
             # no weight decay on biases and LayerNorm weights
             groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": h.weight_decay, "lr": lr})
@@ -338,7 +384,6 @@ class TokenTagger(L.LightningModule):
             # gradient scaler, which must unscale before clipping
             fused=not self._scaled_gradients(),
         )
-        total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

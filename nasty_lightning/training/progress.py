@@ -14,6 +14,8 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 
+from nasty_lightning.training.module import AUX_LOSS_WEIGHT
+
 
 def say(trainer: L.Trainer, line: str) -> None:
     """Print ``line`` once (on the first process), above the progress bar if there is one."""
@@ -137,7 +139,8 @@ class ProgressLines(Callback):
 
 def header(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
     """What the run is about to do: the model, the data (sentences and words of each file), the labels of each
-    column, the batches and steps, the precision and the devices, and where it writes."""
+    column, the batches and steps, the learning rates and loss weights, the precision and the devices, and where
+    it writes."""
     hp = pl_module.hparams
     parameters = sum(p.numel() for p in pl_module.parameters())
     lines = [f"model: {hp.model_name} ({parameters:,} parameters)"]
@@ -162,9 +165,28 @@ def header(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
         f"batches per epoch: {trainer.num_training_batches:,}; {_count(trainer.max_epochs, 'epoch')}, "
         f"{_count(steps, 'step')}" + (f" (from step {trainer.global_step:,}, resumed)" if trainer.global_step else "")
     )
+    if isinstance(getattr(pl_module, "head_learning_rate", None), float):  # TokenTagger, its optimiser configured
+        lines.append(_settings(pl_module, int(trainer.estimated_stepping_batches)))
     devices = f"{trainer.num_devices} {type(trainer.accelerator).__name__.removesuffix('Accelerator').lower()}"
     lines.append(f"precision: {trainer.precision}, on {devices} device(s); writing to {trainer.default_root_dir}")
     return lines
+
+
+def _settings(pl_module: L.LightningModule, steps: int) -> str:
+    """The settings the guide leaves open: the heads' learning rate and the columns' loss weights, and which of
+    them are defaults (``TokenTagger``'s ``head_learning_rate``, ``loss_weights``)."""
+    hp = pl_module.hparams
+    line = f"learning rates: encoder {hp.learning_rate:.1e}, heads {pl_module.head_learning_rate:.1e}"
+    if not hp.get("head_learning_rate"):
+        line += " (default for a warm start)" if pl_module.warm_start else f" (default for {steps:,} steps)"
+    schema = pl_module.schema
+    if len(schema) > 1:
+        weights = zip(schema.columns, pl_module.loss_weights, strict=True)
+        line += "; loss weights: " + ", ".join(f"{c} {w:g}" for c, w in weights)
+        named = hp.get("loss_weights") or {}
+        if any(not h.is_sentence and h.column not in named for h in schema.heads[1:]):
+            line += f" (default {AUX_LOSS_WEIGHT:g} for the word columns after the first)"
+    return line
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,6 +1,6 @@
 """Starting ``fit`` from a fine-tuned model: a checkpoint of an earlier run, or an exported model directory.
 
-The encoder is taken whole, and the casing embedding where both models have one. Every head's rows are
+The encoder is taken whole, and the casing embedding and the layer mix where both models have one. Every head's rows are
 matched by column name (the source's classifier may be another column's head), then by label name: a label
 the source knows keeps its row, a label new in the data gets a new, untrained row, and a label the data
 lacks is dropped. Matching by position instead would give a new label set of the same size the old rows
@@ -17,7 +17,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.formats.model_dir import CASING_FILE, HEADS_FILE, META_FILE, QUANTIZATION, read_meta
+from nasty_lightning.formats.model_dir import (
+    CASING_FILE,
+    HEADS_FILE,
+    LAYER_MIX_FILE,
+    META_FILE,
+    QUANTIZATION,
+    read_meta,
+)
 from nasty_lightning.formats.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint, load_checkpoint
 from nasty_lightning.labels.heads import LabelSchema
 
@@ -39,7 +46,8 @@ def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: 
 
 def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
     """The labels of every column of a checkpoint or model directory, and the weights a warm start copies:
-    ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), and ``casing``."""
+    ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), ``casing``, and
+    ``layer_mix.weights`` and ``layer_mix.scale``."""
     if is_checkpoint(source):
         return _checkpoint_heads(load_checkpoint(source))
 
@@ -57,6 +65,9 @@ def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Te
     if (folder / CASING_FILE).is_file():
         with safe_open(folder / CASING_FILE, "pt") as f:
             weights["casing"] = f.get_tensor("weight")
+    if (folder / LAYER_MIX_FILE).is_file():
+        with safe_open(folder / LAYER_MIX_FILE, "pt") as f:
+            weights |= {f"layer_mix.{name}": f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     return labels, weights
 
 
@@ -69,14 +80,20 @@ def _checkpoint_heads(ckpt: dict) -> tuple[dict[str, list[str]], dict[str, torch
         weights[f"{column}.weight"], weights[f"{column}.bias"] = state[f"{prefix}weight"], state[f"{prefix}bias"]
     if "casing.weight" in state:
         weights["casing"] = state["casing.weight"]
+    weights |= {name: value for name, value in state.items() if name.startswith("layer_mix.")}
     return labels, weights
 
 
 def warm_start_heads(
-    heads: nn.ModuleDict, schema: LabelSchema, source: str, casing: nn.Embedding | None = None
+    heads: nn.ModuleDict,
+    schema: LabelSchema,
+    source: str,
+    casing: nn.Embedding | None = None,
+    mix: nn.Module | None = None,
 ) -> None:
     """Start the extra heads from the source's heads of the same columns, row by row by label name, and the
-    casing embedding from the source's, if both have one (the classifier is the encoder's business)."""
+    casing embedding and the layer mix from the source's, if both have one of the same size (the classifier is
+    the encoder's business)."""
     old, weights = _source_heads(source)
     labels = schema.to_dict()
     for column, layer in heads.items():
@@ -85,6 +102,10 @@ def warm_start_heads(
     if casing is not None and weights.get("casing", torch.empty(0)).shape == casing.weight.shape:
         with torch.no_grad():
             casing.weight.copy_(weights["casing"])
+    if mix is not None and weights.get("layer_mix.weights", torch.empty(0)).shape == mix.weights.shape:
+        with torch.no_grad():
+            mix.weights.copy_(weights["layer_mix.weights"])
+            mix.scale.copy_(weights["layer_mix.scale"])
 
 
 def _relabel(config: PretrainedConfig, labels: list[str]) -> None:

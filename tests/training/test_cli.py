@@ -61,13 +61,14 @@ def test_a_fit_logged_to_a_file_prints_lines_and_no_noise(fitted):
 @pytest.mark.slow
 def test_a_fit_says_what_it_will_do_and_what_it_did(fitted, toy_treebank):
     root, result = fitted
-    first = result.stdout.splitlines()[:6]
+    first = result.stdout.splitlines()[:7]
     assert first[0].startswith("model: ") and first[0].endswith(" parameters)")
     assert first[1] == f"training: {toy_treebank['train']}: 64 sentences, 486 words"
     assert first[2].startswith(f"validation: {toy_treebank['dev']}: 17 sentences, ")
     assert first[3] == "labels: upos 6"
     assert first[4] == "batches per epoch: 8; 4 epochs, 32 steps"
-    assert first[5] == f"precision: bf16-mixed, on 1 cpu device(s); writing to {root}"
+    assert first[5] == "learning rates: encoder 1.0e-03, heads 7.9e-03 (default for 32 steps)"
+    assert first[6] == f"precision: bf16-mixed, on 1 cpu device(s); writing to {root}"
     done, then = result.stdout.splitlines()[-2:]
     assert done.startswith("Done in ") and ". Best val_acc " in done and f"the model is in {root / 'model'}" in done
     assert then == f"Next: nasty-train eval --model_dir {root / 'model'} --test_file {toy_treebank['dev']}"
