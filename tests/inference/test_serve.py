@@ -318,12 +318,36 @@ def test_sigterm_stops_the_server_cleanly(server):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_ctrl_c_in_a_terminal_stops_the_server_cleanly():
-    with _serving() as (port, process):
+def test_ctrl_c_in_a_terminal_stops_the_server_cleanly(tmp_path):
+    port = _free_port()
+    command = [NASTY_TRAIN, "serve", "--model_dir", str(V1), "--port", str(port), "--threads", "1"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    # output to a file, not a pipe: serve is waited for itself, and then every process it started
+    with open(tmp_path / "err", "w") as err_file:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            start_new_session=True,
+            # as a terminal starts it: Ctrl-C at its default, whatever an earlier test in this process left
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        _wait_for_health(port, process)
         os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it: to serve and every process it started
-        _, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        deadline = time.time() + 30
+        while _group(process.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        left = _group(process.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    err = (tmp_path / "err").read_text()
     assert process.returncode == 0 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "nasty-train serve: stopped"
+    assert not left, left  # no process of serve's left behind
 
 
 def _processes() -> Iterator[tuple[int, int, int, str]]:
