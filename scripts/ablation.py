@@ -3,7 +3,8 @@
     python scripts/ablation.py --out runs/ablation --seeds [42,43,44]
 
 Every arm is ``nasty-train fit`` with a config and options (by default ``configs/pos_minilm.yaml`` at today's
-defaults, then with each choice measured so far added), run for every seed one after the other. Each run is timed
+defaults, then with each choice alone added to it, then ``configs/pos_minilm_best.yaml``), run for every seed one
+after the other. Each run is timed
 whole (wall time and peak memory of the ``fit`` process), its exported model tags the dev file and the UD scorer
 (``udeval``, from udtools) scores it: UPOS, XPOS, UFeats, AllTags and Lemmas, those the model predicts. Then every
 model tags the dev file in-process, in interleaved rounds (the fastest counts). The table gives the mean over
@@ -25,10 +26,16 @@ from jsonargparse import auto_cli
 
 BIN = Path(sys.executable).parent
 POS = "configs/pos_minilm.yaml"
-ARMS = {  # the guide's config at today's defaults, then with each choice added (docs/experiments.md, Recipe options)
+EMA = ["--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.999"]
+ARMS = {  # the guide's config at today's defaults, then each choice alone on it, then the best recipe
     "pos_minilm.yaml": ["--config", POS],
     "+ casing": ["--config", POS, "--model.casing", "true"],
-    "+ casing + layer mix": ["--config", POS, "--model.casing", "true", "--model.layer_mix", "true"],
+    "+ layer mix": ["--config", POS, "--model.layer_mix", "true"],
+    "+ weight averaging (EMA 0.999)": ["--config", POS, *EMA],
+    "+ label smoothing 0.1": ["--config", POS, "--model.label_smoothing", "0.1"],
+    "+ layer decay 0.9": ["--config", POS, "--model.layer_decay", "0.9"],
+    "+ 6 epochs at lr 5e-5": ["--config", POS, "--trainer.max_epochs", "6", "--model.learning_rate", "5e-5"],
+    "pos_minilm_best.yaml": ["--config", "configs/pos_minilm_best.yaml"],
 }
 SCORES = ("UPOS", "XPOS", "UFeats", "AllTags", "Lemmas")
 
@@ -92,7 +99,8 @@ def main(
     Args:
         out: Folder for the runs (``<out>/<arm number>/<seed>``) and results.json.
         arms: Name and ``nasty-train fit`` options (a config first) of each arm; the first is the one the others
-            are compared with. Default: ``configs/pos_minilm.yaml``, then with each choice added (``ARMS``).
+            are compared with. Default: ``configs/pos_minilm.yaml``, then each choice added to it alone, then
+            ``configs/pos_minilm_best.yaml`` (``ARMS``).
         seeds: Seeds of every arm (``--seed_everything``).
         train_file: Training file (EWT train).
         dev_file: Validation and scoring file (EWT dev).

@@ -13,6 +13,7 @@ a model is built. This module imports no PyTorch and no transformers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -119,9 +120,34 @@ def read_meta(folder: Path) -> dict[str, Any]:
     mix = meta.get("layer_mix")
     if mix is not None and (isinstance(mix, bool) or not isinstance(mix, int) or mix < 1):
         raise UserError(f"{path}: 'layer_mix' must be the number of hidden states the mix weighs, not {mix!r}")
+    _check_transitions(path, meta)
     if "casing" in meta and meta["casing"] != list(CASINGS):
         raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
     return meta
+
+
+def _check_transitions(path: Path, meta: dict[str, Any]) -> None:
+    """``transitions`` (``--model.crf``): by column, ``start`` (a score per label) and ``follow`` (a row of as many
+    scores per label), every score a finite number. Whether they fit the column's labels, the tagger checks."""
+    transitions = meta.get("transitions", {})
+
+    def scores(row: Any, n: int) -> bool:
+        return isinstance(row, list) and len(row) == n and all(_finite(x) for x in row)
+
+    if not isinstance(transitions, dict) or not all(
+        isinstance(t, dict)
+        and isinstance(t.get("start"), list)
+        and scores(t["start"], len(t["start"]))
+        and isinstance(t.get("follow"), list)
+        and len(t["follow"]) == len(t["start"])
+        and all(scores(row, len(t["start"])) for row in t["follow"])
+        for t in transitions.values()
+    ):
+        raise UserError(f"{path}: 'transitions' must give a column a list of start scores and a square table of scores")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:

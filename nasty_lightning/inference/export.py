@@ -91,6 +91,12 @@ def export_checkpoint(
         meta["casing"] = list(CASINGS)
     if mix:  # the heads read a mix of this many hidden states: plain transformers would read the last one
         meta["layer_mix"] = len(mix["weights"])
+    learned = {k.removeprefix("transitions."): v for k, v in ckpt["state_dict"].items() if k.startswith("transitions.")}
+    if learned:  # --model.crf: each IOB2 head's transition scores, by column
+        meta["transitions"] = {
+            columns[h]: {part: learned[f"{h}.{part}"].float().tolist() for part in ("start", "follow")}
+            for h in sorted({int(k.split(".")[0]) for k in learned})
+        }
     metrics_csv = Path(ckpt_path).resolve().parent.parent / "metrics.csv"
     step, epoch = ckpt["global_step"], ckpt.get("epoch", 0) + 1
     title = f"{', '.join(columns)} tagger from {meta['base_model']}: epoch {epoch}, step {step}"
@@ -240,6 +246,11 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
             '```python\nfrom transformers import pipeline\n\ntagger = pipeline("token-classification", '
             'model="THIS_DIRECTORY", ignore_labels=[])\nprint(tagger([["The", "cat", "sat", "."]], '
             "is_split_into_words=True))\n```\n"
+        )
+    if hp.get("crf"):
+        parts.append(
+            "Its entity tags are the best sequence under learned transition scores (`transitions` in "
+            "`nasty_lightning.json`), which only `Tagger` applies: plain transformers takes each word's best tag.\n"
         )
     parts.append(_heads_section(schema, ckpt.get("validation_scores", {})))
     parts.append(f"## Labels of {columns[0]}\n\n{first}\n")

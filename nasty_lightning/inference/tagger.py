@@ -47,6 +47,7 @@ from nasty_lightning.labels.entities import spans
 from nasty_lightning.labels.heads import Head, LabelSchema
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.crf import transitions_from_meta
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import Network
@@ -127,7 +128,8 @@ class Tagger:
         check_batch_size(self.batch_size)
         if not isinstance(self.heads, LabelSchema):
             self.heads = LabelSchema(tuple(self.heads))
-        self._decoders = IOB2Decoders(self.heads)
+        learned = transitions_from_meta(self.meta, self.heads, META_FILE)  # --model.crf
+        self._decoders = IOB2Decoders(self.heads, learned)
 
     @property
     def columns(self) -> list[str]:

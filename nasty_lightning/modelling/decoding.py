@@ -4,15 +4,17 @@ Taking each word's best tag can give ``O I-PER`` or ``B-LOC I-ORG``, which stric
 entity. Here the sentence's tags are the highest-scoring sequence (sum of the words' log-probabilities)
 among those IOB2 allows: ``I-X`` only after ``B-X`` or ``I-X``, never first. Where the best tag of
 every word already forms a valid sequence, that is the result: the constraint only changes invalid ones.
+A head trained with learned transition scores (``crf.Transitions``) adds them to its words' scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
 from nasty_lightning.labels.heads import LabelSchema
+from nasty_lightning.modelling.crf import Transitions
 
 
 def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,14 +30,20 @@ def allowed_transitions(labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return follows, starts
 
 
-def viterbi(scores: torch.Tensor, follows: torch.Tensor, starts: torch.Tensor) -> list[int]:
-    """The best allowed tag sequence for one sentence's (words, labels) scores (log-probabilities)."""
+def viterbi(
+    scores: torch.Tensor, follows: torch.Tensor, starts: torch.Tensor, learned: Transitions | None = None
+) -> list[int]:
+    """The best allowed tag sequence for one sentence's (words, labels) scores (log-probabilities, or with
+    ``learned`` transition scores the logits they were trained with)."""
     if scores.shape[0] == 0:
         return []
     scores = scores.float().cpu()
     forbidden = torch.tensor(float("-inf"))
-    penalty = torch.where(follows, 0.0, forbidden)  # (previous, next)
-    best = torch.where(starts, scores[0], forbidden)
+    start = follow = torch.tensor(0.0)
+    if learned is not None:
+        start, follow = (t.detach().float().cpu() for t in (learned.start, learned.follow))
+    penalty = torch.where(follows, follow, forbidden)  # (previous, next)
+    best = torch.where(starts, scores[0] + start, forbidden)
     back = []
     for word in scores[1:]:
         candidates = best[:, None] + penalty  # (previous, next)
@@ -51,19 +59,28 @@ def viterbi(scores: torch.Tensor, follows: torch.Tensor, starts: torch.Tensor) -
 class IOB2Decoder:
     """Constrained decoding for one IOB2 label vocabulary."""
 
-    def __init__(self, labels: list[str]) -> None:
+    def __init__(self, labels: list[str], learned: Transitions | None = None) -> None:
         self.follows, self.starts = allowed_transitions(labels)
+        self.learned = learned  # read at every call: training updates it
 
     def __call__(self, logits: torch.Tensor) -> list[int]:
         """Tag ids of one sentence's (words, labels) logits."""
+        if self.learned is not None:
+            return viterbi(logits, self.follows, self.starts, self.learned)
         return viterbi(torch.log_softmax(logits.float(), dim=-1), self.follows, self.starts)
 
 
 class IOB2Decoders:
-    """The constrained decoders of a model's heads of IOB2 tags (``Head.is_entities``), each built once."""
+    """The constrained decoders of a model's heads of IOB2 tags (``Head.is_entities``), each built once, with the
+    learned transition scores of those that have them (by column)."""
 
-    def __init__(self, schema: LabelSchema) -> None:
-        self.by_head = {h: IOB2Decoder(list(head.vocab.labels)) for h, head in enumerate(schema) if head.is_entities}
+    def __init__(self, schema: LabelSchema, learned: Mapping[str, Transitions] | None = None) -> None:
+        learned = learned or {}
+        self.by_head = {
+            h: IOB2Decoder(list(head.vocab.labels), learned.get(head.column))
+            for h, head in enumerate(schema)
+            if head.is_entities
+        }
 
     def __bool__(self) -> bool:
         return bool(self.by_head)

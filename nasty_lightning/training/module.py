@@ -12,33 +12,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    get_linear_schedule_with_warmup,
-)
+from transformers import get_linear_schedule_with_warmup
 
 from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.packing import accepts_packed_rows, position_offset
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import POOLINGS
-from nasty_lightning.formats.presets import PRESETS, locate_model
-from nasty_lightning.formats.untrusted import check_model_dir, is_checkpoint
 from nasty_lightning.labels.heads import IGNORE, LabelSchema
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.crf import TRANSITIONS_RATE_FACTOR, Transitions
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
 from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import head_logits
 from nasty_lightning.modelling.pooling import check_pooling, head_layer, pools_by_window
-from nasty_lightning.training.optimisation import default_head_learning_rate, encoder_groups
+from nasty_lightning.training.encoder import load_encoder
+from nasty_lightning.training.optimisation import default_head_learning_rate, parameter_groups
 from nasty_lightning.training.scores import Scores, ThresholdCounts, bit_masks, label_bits
-from nasty_lightning.training.warm_start import (
-    encoder_from_checkpoint,
-    encoder_from_model_dir,
-    is_model_dir,
-    warm_start_heads,
-)
+from nasty_lightning.training.warm_start import warm_start_heads
 
 # The loss weight of the word columns after the first, unless --model.loss_weights names them (docs/experiments.md,
 # Defaults).
@@ -66,6 +57,7 @@ class TokenTagger(L.LightningModule):
         layer_mix: bool = False,
         layer_decay: float = 1.0,
         label_smoothing: float = 0.0,
+        crf: bool = False,
     ) -> None:
         """
         Args:
@@ -118,6 +110,10 @@ class TokenTagger(L.LightningModule):
                 at ``learning_rate``).
             label_smoothing: Label smoothing of the cross-entropy of every head that picks one label (0: none): the
                 target gives this share of its weight evenly to all labels.
+            crf: Heads of IOB2 tags (NER) learn a score for each tag following each other (a linear-chain CRF,
+                ``modelling.crf``): trained on whole tag sequences, decoded by Viterbi with them. They travel in
+                the model directory's ``nasty_lightning.json``; plain ``transformers`` tags word by word without
+                them. A warm start learns them anew.
         """
         super().__init__()
         if not labels:
@@ -153,41 +149,9 @@ class TokenTagger(L.LightningModule):
         ]
         if not any(self.loss_weights):
             raise UserError(f"--model.loss_weights {weights} gives every column weight 0: nothing would be trained")
-        first = self.labels
-        source = locate_model(model_name)  # local path, cached hub model, or a hub id the hub answers for
-        fine_tuned = is_checkpoint(source) or is_model_dir(source)  # a warm start: heads matched by column, label
-        self.warm_start = fine_tuned
+        self.model, source, fine_tuned = load_encoder(model_name, self.schema, trust_remote_code)
+        self.warm_start = fine_tuned  # heads matched by column and label
         sentences_first = self.schema[0].is_sentence  # the encoder's own classifier labels sentences
-        if fine_tuned and sentences_first:
-            raise UserError(
-                f"--model.model_name {model_name} is a fine-tuned model: a warm start of a model whose first column "
-                f"({self.columns[0]}) labels sentences is not supported; start from a pretrained encoder"
-            )
-        if is_checkpoint(source):
-            self.model = encoder_from_checkpoint(source, first, self.columns[0])
-        elif is_model_dir(source):
-            self.model = encoder_from_model_dir(source, first, self.columns[0])
-        else:
-            check_model_dir(source, trust_remote_code)
-            try:
-                auto = AutoModelForSequenceClassification if sentences_first else AutoModelForTokenClassification
-                # a sigmoid per label in transformers' pipeline("text-classification") too
-                problem = {"problem_type": "multi_label_classification"} if self.schema[0].multi_label else {}
-                self.model = auto.from_pretrained(
-                    source,
-                    num_labels=len(first),
-                    id2label=dict(enumerate(first)),
-                    label2id={label: i for i, label in enumerate(first)},
-                    trust_remote_code=trust_remote_code,
-                    use_safetensors=True,  # pickled weights (pytorch_model.bin) can run code when loaded
-                    **problem,
-                )
-            except (OSError, ValueError) as err:
-                raise UserError(
-                    f"cannot load model {model_name!r} ({str(err).splitlines()[0]}); give a Hugging Face hub id, "
-                    f"a local model directory, a checkpoint, or a preset: minilm, {', '.join(PRESETS)}"
-                ) from None
-        self.model.train()  # from_pretrained returns eval mode, which Lightning would keep: no dropout
         if sentences_first:
             check_pooling(self.model, pooling)
             if layer_mix:
@@ -211,8 +175,15 @@ class TokenTagger(L.LightningModule):
         self._position_offset = position_offset(self.model) or 0
         if compile:
             self.model.compile(dynamic=True)  # in place: parameter names, and so checkpoints, stay the same
-        # Heads of IOB2 tags (NER) decode the best valid tag sequence, and are scored by entity F1 too.
-        self.decoders = IOB2Decoders(self.schema)
+        # Heads of IOB2 tags (NER) decode the best valid tag sequence (with --model.crf, under learned transition
+        # scores), and are scored by entity F1 too.
+        entities = [h for h, head in enumerate(self.schema) if head.is_entities]
+        if crf and not entities:
+            raise UserError(
+                f"--model.crf needs a column of IOB2 tags (B-X, I-X, O); {', '.join(self.columns)} has none"
+            )
+        self.transitions = nn.ModuleDict({str(h): Transitions(len(self.schema[h].vocab)) for h in entities if crf})
+        self.decoders = IOB2Decoders(self.schema, {self.columns[int(h)]: t for h, t in self.transitions.items()})
         self.train_scores = Scores(self.schema, entities=False)
         self.val_scores = Scores(self.schema)
         self.test_scores = Scores(self.schema)
@@ -269,6 +240,9 @@ class TokenTagger(L.LightningModule):
                 gold = label_bits(head_targets[at], len(head.vocab)).float()
                 loss = F.binary_cross_entropy_with_logits(head_scores[at].float(), gold, reduction="sum")
                 loss = loss / len(head.vocab)
+            elif str(h) in self.transitions:  # whole tag sequences
+                segments = None if batch.packing is None else batch.packing.segments
+                loss = self.transitions[str(h)].nll(head_scores, head_targets, segments)
             else:
                 loss = F.cross_entropy(
                     head_scores.flatten(0, 1),
@@ -367,18 +341,17 @@ class TokenTagger(L.LightningModule):
         # the heads, and what starts untrained with them: the casing vectors, the layer mix
         extra = [p for m in (self.casing, self.layer_mix) if m is not None for p in m.parameters()]
         head_params = [*self.heads.parameters(), *self._classifier_parameters(), *extra]
-        heads = {id(p) for p in head_params}
+        transitions = list(self.transitions.parameters())
+        heads = {id(p) for p in [*head_params, *transitions]}
         encoder = [(n, p) for n, p in self.named_parameters() if id(p) not in heads]
-        groups = []
-        for params, lr in (
-            *encoder_groups(encoder, h.learning_rate, h.get("layer_decay", 1.0)),
-            (head_params, self.head_learning_rate),
-        ):
-            # no weight decay on biases and LayerNorm weights
-            groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": h.weight_decay, "lr": lr})
-            groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
+        groups = parameter_groups(
+            encoder, head_params, h.learning_rate, self.head_learning_rate, h.get("layer_decay", 1.0), h.weight_decay
+        )
+        if transitions:  # faster still, without weight decay (modelling.crf)
+            rate = TRANSITIONS_RATE_FACTOR * self.head_learning_rate
+            groups.append({"params": transitions, "weight_decay": 0.0, "lr": rate})
         optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]],
+            groups,
             lr=h.learning_rate,
             # one kernel for all parameters: several times faster than the default on CPU too; not with float16's
             # gradient scaler, which must unscale before clipping

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from torch import nn
 
@@ -35,6 +36,23 @@ def encoder_groups(
         d = depth[id(p)]
         by_rate.setdefault(learning_rate * layer_decay ** (top - (top if d is None else d)), []).append(p)
     return [(group, rate) for rate, group in by_rate.items()]
+
+
+def parameter_groups(
+    encoder: list[tuple[str, nn.Parameter]],
+    heads: list[nn.Parameter],
+    learning_rate: float,
+    head_learning_rate: float,
+    layer_decay: float,
+    weight_decay: float,
+) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the encoder's by layer (``encoder_groups``) and the heads at
+    ``head_learning_rate``, each without weight decay on biases and LayerNorm weights (fewer than 2 dimensions)."""
+    groups = []
+    for params, lr in (*encoder_groups(encoder, learning_rate, layer_decay), (heads, head_learning_rate)):
+        groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay, "lr": lr})
+        groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
+    return [g for g in groups if g["params"]]
 
 
 def default_head_learning_rate(steps: int) -> float:
