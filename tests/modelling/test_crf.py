@@ -127,6 +127,14 @@ def test_the_transitions_learn_and_travel_with_the_model(tiny_bert, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text())["f1"] == pytest.approx(best, abs=1e-6)
 
+    # the quantized copy keeps them
+    int8 = tmp_path / "int8"
+    result = nasty_train(
+        "quantize", "--model_dir", model_dir, "--calibration_file", data["train"], "--output_dir", int8
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_meta(int8)["transitions"] == meta["transitions"]
+
     # Tagger decodes with them: scores that forbid O first and O after O leave no such O
     sentences = [FILLER[:4], FILLER[2:5]]
 
