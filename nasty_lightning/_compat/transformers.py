@@ -33,3 +33,10 @@ def register_attention(name: str, function: Callable[..., Any]) -> None:
 
     AttentionInterface.register(name, function)
     AttentionMaskInterface.register(name, AttentionMaskInterface()["sdpa"])
+
+
+def attends_both_ways(module: Any) -> bool:
+    """Whether the attention ``module`` handing itself to an attention function attends without a causal mask and
+    with a key and value per query head: what transformers' attention functions read from the module's
+    ``is_causal`` and ``num_key_value_groups`` (absent on encoders such as BERT: both ways, one each)."""
+    return not getattr(module, "is_causal", False) and getattr(module, "num_key_value_groups", 1) == 1

@@ -20,7 +20,12 @@ import math
 import torch
 from torch import nn
 
-from nasty_lightning._compat.transformers import attention_implementation, register_attention, sdpa_attention
+from nasty_lightning._compat.transformers import (
+    attends_both_ways,
+    attention_implementation,
+    register_attention,
+    sdpa_attention,
+)
 
 ATTENTION = "sdpa_cheap_dropout"
 SDPA = sdpa_attention()  # transformers' SDPA attention function
@@ -58,7 +63,7 @@ def attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention function, except that attention-probability dropout uses
     :func:`keep_mask` (``attention_mask``: True or 0 where a position may attend)."""
-    if not dropout or getattr(module, "is_causal", False) or getattr(module, "num_key_value_groups", 1) > 1:
+    if not dropout or not attends_both_ways(module):
         return SDPA(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:

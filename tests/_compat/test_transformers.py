@@ -6,7 +6,12 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
-from nasty_lightning._compat.transformers import attention_implementation, register_attention, sdpa_attention
+from nasty_lightning._compat.transformers import (
+    attends_both_ways,
+    attention_implementation,
+    register_attention,
+    sdpa_attention,
+)
 
 
 def test_attention_implementation_is_what_the_model_runs(tiny_bert):
@@ -32,3 +37,15 @@ def test_a_registered_attention_is_what_the_model_runs(tiny_bert):
     model.set_attn_implementation("counted_sdpa")
     model(input_ids=torch.tensor([[2, 10, 11, 3]]))
     assert calls, "transformers' attention registry (AttentionInterface) no longer routes attention to what it holds"
+
+
+def test_an_encoders_attention_module_says_it_attends_both_ways(tiny_bert):
+    model = AutoModel.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    attention = [m for m in model.modules() if hasattr(m, "is_causal")]
+    assert attention, "transformers' BERT attention modules no longer carry is_causal, which attends_both_ways reads"
+    assert all(attends_both_ways(m) for m in attention)
+    causal = nn.Module()
+    causal.is_causal = True
+    grouped = nn.Module()
+    grouped.num_key_value_groups = 4
+    assert not attends_both_ways(causal) and not attends_both_ways(grouped)
