@@ -31,10 +31,6 @@ class Transitions(nn.Module):
         self.start = nn.Parameter(torch.zeros(n_labels))
         self.follow = nn.Parameter(torch.zeros(n_labels, n_labels))
 
-    def as_meta(self) -> dict[str, list]:
-        """The scores as the model directory's metadata keeps them (``model_dir.read_meta`` checks them)."""
-        return {"start": self.start.tolist(), "follow": self.follow.tolist()}
-
     def nll(self, logits: torch.Tensor, targets: torch.Tensor, segments: torch.Tensor | None) -> torch.Tensor:
         """The summed negative log-likelihood of the gold tags of every sentence in a batch: ``logits``
         (rows, width, labels), ``targets`` (rows, width; ``IGNORE`` where no word starts), and for packed rows
