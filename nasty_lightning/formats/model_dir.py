@@ -3,11 +3,12 @@ together.
 
 ``fit`` and ``export`` write a float model (``config.json``, ``model.safetensors``, the tokenizer's files,
 ``nasty_lightning.json``, and for a model of several columns, with casing or a layer mix ``heads.safetensors``,
-``casing.safetensors`` and ``layer_mix.safetensors``, with a card and training curves); ``quantize`` writes an
-INT8 one (``model.onnx`` in place of the safetensors files). ``OWN_FILES`` is every name either writes: an
-export into an earlier one replaces those and keeps any other file there (``outputs.atomic_dir``). A directory
-is read as untrusted input: ``check_weights`` refuses a ``config.json`` that does not describe the weights, before
-a model is built. This module imports no PyTorch and no transformers.
+``casing.safetensors`` and ``layer_mix.safetensors``, for one of lemmas ``lemma_lexicon.json``, with a card and
+training curves); ``quantize`` writes an INT8 one (``model.onnx`` in place of the safetensors files).
+``OWN_FILES`` is every name either writes: an export into an earlier one replaces those and keeps any other file
+there (``outputs.atomic_dir``). A directory is read as untrusted input: ``check_weights`` refuses a
+``config.json`` that does not describe the weights, before a model is built. This module imports no PyTorch and
+no transformers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import os
 import re
 import struct
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ META_FILE = "nasty_lightning.json"  # the columns, the labels of the heads after
 HEADS_FILE = "heads.safetensors"  # the heads after the first: {column}.weight and {column}.bias
 CASING_FILE = "casing.safetensors"  # the casing embedding of a model trained with --model.casing true
 LAYER_MIX_FILE = "layer_mix.safetensors"  # weights and scale of the layer mix (--model.layer_mix true)
+LEXICON_FILE = "lemma_lexicon.json"  # the lemmas training gave each word (``labels.lemmas.LemmaLexicon``)
 ONNX_FILE = "model.onnx"  # the encoder and every head of a quantized model, as one graph
 CARD_FILE = "README.md"
 CURVES_FILE = "training_curves.png"
@@ -59,7 +62,8 @@ TOKENIZER_FILES = frozenset(
 FLOAT_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer_config.json", META_FILE)  # a float model needs these
 QUANTIZED_FILES = (ONNX_FILE, CONFIG_FILE, "tokenizer_config.json", META_FILE)  # a quantized one these
 MODEL_FILES = {
-    CONFIG_FILE, WEIGHTS_FILE, GENERATION_CONFIG_FILE, META_FILE, HEADS_FILE, CASING_FILE, LAYER_MIX_FILE, ONNX_FILE
+    CONFIG_FILE, WEIGHTS_FILE, GENERATION_CONFIG_FILE, META_FILE, HEADS_FILE, CASING_FILE, LAYER_MIX_FILE, ONNX_FILE,
+    LEXICON_FILE,
 }  # fmt: skip
 OWN_FILES = frozenset(MODEL_FILES | {CARD_FILE, CURVES_FILE} | TOKENIZER_FILES)  # every name export or quantize writes
 
@@ -152,6 +156,20 @@ def _finite(x: Any) -> bool:
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_lexicon(folder: Path) -> Any:
+    """The folder's ``LEXICON_FILE`` as JSON (``None`` where there is none), for ``LemmaLexicon.from_dict``."""
+    path = Path(folder) / LEXICON_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def write_lexicon(folder: Path, lexicon: dict[str, Any]) -> None:
+    """``LEXICON_FILE`` of a ``LemmaLexicon.to_dict``: one word to a line."""
+    line = partial(json.dumps, ensure_ascii=False)
+    words = ",\n".join(f"  {line(k)}: {line(v)}" for k, v in lexicon["lemmas"].items())
+    text = f'{{"tag_column": {json.dumps(lexicon["tag_column"])}, "lemmas": {{\n{words}\n}}}}\n'
+    (Path(folder) / LEXICON_FILE).write_text(text, encoding="utf-8")
 
 
 def check_files(folder: Path, meta: dict[str, Any]) -> bool:

@@ -25,8 +25,10 @@ from nasty_lightning.formats.model_dir import (
     CURVES_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
+    LEXICON_FILE,
     META_FILE,
     OWN_FILES,
+    write_lexicon,
     write_meta,
 )
 from nasty_lightning.formats.outputs import atomic_dir, check_output_dir
@@ -114,6 +116,8 @@ def export_checkpoint(
         if mix:
             save_file({k: v.contiguous() for k, v in mix.items()}, out / LAYER_MIX_FILE)
         write_meta(out, meta)
+        if data_state.get("lemma_lexicon"):
+            write_lexicon(out, data_state["lemma_lexicon"])
         if curves is not None:
             (out / CURVES_FILE).write_bytes(curves)
         (out / CARD_FILE).write_text(card)
@@ -251,6 +255,11 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
         parts.append(
             "Its entity tags are the best sequence under learned transition scores (`transitions` in "
             "`nasty_lightning.json`), which only `Tagger` applies: plain transformers takes each word's best tag.\n"
+        )
+    if data_state.get("lemma_lexicon"):
+        parts.append(
+            f"Its lemmas are edit scripts checked against the lemmas training gave each word (`{LEXICON_FILE}`): "
+            "`Tagger` replaces a lemma a word seen in training never had there by its most frequent one.\n"
         )
     parts.append(_heads_section(schema, ckpt.get("validation_scores", {})))
     parts.append(f"## Labels of {columns[0]}\n\n{first}\n")

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.formats.model_dir import CARD_FILE, META_FILE, ONNX_FILE, OWN_FILES, QUANTIZATION, write_meta
+from nasty_lightning.formats.model_dir import (
+    CARD_FILE,
+    META_FILE,
+    ONNX_FILE,
+    OWN_FILES,
+    QUANTIZATION,
+    write_lexicon,
+    write_meta,
+)
 from nasty_lightning.formats.outputs import atomic_dir, check_output_dir
 from nasty_lightning.modelling.precision import cpu_info
 
@@ -130,6 +138,8 @@ def write_graph_companions(source: Any, out: Path, quantization: dict[str, Any])
     ``quantization`` record that makes ``Tagger.load`` read the graph."""
     source.model.config.save_pretrained(out)
     source.tokenizer.save_pretrained(out)
+    if source.lexicon is not None:
+        write_lexicon(out, source.lexicon.to_dict())
     _write_meta(source, out, quantization)
 
 

@@ -33,10 +33,12 @@ from nasty_lightning.formats.model_dir import (
     CONFIG_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
+    LEXICON_FILE,
     META_FILE,
     ONNX_FILE,
     check_files,
     check_weights,
+    read_lexicon,
     read_meta,
     snapshot,
 )
@@ -44,7 +46,8 @@ from nasty_lightning.formats.texts import split_words, word_spans  # also import
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
 from nasty_lightning.labels.entities import spans
-from nasty_lightning.labels.heads import Head, LabelSchema
+from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema
+from nasty_lightning.labels.lemmas import LemmaLexicon
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.crf import transitions_from_meta
@@ -123,6 +126,7 @@ class Tagger:
     mix: LayerMix | None = None  # of a model trained with --model.layer_mix true
     onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers, casing and mix
     meta: dict[str, Any] = field(default_factory=dict)  # the model directory's META_FILE
+    lexicon: LemmaLexicon | None = None  # the lemmas training gave its words (LEXICON_FILE)
 
     def __post_init__(self) -> None:
         check_batch_size(self.batch_size)
@@ -207,14 +211,19 @@ class Tagger:
         if mix is not None:
             _load_weights(mix, model_dir / LAYER_MIX_FILE, "the layer mix")
         tokenizer = model_dir_tokenizer(model_dir)
-        return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, mix=mix, meta=meta)
+        lexicon = _lexicon(model_dir, schema)
+        return cls(
+            model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, mix=mix, meta=meta,
+            lexicon=lexicon,
+        )  # fmt: skip
 
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
         schema = LabelSchema.from_model_dir(_read_config(model_dir), meta, model_dir)
         network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in schema], threads)
         tokenizer = model_dir_tokenizer(model_dir)
-        return cls(None, tokenizer, schema, meta["max_length"], batch_size, onnx=network, meta=meta)
+        lexicon = _lexicon(model_dir, schema)
+        return cls(None, tokenizer, schema, meta["max_length"], batch_size, onnx=network, meta=meta, lexicon=lexicon)
 
     def tag(self, sentences: str | Sequence[str] | Sequence[Sequence[str]]) -> list[list[tuple[str, ...]]]:
         """Tag text: one string, a list of strings (one sentence each), or a list of pre-split sentences.
@@ -290,6 +299,9 @@ class Tagger:
             else:
                 pairs = zip(ids, sentences, strict=True)
                 out[head.column] = [head.decode([w[h] for w in s], words) for s, words in pairs]
+        if self.lexicon is not None:  # a lemma a word seen in training never had there: its most frequent one
+            tags = out[self.lexicon.tag_column] if self.lexicon.tag_column else [None] * len(sentences)
+            out[LEMMA] = [self.lexicon.correct(*row) for row in zip(sentences, out[LEMMA], tags, strict=True)]
         return out
 
     def _thresholds(self, head: Head) -> torch.Tensor:
@@ -350,6 +362,11 @@ class Tagger:
                         words[:, h] = torch.tensor(decoded)
                 predicted.append(words.tolist())
             yield chunk, predicted, sentence_scores
+
+
+def _lexicon(model_dir: Path, schema: LabelSchema) -> LemmaLexicon | None:
+    data = read_lexicon(model_dir)
+    return None if data is None else LemmaLexicon.from_dict(data, str(model_dir / LEXICON_FILE), schema.columns)
 
 
 def _pooled_scores(logits: list[tuple[Head, torch.Tensor]], places: list[tuple[int, int]]) -> list[torch.Tensor]:

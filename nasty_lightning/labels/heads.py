@@ -38,15 +38,15 @@ from nasty_lightning.formats.model_dir import CONFIG_FILE, META_FILE
 from nasty_lightning.formats.ner_files import CONLL2003_FIELDS
 from nasty_lightning.formats.texts import LABEL_SEPARATOR, is_text_file
 from nasty_lightning.labels.entities import is_iob2
-from nasty_lightning.labels.lemmas import apply_script, check_script, edit_script
+from nasty_lightning.labels.lemmas import LEMMA, apply_script, check_script, edit_script
 
 if TYPE_CHECKING:
     from nasty_lightning.formats.conllu import Sentence
 
+UPOS = "upos"
 IGNORE = -100  # a word without a label: no loss, no score
 MAX_MULTI_LABELS = 62  # a multi-label head's label set is a bit mask in an int64, kept positive
-TAG_COLUMNS = ("upos", "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
-LEMMA = "lemma"
+TAG_COLUMNS = (UPOS, "xpos", "feats")  # AllTags, as the UD scorer defines it: these all right for a word
 NER = "ner"
 ALLTAGS = "alltags"
 FEATS = "feats"

@@ -10,17 +10,29 @@ lemma whose script training never saw cannot be predicted (``coverage`` counts t
 
 Scripts are class labels, written as compact JSON (``["lower",0,"",3,"y"]``, ``["=","be"]``) so any form
 and lemma round-trip whatever characters they hold.
+
+A script is chosen from the subwords around a word, never its letters, so it can cut the wrong number of them
+(``companies -> companie``). ``LemmaLexicon`` corrects that for words training saw: the lemmas each form had
+there, with its UPOS where the model predicts UPOS, as Stanza's dictionary lemmatizer keeps them. A predicted
+lemma the word never had in training is replaced by the lemma it had most often.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from nasty_lightning.errors import UserError
 
+if TYPE_CHECKING:
+    from nasty_lightning.formats.conllu import Sentence
+
+LEMMA = "lemma"  # the column of lemmas
 LOWER, KEEP, WHOLE = "lower", "keep", "="
 
 
@@ -82,3 +94,60 @@ def coverage(pairs: Iterable[tuple[str, str]], scripts: Iterable[str]) -> tuple[
         total += 1
         reached += edit_script(form, lemma) in known
     return reached, total
+
+
+@dataclass(frozen=True)
+class LemmaLexicon:
+    """The lemmas training gave each word form (with its tag, where ``tag_column`` is given), most frequent first.
+
+    Its serialisation is ``to_dict`` (``{"tag_column": "upos", "lemmas": {"saw\\tVERB": ["see"], ...}}``), which a
+    checkpoint and a model directory hold; ``from_dict`` checks it, as untrusted input.
+    """
+
+    tag_column: str | None
+    lemmas: Mapping[str, Sequence[str]]
+
+    @staticmethod
+    def key(form: str, tag: str | None) -> str:
+        return form if tag is None else f"{form}\t{tag}"
+
+    @classmethod
+    def learn(cls, sentences: Iterable[Sentence], tag_column: str | None) -> LemmaLexicon:
+        """The lexicon of the words of ``sentences`` that have a lemma (and a tag, with ``tag_column``)."""
+        counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for s in sentences:
+            tags = s.labels(tag_column) if tag_column else [None] * len(s.words)
+            for form, lemma, tag in zip(s.words, s.labels(LEMMA), tags, strict=True):
+                if lemma is not None and (tag is not None or tag_column is None):
+                    counts[cls.key(form, tag)][lemma] += 1
+        return cls(tag_column, {k: [lemma for lemma, _ in c.most_common()] for k, c in counts.items()})
+
+    def correct(self, words: Sequence[str], lemmas: Sequence[str], tags: Sequence[str] | None) -> list[str]:
+        """The predicted ``lemmas`` of ``words`` (tagged ``tags`` where the lexicon is by tag), each one a word
+        never had in training replaced by its most frequent lemma there."""
+        tags = [None] * len(words) if self.tag_column is None else tags
+        out = []
+        for form, lemma, tag in zip(words, lemmas, tags, strict=True):
+            known = self.lemmas.get(self.key(form, tag))
+            out.append(known[0] if known and lemma not in known else lemma)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag_column": self.tag_column, "lemmas": {k: list(v) for k, v in self.lemmas.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str, columns: Sequence[str]) -> LemmaLexicon:
+        """The lexicon of ``to_dict``'s form for a model predicting ``columns``, or ``UserError`` naming ``source``."""
+        ok = isinstance(data, dict) and (data.get("tag_column") is None or data.get("tag_column") in columns)
+        lemmas = data.get("lemmas") if ok else None
+        ok = isinstance(lemmas, dict) and all(
+            isinstance(v, list) and v and all(isinstance(x, str) and x for x in v) for v in lemmas.values()
+        )
+        if not ok:
+            raise UserError(
+                f"{source}: a lemma lexicon must be {{tag_column, lemmas: {{word: [lemma, ...]}}}}, its tag column "
+                f"one the model predicts ({', '.join(columns)})"
+            )
+        if LEMMA not in columns:
+            raise UserError(f"{source}: a lemma lexicon for a model that predicts no lemmas")
+        return cls(data["tag_column"], lemmas)

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,10 @@ from conftest import FIXTURES, SHARED_DATA
 from nasty_lightning.commands.evaluate import alltags
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import read_sentences
+from nasty_lightning.formats.model_dir import LEXICON_FILE, read_lexicon
 from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.labels.heads import IGNORE, Head, LabelSchema, LabelVocab, label_columns
-from nasty_lightning.labels.lemmas import apply_script, check_script, coverage, edit_script
+from nasty_lightning.labels.lemmas import LemmaLexicon, apply_script, check_script, coverage, edit_script
 from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.scores import Scores
 
@@ -191,6 +193,35 @@ def test_tag_fills_exactly_the_four_columns_and_udeval_agrees_with_eval(four_hea
     assert tagger.columns == COLUMNS
     [sentence] = tagger.tag([["the", "cat", "sat", "."]])
     assert [len(word) for word in sentence] == [5] * 4 and sentence[0][0] == "the"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_lemma_lexicon_travels_with_the_model_and_tagging_uses_it(four_heads, morphology, tmp_path):
+    root, _ = four_heads
+    model = root / "model"
+    learned = LemmaLexicon.learn(read_sentences(morphology["train"]), "upos")
+    assert read_lexicon(model) == learned.to_dict()  # from the checkpoint's data state, by export
+    assert f"checked against the lemmas training gave each word (`{LEXICON_FILE}`)" in (model / "README.md").read_text()
+    tagger = Tagger.load(model)
+    [[the, cat]] = tagger.tag([["the", "cat"]])
+    assert cat[1] == "NOUN" and cat[4] == "cat"
+    for tag, lemma in (("NOUN", "feline"), ("VERB", "cat")):  # a lemma "cat" never had; a tag it was never seen with
+        other = replace(tagger, lexicon=LemmaLexicon("upos", {f"cat\t{tag}": ["feline"]}))
+        assert other.tag([["the", "cat"]])[0][1][4] == lemma
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    (copy / LEXICON_FILE).write_text('{"tag_column": "deprel", "lemmas": {}}')
+    with pytest.raises(UserError, match=f"^{re.escape(str(copy / LEXICON_FILE))}: a lemma lexicon must be"):
+        Tagger.load(copy)
+    out = tmp_path / "int8"
+    result = nasty_train(
+        "quantize", "--model_dir", model, "--calibration_file", morphology["dev"], "--output_dir", out,
+        "--max_accuracy_drop", "100", "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / LEXICON_FILE).read_bytes() == (model / LEXICON_FILE).read_bytes()
+    assert Tagger.load(out).lexicon == tagger.lexicon
 
 
 def udeval(gold: Path, system: Path) -> dict[str, float]:
