@@ -26,7 +26,7 @@ from jsonargparse import auto_cli
 
 BIN = Path(sys.executable).parent
 POS = "configs/pos_minilm.yaml"
-EMA = ["--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.999"]
+EMA = ["--trainer.callbacks+=nasty_lightning.training.callbacks.EMA", "--trainer.callbacks.decay", "0.999"]
 ARMS = {  # the guide's config at today's defaults, then each choice alone on it, then the best recipe
     "pos_minilm.yaml": ["--config", POS],
     "+ casing": ["--config", POS, "--model.casing", "true"],

@@ -1,5 +1,5 @@
 """Callbacks: when to validate, the per-epoch summary line, mid-epoch checkpoints, random state, the record
-of a run."""
+of a run, weight averaging with a warm-up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 
 from nasty_lightning._compat.lightning import validate_also_when
@@ -56,6 +56,42 @@ class ValidationSchedule(Callback):
             return True
 
         validate_also_when(trainer, at_step)
+
+
+class EMA(WeightAveraging):
+    """An exponential moving average of the weights, updated after every optimizer step, whose decay warms up.
+
+    Lightning's ``EMAWeightAveraging`` starts the average at the first step's weights and keeps each step's at
+    ``1 - decay``: at 0.999 a run of a few hundred steps still holds most of the untrained start (Spanish GSD,
+    1,000 sentences: UPOS 76.9 against 91.9 without averaging). Here the average after ``n`` updates keeps the
+    new weights at ``1 - min(decay, (1 + n) / (10 + n))``, as TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates`` and timm's ``ModelEmaV3`` do: early weights are soon forgotten, a long run ends at ``decay``.
+    Validation, ``best.ckpt`` and the exported model hold the averaged weights (the checkpoint the current
+    ones beside them, for resuming), as with any ``WeightAveraging``.
+    """
+
+    def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
+        """
+        Args:
+            decay: The most of the average each update keeps.
+            warmup: Warm the decay up from 0.1 (``(1 + n) / (10 + n)`` after ``n`` updates) to ``decay``; false
+                keeps ``decay`` from the first update, as ``EMAWeightAveraging`` does.
+        """
+        if not 0 < decay < 1:
+            raise UserError(f"EMA decay must be between 0 and 1, got {decay}")
+        super().__init__(avg_fn=EMAUpdate(decay, warmup))
+
+
+class EMAUpdate:
+    """``AveragedModel``'s ``avg_fn`` of ``EMA`` (a class, so that the callback pickles)."""
+
+    def __init__(self, decay: float, warmup: bool) -> None:
+        self.decay, self.warmup = decay, warmup
+
+    def __call__(self, averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        """The new average of a parameter, after ``updates`` earlier ones (a tensor on its device: no sync)."""
+        decay = ((1 + updates) / (10 + updates)).clamp(max=self.decay) if self.warmup else self.decay
+        return averaged + (current - averaged) * (1 - decay)
 
 
 class LastCheckpoint(Checkpoint):

@@ -1,5 +1,5 @@
 """What the accuracy recipes use: the defaults fit chooses (and prints), layer-wise learning-rate decay, label
-smoothing, and weight averaging with Lightning's own callback."""
+smoothing, and weight averaging (``callbacks.EMA``, on Lightning's ``WeightAveraging``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from clirun import fit_args, metrics, nasty_train
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
 
 from nasty_lightning.data.batch import Batch
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.untrusted import load_checkpoint
+from nasty_lightning.training.callbacks import EMA, EMAUpdate
 from nasty_lightning.training.module import TokenTagger
 from nasty_lightning.training.optimisation import default_head_learning_rate, encoder_groups
 
@@ -82,7 +84,7 @@ def test_fit_prints_the_defaults_it_chose(morphology, tiny_bert, tmp_path):
 @pytest.mark.integration
 def test_weight_averaging_is_what_validation_scores_and_export_writes(toy_treebank, tiny_bert, tmp_path):
     run = tmp_path / "run"
-    ema = ("--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.8")
+    ema = ("--trainer.callbacks+=nasty_lightning.training.callbacks.EMA", "--trainer.callbacks.decay", "0.8")
     result = nasty_train(*fit_args(tiny_bert, toy_treebank, run, *ema, "--model.validation_precision", "float32"))
     assert result.returncode == 0, result.stderr[-3000:]
     best = load_checkpoint(run / "checkpoints" / "best.ckpt")
@@ -97,3 +99,26 @@ def test_weight_averaging_is_what_validation_scores_and_export_writes(toy_treeba
     result = nasty_train("eval", "--model_dir", run / "model", "--test_file", toy_treebank["dev"], "--output_json", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text())["accuracy"] == pytest.approx(score, abs=1e-6)
+
+
+def test_the_moving_average_warms_its_decay_up_and_without_warmup_is_lightnings():
+    model = torch.nn.Linear(1, 1, bias=False)
+    averages = {
+        "warm": AveragedModel(model, avg_fn=EMAUpdate(decay=0.99, warmup=True)),
+        "cold": AveragedModel(model, avg_fn=EMAUpdate(decay=0.99, warmup=False)),
+        "lightning": AveragedModel(model, avg_fn=get_ema_avg_fn(0.99)),
+    }
+    expected = 0.0
+    for n, value in enumerate([1.0, 2.0, 3.0, 4.0] + [10.0] * 100):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        for average in averages.values():
+            average.update_parameters(model)
+        decay = min(0.99, (1 + n) / (10 + n))  # the first update copies the weights (n = 0: decay 0.1 unused)
+        expected = value if n == 0 else decay * expected + (1 - decay) * value
+        assert averages["warm"].module.weight.item() == pytest.approx(expected, rel=1e-5)
+        assert averages["cold"].module.weight.item() == pytest.approx(averages["lightning"].module.weight.item())
+    # after 104 updates the warm average has all but forgotten the first weights, the cold one has not
+    assert averages["warm"].module.weight.item() > 9.9 and averages["cold"].module.weight.item() < 8
+    with pytest.raises(UserError, match="EMA decay must be between 0 and 1, got 1.5"):
+        EMA(decay=1.5)
