@@ -211,11 +211,8 @@ class Tagger:
         if mix is not None:
             _load_weights(mix, model_dir / LAYER_MIX_FILE, "the layer mix")
         tokenizer = model_dir_tokenizer(model_dir)
-        lexicon = _lexicon(model_dir, schema)
-        return cls(
-            model, tokenizer, schema, meta["max_length"], batch_size, layers, casing=casing, mix=mix, meta=meta,
-            lexicon=lexicon,
-        )  # fmt: skip
+        extras = {"casing": casing, "mix": mix, "meta": meta, "lexicon": _lexicon(model_dir, schema)}
+        return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, **extras)
 
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
