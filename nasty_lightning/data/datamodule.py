@@ -15,22 +15,14 @@ from torch.utils.data import DataLoader
 
 from nasty_lightning.data.batching import SentenceBatchSampler, collate
 from nasty_lightning.data.cache import cache_key, load_windows, save_windows
-from nasty_lightning.data.encoding import IGNORE, Window, encode, encode_file, load_tokenizer
+from nasty_lightning.data.encoding import IGNORE, Window, encode, encode_file, file_notes, load_tokenizer
 from nasty_lightning.data.packing import collate_packed
 from nasty_lightning.data.sampling import augment, check_augment_fits, file_draws, sample
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.conllu import Sentence
 from nasty_lightning.formats.fetch import fetch_treebank_file
 from nasty_lightning.formats.texts import is_text_file, read_labelled
-from nasty_lightning.labels.heads import (
-    LEMMA,
-    UPOS,
-    Head,
-    LabelSchema,
-    LabelVocab,
-    is_sentence_column,
-    label_columns,
-)
+from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema, LabelVocab, is_sentence_column, label_columns
 from nasty_lightning.labels.lemmas import LemmaLexicon
 
 
@@ -218,7 +210,7 @@ class TaggingDataModule(L.LightningDataModule):
         columns = self.schema.columns
         if not (self.hparams.lemma_lexicon and LEMMA in columns and self.train_files):
             return None
-        return LemmaLexicon.learn(self._training_sentences(), UPOS if UPOS in columns else None)
+        return LemmaLexicon.learn(self._training_sentences(), self.schema.lexicon_tag_column)
 
     def sentences(self, path: str) -> list[Sentence]:
         if path not in self._sentences:
@@ -337,29 +329,11 @@ class TaggingDataModule(L.LightningDataModule):
             if cache is not None:
                 save_windows(cache, windows, info)
         self.file_stats[path] = {"sentences": info["sentences"], "words": info["words"]}
-        for column, unknown in info["unknown_labels"].items():
-            if column == LEMMA:
-                missed = sum(unknown.values())
-                rank_zero_warn(
-                    f"{path}: {missed} of {info['lemmas']} lemmas ({missed / info['lemmas']:.2%}) need an edit "
-                    "script not seen in training; the model cannot produce them, and they are scored as wrong"
-                )
-            else:
-                rank_zero_warn(
-                    f"{path}: {sum(unknown.values())} words carry {column} labels not seen in training "
-                    f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
-                )
-        if info.get("lemmas", info["words"]) < info["words"]:
-            rank_zero_info(
-                f"{path}: words without a lemma (_): {info['words'] - info['lemmas']}; they are left out of the lemma "
-                "loss and of val_lemma (eval and the UD scorer count them as right)"
-            )
-        n_long = len({w.sentence for w in windows if w.first_word > 0})
-        if n_long:
-            rank_zero_info(
-                f"{path}: {n_long} sentences longer than max_length={self.hparams.max_length} subwords "
-                "were split into windows (every word is still labelled)"
-            )
+        warnings, notes = file_notes(path, info, windows, self.hparams.max_length)
+        for message in warnings:
+            rank_zero_warn(message)
+        for message in notes:
+            rank_zero_info(message)
         return windows
 
     def _encode(self, path: str) -> tuple[list[Window], dict]:

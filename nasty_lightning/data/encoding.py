@@ -224,3 +224,33 @@ def encode_file(
     if any(h.is_lemma for h in schema):
         info["lemmas"] = sum(1 for s in sentences for v in s.labels(LEMMA) if v is not None)
     return windows, info
+
+
+def file_notes(path: str, info: dict[str, Any], windows: list[Window], max_length: int) -> tuple[list[str], list[str]]:
+    """What a user should know of an encoded file (``encode_file``'s ``info``): warnings (labels training never
+    saw, lemmas no known edit script reaches) and notes (words without a lemma, sentences split into windows)."""
+    warnings, notes = [], []
+    for column, unknown in info["unknown_labels"].items():
+        if column == LEMMA:
+            missed = sum(unknown.values())
+            warnings.append(
+                f"{path}: {missed} of {info['lemmas']} lemmas ({missed / info['lemmas']:.2%}) need an edit "
+                "script not seen in training; the model cannot produce them, and they are scored as wrong"
+            )
+        else:
+            warnings.append(
+                f"{path}: {sum(unknown.values())} words carry {column} labels not seen in training "
+                f"({', '.join(sorted(unknown))}); they are left out of the loss and scored as wrong"
+            )
+    if info.get("lemmas", info["words"]) < info["words"]:
+        notes.append(
+            f"{path}: words without a lemma (_): {info['words'] - info['lemmas']}; they are left out of the lemma "
+            "loss and of val_lemma (eval and the UD scorer count them as right)"
+        )
+    n_long = len({w.sentence for w in windows if w.first_word > 0})
+    if n_long:
+        notes.append(
+            f"{path}: {n_long} sentences longer than max_length={max_length} subwords "
+            "were split into windows (every word is still labelled)"
+        )
+    return warnings, notes

@@ -305,6 +305,11 @@ class LabelSchema:
         return self.heads[index]
 
     @property
+    def lexicon_tag_column(self) -> str | None:
+        """The column a lemma lexicon keys words by, with their form: UPOS where the model predicts it."""
+        return UPOS if UPOS in self.columns else None
+
+    @property
     def sentence_heads(self) -> list[int]:
         """The indices of the heads that label whole sentences (``Head.is_sentence``)."""
         return [h for h, head in enumerate(self.heads) if head.is_sentence]
