@@ -10,6 +10,8 @@ whole (wall time and peak memory of the ``fit`` process), its exported model tag
 model tags the dev file in-process, in interleaved rounds (the fastest counts). The table gives the mean over
 seeds, and each arm's difference from the first. A run already in ``out`` (its ``result.json``) is read, not run
 again, so an interrupted ablation goes on where it stopped; the tagging times are always measured again, together.
+With ``--jobs 2`` two runs train at a time, each on half the CPU's threads (``OMP_NUM_THREADS``): their times
+compare with each other, not with runs made alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jsonargparse import auto_cli
@@ -56,19 +59,20 @@ def udeval(gold: str, system: Path) -> dict[str, float]:
     return {r[0].strip(): float(r[4]) for r in rows if r[4].strip()}
 
 
-def timed(command: list, log: Path) -> tuple[float, float]:
+def timed(command: list, log: Path, env: dict | None) -> tuple[float, float]:
     """Run ``command`` (output to ``log``); its wall time in seconds and its peak memory in GiB."""
     start = time.perf_counter()
     with open(log, "w") as out:
-        process = subprocess.Popen([str(c) for c in command], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(c) for c in command], stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{command[0]} failed: see {log}")
     return time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 
-def run_arm(options: list[str], run: Path, train_file: str, dev_file: str, seed: int) -> dict:
-    """Fit one arm with one seed in ``run``, score its model on ``dev_file``; the result, also in result.json."""
+def run_arm(options: list[str], run: Path, train_file: str, dev_file: str, seed: int, env: dict | None) -> dict:
+    """Fit one arm with one seed in ``run`` (``env``: its environment), score its model on ``dev_file``; the result,
+    also in result.json."""
     saved = run / "result.json"
     if saved.is_file():
         result = json.loads(saved.read_text())
@@ -77,10 +81,10 @@ def run_arm(options: list[str], run: Path, train_file: str, dev_file: str, seed:
     fit += ["--seed_everything", seed, "--trainer.default_root_dir", run, "--overwrite", "true"]
     fit += ["--progress.lines", "true", "--epoch_checkpoint.every_n_epochs", "0"]
     run.mkdir(parents=True, exist_ok=True)
-    seconds, peak = timed(fit, run / "fit.log")
+    seconds, peak = timed(fit, run / "fit.log", env)
     tagged = run / "dev.conllu"
     subprocess.run([BIN / "nasty-train", "tag", "--model_dir", run / "model", "--input", dev_file, "--output", tagged],
-                   check=True, capture_output=True)  # fmt: skip
+                   check=True, capture_output=True, env=env)  # fmt: skip
     scores = {k: v for k, v in udeval(dev_file, tagged).items() if k in predicted(run / "model")}
     result = {"fit_seconds": seconds, "peak_gib": peak, "udeval": scores}
     saved.write_text(json.dumps(result, indent=2) + "\n")
@@ -104,6 +108,7 @@ def main(
     train_file: str = "data/ud/en_ewt/en_ewt-ud-train.conllu",
     dev_file: str = "data/ud/en_ewt/en_ewt-ud-dev.conllu",
     rounds: int = 2,
+    jobs: int = 1,
 ) -> dict[str, list[dict]]:
     """Run every arm for every seed, time tagging, print the table.
 
@@ -116,17 +121,27 @@ def main(
         train_file: Training file (EWT train).
         dev_file: Validation and scoring file (EWT dev).
         rounds: Tagging rounds per model, interleaved; the fastest counts (0: no tagging times).
+        jobs: Runs that train at the same time, each on the CPU's threads divided by ``jobs``.
     """
     from nasty_lightning.formats.conllu import read_sentences
 
     arms = arms or ARMS
     root = Path(out)
     results: dict[str, list[dict]] = {name: [] for name in arms}
-    for seed in seeds:  # seeds outermost: a partial ablation has every arm for the first seeds
-        for a, (name, options) in enumerate(arms.items()):
-            results[name].append(run_arm(options, root / str(a) / str(seed), train_file, dev_file, seed))
-            scores = results[name][-1]["udeval"]
-            print(f"{name}, seed {seed}: " + ", ".join(f"{m} {scores[m]}" for m in SCORES if m in scores), flush=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads)} if jobs > 1 else None
+
+    def run(a: int, name: str, seed: int) -> dict:
+        result = run_arm(arms[name], root / str(a) / str(seed), train_file, dev_file, seed, env)
+        scores = result["udeval"]
+        print(f"{name}, seed {seed}: " + ", ".join(f"{m} {scores[m]}" for m in SCORES if m in scores), flush=True)
+        return result
+
+    # seeds outermost: a partial ablation has every arm for the first seeds
+    runs = [(a, name, seed) for seed in seeds for a, name in enumerate(arms)]
+    with ThreadPoolExecutor(jobs) as pool:
+        for (_, name, _), result in zip(runs, pool.map(lambda r: run(*r), runs), strict=True):
+            results[name].append(result)
     sentences = [s.words for s in read_sentences(dev_file)]
     times: dict[str, list[float]] = {name: [] for name in arms}
     for _ in range(rounds):

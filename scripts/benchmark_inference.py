@@ -85,7 +85,8 @@ def _sentences(dev_file: str) -> list:
 def latency(model_dir: str, dev_file: str, sentences: int, threads: int, bf16: bool = False) -> None:
     """One arm, in this process: batch-of-one latency, batched throughput and accuracy of the first column."""
     from nasty_lightning.commands.evaluate import column_scores
-    from nasty_lightning.inference.tagger import Tagger, use_threads
+    from nasty_lightning.inference.runtime import use_threads
+    from nasty_lightning.inference.tagger import Tagger
 
     use_threads(threads)
     tagger = Tagger.load(model_dir, threads=threads, precision="bf16" if bf16 else "float32")
@@ -191,7 +192,8 @@ def quantizers(model_dir: str, dev_file: str, sentences: int = 500, threads: int
     from nasty_lightning.data.batching import collate
     from nasty_lightning.data.encoding import encode
     from nasty_lightning.inference.onnx_model import quiet_onnx_export, write_onnx
-    from nasty_lightning.inference.tagger import Tagger, use_threads
+    from nasty_lightning.inference.runtime import use_threads
+    from nasty_lightning.inference.tagger import Tagger
     from nasty_lightning.modelling.network import Network
 
     use_threads(threads)
@@ -409,7 +411,8 @@ def added_latency(
     again with ``http.client``, the three in turn (which goes first rotates), ``pause`` seconds apart so
     that neither process's threads still spin (ONNX Runtime's spun for more than 0.1 s after a run); the
     same sentences, interleaved in time, so drift between runs does not count."""
-    from nasty_lightning.inference.tagger import Tagger, use_threads
+    from nasty_lightning.inference.runtime import use_threads
+    from nasty_lightning.inference.tagger import Tagger
 
     use_threads(threads)
     tagger = Tagger.load(model_dir, threads=threads)

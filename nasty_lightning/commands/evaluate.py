@@ -65,7 +65,8 @@ def evaluate(
             (``{label: description}``), its embedding is most similar to. What fine-tuning gains over this.
         label_column: With ``--zero_shot_labels``: the column (or CoNLL-U comment) of the gold labels.
     """
-    from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
+    from nasty_lightning.inference.runtime import check_batch_size, use_threads  # here: --help needs no PyTorch
+    from nasty_lightning.inference.tagger import Tagger
 
     check_batch_size(batch_size)
     threads = use_threads(threads)

@@ -114,7 +114,8 @@ def tag(
             (``{label: description}``), its embedding is most similar to (``eval --zero_shot_labels`` scores it).
         label_column: With ``--zero_shot_labels``: the column (or CoNLL-U comment) to write the labels in.
     """
-    from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads  # here: --help needs no PyTorch
+    from nasty_lightning.inference.runtime import check_batch_size, use_threads  # here: --help needs no PyTorch
+    from nasty_lightning.inference.tagger import Tagger
 
     check_batch_size(batch_size)
     threads = use_threads(threads)

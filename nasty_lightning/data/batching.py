@@ -146,6 +146,16 @@ class SentenceBatchSampler(Sampler[list[int]]):
             batches = batches[skip[1] :]
         yield from batches
 
+    def mean_labelled_words(self, windows: Sequence[Window]) -> float:
+        """The mean number of labelled words (the first head's) per batch of an epoch, over all ranks, with each
+        file's windows weighed by its draw: the training loss's divisor (``collate``'s ``loss_norm``)."""
+        weight = [1.0] * len(windows)
+        for members, count in zip(self.members or [], self.draws or [], strict=True):
+            for i in members:
+                weight[i] = count / len(members)
+        words = sum(weight[i] * sum(ids[0] != IGNORE for ids in w.labels) for i, w in enumerate(windows))
+        return max(words, 1) / (len(self) * self.world_size)
+
     def __len__(self) -> int:
         if self._len is not None:
             return self._len // self.world_size

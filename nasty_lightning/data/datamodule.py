@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from nasty_lightning.data.batching import SentenceBatchSampler, collate
 from nasty_lightning.data.cache import cache_key, load_windows, save_windows
-from nasty_lightning.data.encoding import IGNORE, Window, encode, encode_file, file_notes, load_tokenizer
+from nasty_lightning.data.encoding import Window, encode, encode_file, file_notes, load_tokenizer
 from nasty_lightning.data.packing import collate_packed
 from nasty_lightning.data.sampling import augment, check_augment_fits, file_draws, sample
 from nasty_lightning.errors import UserError
@@ -368,14 +368,7 @@ class TaggingDataModule(L.LightningDataModule):
         )
         loss_norm = None
         if shuffle:  # training
-            # the loss divisor: the mean number of labelled words per batch, over all ranks
-            sizes = None if draws is None else [groups.count(g) for g in range(len(draws))]
-            words = sum(  # the first head's, in an epoch's draw
-                (1 if draws is None else draws[groups[i]] / sizes[groups[i]])
-                * sum(ids[0] != IGNORE for ids in w.labels)
-                for i, w in enumerate(windows)
-            )
-            loss_norm = max(words, 1) / (len(sampler) * sampler.world_size)
+            loss_norm = sampler.mean_labelled_words(windows)
             self._train_sampler = sampler
             if self._resume_at is not None:
                 sampler.resume(**self._resume_at)

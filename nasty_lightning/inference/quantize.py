@@ -68,7 +68,8 @@ def quantize(
         text_column: In a calibration file of labelled texts, the column or key of the text.
     """
     from nasty_lightning.formats.texts import read_labelled
-    from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads
+    from nasty_lightning.inference.runtime import check_batch_size, use_threads
+    from nasty_lightning.inference.tagger import Tagger
 
     check_batch_size(batch_size)
     threads = use_threads(threads)

@@ -79,7 +79,8 @@ class TaggingAPI(litserve.LitAPI):
         self.worker_pid = multiprocessing.get_context("spawn").Value("i", 0, lock=False)
 
     def setup(self, device: str) -> None:
-        from nasty_lightning.inference.tagger import Tagger, use_threads
+        from nasty_lightning.inference.runtime import use_threads
+        from nasty_lightning.inference.tagger import Tagger
 
         _stop_with(self.serve_pid)
         if os.getpid() != self.serve_pid:  # the worker: serve stops it on a terminal's Ctrl-C, which reaches it too
@@ -311,7 +312,8 @@ def serve(
             previous answer; then it is closed.
     """
     from nasty_lightning.errors import UserError
-    from nasty_lightning.inference.tagger import Tagger, check_batch_size, use_threads
+    from nasty_lightning.inference.runtime import check_batch_size, use_threads
+    from nasty_lightning.inference.tagger import Tagger
 
     check_batch_size(batch_size)
     if not 1024 <= port <= 65535:

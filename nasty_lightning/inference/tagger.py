@@ -10,7 +10,6 @@ where an export replaced the folder while they were read (``model_dir.snapshot``
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -45,6 +44,7 @@ from nasty_lightning.formats.model_dir import (
 from nasty_lightning.formats.texts import split_words, word_spans  # also importable from here, where they were
 from nasty_lightning.formats.untrusted import check_model_dir
 from nasty_lightning.inference.onnx_model import OnnxNetwork
+from nasty_lightning.inference.runtime import check_batch_size, inference_dtype
 from nasty_lightning.labels.entities import spans
 from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema
 from nasty_lightning.labels.lemmas import LemmaLexicon
@@ -55,46 +55,11 @@ from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import Network
 from nasty_lightning.modelling.pooling import head_layer
-from nasty_lightning.modelling.precision import cpu_has_native_bf16
 
 if TYPE_CHECKING:  # importing transformers' modelling code takes a second: tagging imports it only when it must
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 LOAD_ATTEMPTS = 5  # reads of a model directory that an export or quantize keeps replacing meanwhile
-PRECISIONS = ("float32", "bf16", "auto")
-MAX_DEFAULT_THREADS = 4  # --threads left out: at most this many, so a shared machine keeps cores for others
-
-
-def check_batch_size(batch_size: int) -> None:
-    """Refuse a batch size below 1, which would tag nothing."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"--batch_size must be positive, got {batch_size}")
-
-
-def default_threads() -> int:
-    """Threads for tagging when none are asked for: the cores this process may use, at most
-    ``MAX_DEFAULT_THREADS`` (batch-of-one latency gains little beyond that on an encoder this size)."""
-    return max(1, min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0))))
-
-
-def inference_dtype(precision: str) -> torch.dtype:
-    """The weights' type for ``--precision``: float32; bf16 (bfloat16); auto, bfloat16 where the CPU computes
-    it natively (``precision.cpu_has_native_bf16``) and float32 elsewhere, where it would be emulated and slower."""
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def use_threads(threads: int | None) -> int:
-    """Set PyTorch's intra-op threads for this process (``None``: ``default_threads()``); returns the number."""
-    if threads is None:
-        threads = default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise UserError(f"--threads must be a positive whole number, got {threads}")
-    torch.set_num_threads(threads)
-    return threads
 
 
 def _load_weights(module: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:

@@ -111,6 +111,19 @@ def test_collate_places_labels_on_word_starts():
     assert ids is batch.input_ids and mask is batch.attention_mask and casing is batch.casing and positions is None
 
 
+@pytest.mark.parametrize("draws", [None, [2, 4]])
+def test_the_loss_divisor_is_an_epochs_mean_of_labelled_words_per_batch(draws):
+    # file 0: four windows of two labelled words (and an unlabelled one); file 1: two of three
+    windows = [Window([2, 5, 6, 7, 3], [1, 2, 3], [(4,), (IGNORE,), (5,)], i, 0, [0] * 5) for i in range(4)]
+    windows += [Window([2, 5, 6, 7, 3], [1, 2, 3], [(4,), (5,), (6,)], 4 + i, 0, [0] * 5) for i in range(2)]
+    groups = [0, 0, 0, 0, 1, 1]
+    sampler = SentenceBatchSampler([5] * 6, 2, True, seed=3, groups=groups if draws else None, draws=draws)
+    batches = list(sampler)
+    words = [sum(ids[0] != IGNORE for i in batch for ids in windows[i].labels) for batch in batches]
+    assert sampler.mean_labelled_words(windows) == pytest.approx(sum(words) / len(batches))
+    assert sampler.mean_labelled_words(windows) == pytest.approx(16 / 3 if draws else 14 / 3)
+
+
 def test_a_batch_moves_to_a_device_whole():
     batch = collate_packed([Window([2, 5, 3], [1], [1], 0, 0, [0, 3, 0]), Window([2, 3], [0], [2], 1, 0, [0, 0])], 0)
     moved = batch.to("meta")
