@@ -77,3 +77,24 @@ def test_stopped_run_resumes_exactly(uninterrupted, tiny_bert, toy_treebank, tmp
     )
     # The history continues without lost or repeated rows: every logged metric is the uninterrupted run's.
     assert (tmp_path / "metrics.csv").read_text() == (uninterrupted / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_run_with_weight_averaging_resumes_its_average_exactly(tiny_bert, toy_treebank, tmp_path):
+    """The moving average (``callbacks.EMA``) and the weights it averages both resume as they were."""
+    ema = ("--trainer.callbacks+=nasty_lightning.training.callbacks.EMA", "--trainer.callbacks.decay", "0.9")
+    whole = nasty_train(*args(tiny_bert, toy_treebank, tmp_path / "whole", *ema))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run = args(tiny_bert, toy_treebank, tmp_path / "killed", *ema)
+    killed = nasty_train(*run, "--trainer.callbacks+=faulty.KillAt", "--trainer.callbacks.at_step=13")
+    assert killed.returncode == -signal.SIGKILL
+    resumed = nasty_train(*run, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = weights(tmp_path / "whole"), weights(tmp_path / "killed")
+    for key in ("state_dict", "current_model_state", "averaging_state"):  # the average, the weights, its count
+        assert expected[key].keys() == got[key].keys()
+        for name, tensor in expected[key].items():
+            assert torch.equal(got[key][name], tensor), (key, name)
+    assert not torch.equal(
+        expected["state_dict"]["model.classifier.weight"], expected["current_model_state"]["model.classifier.weight"]
+    )
