@@ -304,7 +304,7 @@ def test_bf16_tags_as_float32_does_with_bfloat16_weights(run, toy_treebank, monk
     same = sum(a == b for x, y in zip(full, tags, strict=True) for a, b in zip(x, y, strict=True))
     assert same >= 0.95 * sum(map(len, words))
     for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):  # auto: bf16 only where native
-        monkeypatch.setattr("nasty_lightning.inference.tagger.cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr("nasty_lightning.inference.runtime.cpu_has_native_bf16", lambda native=native: native)
         assert next(Tagger.load(run / "model", precision="auto").model.parameters()).dtype == dtype
     with pytest.raises(UserError, match="--precision must be one of float32, bf16, auto, got 'fp16'"):
         Tagger.load(run / "model", precision="fp16")
