@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections import Counter
 from pathlib import Path
+
+# pytest-xdist's workers share the cores: each worker, and every command it starts, computes on its share of them
+# (PyTorch's default, a thread per core in every worker, oversubscribes the CPU and slows the whole suite).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 
 # Imported here, before any test captures output: Lightning's log handler keeps the stderr of its import,
 # and a test that imported it first would find "Seed set to 42" in its captured errors.
-import lightning.pytorch  # noqa: F401
-import pytest
+import lightning.pytorch  # noqa: F401, E402
+import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -20,6 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 V1_MODEL = FIXTURES / "v1_upos" / "model"  # a tiny BERT tagger of UPOS, trained on the toy data, as export wrote it
 SHARED_DATA = next((d for d in (ROOT / "data", ROOT.parent / "shared" / "data") if d.is_dir()), ROOT / "data")
+
+
+def pytest_collection_modifyitems(items):
+    """The heaviest modules first (those marked integration whole, then by their number of slow tests), so that
+    under ``--dist loadscope`` no worker is left alone with a long module at the end while the other waits."""
+    slow = Counter(getattr(item, "module", None) for item in items if item.get_closest_marker("slow"))
+
+    def weight(item) -> tuple[bool, int]:
+        module = getattr(item, "module", None)
+        marks = getattr(module, "pytestmark", [])
+        whole = any(m.name == "integration" for m in (marks if isinstance(marks, list) else [marks]))
+        return (not whole, -slow[module])
+
+    items.sort(key=weight)  # stable: each module's tests keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)
