@@ -30,6 +30,13 @@ V1_MODEL = FIXTURES / "v1_upos" / "model"  # a tiny BERT tagger of UPOS, trained
 SHARED_DATA = next((d for d in (ROOT / "data", ROOT.parent / "shared" / "data") if d.is_dir()), ROOT / "data")
 
 
+def pytest_configure(config):
+    """Keep the order below: pytest-xdist's ``loadscope`` otherwise hands out modules by their number of tests,
+    which puts the long modules of one or two tests (DDP, the real MiniLM) last."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
     """The heaviest modules first (those marked integration whole, then by their number of slow tests), so that
     under ``--dist loadscope`` no worker is left alone with a long module at the end while the other waits."""
