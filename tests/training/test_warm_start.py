@@ -6,6 +6,7 @@ import pytest
 import torch
 from clirun import nasty_train
 from conftest import V1_MODEL
+from safetensors.torch import load_file
 from toy_data import toy_sentences, write_conllu
 
 from nasty_lightning.data.encoding import load_tokenizer
@@ -37,6 +38,20 @@ def test_a_label_set_of_the_same_size_with_other_names_keeps_old_rows_by_name(to
     for i, tag in enumerate(renamed):
         if tag in old.labels:
             assert torch.allclose(after[..., i], before[..., old.labels.index(tag)], atol=1e-6), tag
+
+
+def test_an_entity_tagger_starts_from_a_upos_model():
+    # the NER recipe's first step (README, Named entities): a UPOS model's encoder under a new classifier of tags
+    saved = load_file(V1 / "model.safetensors")
+    tags = ["B-ORG", "I-ORG", "O"]
+    model = TokenTagger(str(V1), labels={"ner": tags}, casing=True)
+    assert model.warm_start and model.columns == ["ner"] and model.labels == tags
+    state = model.model.state_dict()
+    for name, weight in saved.items():
+        if not name.startswith("classifier."):
+            assert torch.equal(state[name], weight), name
+    assert model.model.classifier.weight.shape == (len(tags), saved["classifier.weight"].shape[1])
+    assert not model.casing.weight.any()  # the UPOS model has no casing vectors: they start at zero
 
 
 @pytest.mark.slow
