@@ -40,3 +40,28 @@ def attends_both_ways(module: Any) -> bool:
     with a key and value per query head: what transformers' attention functions read from the module's
     ``is_causal`` and ``num_key_value_groups`` (absent on encoders such as BERT: both ways, one each)."""
     return not getattr(module, "is_causal", False) and getattr(module, "num_key_value_groups", 1) == 1
+
+
+def attention_with_dropout(drop: Callable[[Any, float], Any]) -> Callable[..., Any]:
+    """An attention function in transformers' calling convention (``AttentionInterface``: the module, query, key
+    and value as (batch, heads, positions, dim), a mask that is True or 0 where a position may attend; it returns
+    the output as (batch, positions, heads, dim) and no weights): SDPA's own whenever no dropout applies or the
+    module is not a plain bidirectional one, else the same product with ``drop(probabilities, p)``."""
+    import torch
+
+    sdpa = sdpa_attention()
+
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        if not dropout or not attends_both_ways(module):
+            return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+        scores = torch.matmul(query, key.transpose(2, 3)) * scale
+        if attention_mask is not None:
+            if attention_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            else:
+                scores = scores + attention_mask
+        probs = drop(torch.softmax(scores, dim=-1), dropout)
+        return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
+
+    return attention

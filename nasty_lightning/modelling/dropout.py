@@ -20,15 +20,9 @@ import math
 import torch
 from torch import nn
 
-from nasty_lightning._compat.transformers import (
-    attends_both_ways,
-    attention_implementation,
-    register_attention,
-    sdpa_attention,
-)
+from nasty_lightning._compat.transformers import attention_implementation, attention_with_dropout, register_attention
 
 ATTENTION = "sdpa_cheap_dropout"
-SDPA = sdpa_attention()  # transformers' SDPA attention function
 _RANGE = 1 << 16
 
 
@@ -51,28 +45,8 @@ class Dropout(nn.Dropout):
         return drop_out(x, self.p) if self.training and self.p > 0 else x
 
 
-def attention(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention function, except that attention-probability dropout uses
-    :func:`keep_mask` (``attention_mask``: True or 0 where a position may attend)."""
-    if not dropout or not attends_both_ways(module):
-        return SDPA(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask
-    probs = drop_out(torch.softmax(scores, dim=-1), dropout)
-    return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
+# transformers' SDPA attention function, except that attention-probability dropout uses keep_mask's mask
+attention = attention_with_dropout(drop_out)
 
 
 def use_fast_dropout(model: nn.Module) -> None:
