@@ -45,6 +45,7 @@ class Batch(_Tensors):
     first_word: torch.Tensor | None = None  # padded rows: the sentence's word the row's window starts at
     loss_norm: torch.Tensor | None = None  # training: the divisor of the summed loss (``batching.collate``)
     packing: Packing | None = None
+    chars: torch.Tensor | None = None  # (rows, width, WORD_CHARS): each subword's word's character ids, 0 after
 
     def encoder_inputs(self, position_offset: int) -> tuple[torch.Tensor, ...]:
         """What the network takes (``network.head_logits``): input ids, the attention mask (the padding mask, or

@@ -18,6 +18,7 @@ from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.encoding import IGNORE, Window
 from nasty_lightning.data.sampling import draw
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import WORD_CHARS
 
 BUCKET_BATCHES = 50
 # A forward pass's cost beyond its padded positions, counted in positions (docs/benchmarks.md); what
@@ -184,6 +185,14 @@ def padded_batches(lengths: Sequence[int], batch_size: int, overhead: int = BATC
     return batches[::-1]
 
 
+def fill_chars(row: torch.Tensor, chars: list[tuple[int, ...]], start: int = 0) -> None:
+    """Write a window's character ids (``Window.chars``) into a row of a (width, ``WORD_CHARS``) tensor from
+    ``start``."""
+    for i, ids in enumerate(chars):
+        if ids:
+            row[start + i, : len(ids)] = torch.tensor(ids)
+
+
 def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> Batch:
     """Pad a batch of windows; ``word_mask`` marks each word's first subword, ``labels`` its label ids (one
     per head, in the last dimension), ``casing`` each subword's casing class.
@@ -199,7 +208,9 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
     labels = torch.full((len(windows), width, n_heads(windows)), IGNORE, dtype=torch.long)
     word_mask = torch.zeros((len(windows), width), dtype=torch.bool)
+    chars = torch.zeros((len(windows), width, WORD_CHARS), dtype=torch.long)
     for row, w in enumerate(windows):
+        fill_chars(chars[row], w.chars)
         input_ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids)
         casing[row, : len(w.casing)] = torch.tensor(w.casing)
         attention_mask[row, : len(w.input_ids)] = 1
@@ -209,6 +220,7 @@ def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) 
     return Batch(
         input_ids=input_ids,
         casing=casing,
+        chars=chars,
         attention_mask=attention_mask,
         labels=labels,
         word_mask=word_mask,

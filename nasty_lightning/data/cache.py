@@ -19,7 +19,8 @@ from transformers import PreTrainedTokenizerBase
 from nasty_lightning.data.batching import word_labels
 from nasty_lightning.data.encoding import Window
 
-FORMAT = 4  # 2: labels are (words, heads); 3: casing classes; 4: labels in int64 (multi-label bit masks)
+# 2: labels are (words, heads); 3: casing classes; 4: labels in int64 (multi-label bit masks); 5: character ids
+FORMAT = 5
 
 
 def cache_key(
@@ -38,6 +39,9 @@ def save_windows(file: Path, windows: list[Window], info: dict[str, Any]) -> Non
         "input_ids": torch.tensor([i for w in windows for i in w.input_ids], dtype=torch.int32),
         "id_counts": torch.tensor([len(w.input_ids) for w in windows], dtype=torch.int32),
         "casing": torch.tensor([c for w in windows for c in w.casing], dtype=torch.int8),
+        # each subword's character ids: how many (0 for special tokens), then all of them in a row
+        "char_counts": torch.tensor([len(c) for w in windows for c in w.chars], dtype=torch.int8),
+        "chars": torch.tensor([i for w in windows for c in w.chars for i in c], dtype=torch.int16),
         "word_starts": torch.tensor([i for w in windows for i in w.word_starts], dtype=torch.int32),
         # int64: a multi-label head's label id is a bit mask of up to 62 labels
         "labels": torch.cat([word_labels(w) for w in windows]) if windows else torch.zeros(0, 1, dtype=torch.long),
@@ -55,6 +59,10 @@ def load_windows(file: Path) -> tuple[list[Window], dict[str, Any]]:
     flat = torch.load(file, weights_only=True)
     ids, casing = flat["input_ids"].tolist(), flat["casing"].tolist()
     starts, labels = flat["word_starts"].tolist(), flat["labels"].tolist()
+    all_chars, chars, char_at = flat["chars"].tolist(), [], 0
+    for n in flat["char_counts"].tolist():
+        chars.append(tuple(all_chars[char_at : char_at + n]))
+        char_at += n
     windows, at, word_at = [], 0, 0
     for n_ids, n_words, sentence, first in zip(
         flat["id_counts"].tolist(),
@@ -71,6 +79,7 @@ def load_windows(file: Path) -> tuple[list[Window], dict[str, Any]]:
                 sentence,
                 first,
                 casing[at : at + n_ids],
+                chars[at : at + n_ids],
             )
         )
         at, word_at = at + n_ids, word_at + n_words

@@ -12,11 +12,11 @@ tag comes from its first subword, which it keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from nasty_lightning.errors import DataError, UserError
-from nasty_lightning.formats.model_dir import CASINGS
+from nasty_lightning.formats.model_dir import CASINGS, CHAR_IDS, WORD_CHARS
 from nasty_lightning.formats.presets import PRESETS, locate_model
 from nasty_lightning.formats.untrusted import check_model_dir, checkpoint_model_dir, is_checkpoint
 from nasty_lightning.labels.heads import IGNORE, LEMMA, LabelSchema
@@ -30,6 +30,14 @@ __all__ = ["IGNORE", "Window", "WordTooLong", "encode", "encode_file", "load_tok
 
 
 _CASING_CLASS = {name: i for i, name in enumerate(CASINGS)}
+
+
+def word_chars(word: str) -> tuple[int, ...]:
+    """The character ids of a word, case kept: each 1 + its code point modulo ``CHAR_IDS - 1``; a word longer
+    than ``WORD_CHARS`` keeps its first and last ``WORD_CHARS // 2`` (the prefix and the suffix)."""
+    ids = [1 + ord(c) % (CHAR_IDS - 1) for c in word]
+    half = WORD_CHARS // 2
+    return tuple(ids if len(ids) <= WORD_CHARS else ids[:half] + ids[-half:])
 
 
 def casing_class(word: str) -> int:
@@ -60,6 +68,8 @@ class Window:
     sentence: int
     first_word: int
     casing: list[int]  # per subword: its word's casing class (casing.py), 0 for special tokens
+    # per subword: its word's character ids (``word_chars``), () for special tokens; empty: none given
+    chars: list[tuple[int, ...]] = field(default_factory=list)
 
 
 class WordTooLong(UserError):
@@ -150,7 +160,7 @@ def encode(
         for token_id, w in zip(batch["input_ids"][s], batch.word_ids(s), strict=True):
             pieces[w].append(token_id)
         word_labels = labels[s] if labels is not None else [IGNORE] * len(words)
-        start, ids, starts, casing = 0, [], [], []
+        start, ids, starts, casing, chars = 0, [], [], [], []
         for w, word_pieces in enumerate(pieces):
             word_pieces = word_pieces or [tokenizer.unk_token_id]
             if len(word_pieces) > budget and long_words == "truncate":
@@ -164,13 +174,14 @@ def encode(
                 )
             if len(ids) + len(word_pieces) > budget:
                 window_labels = _first_word_only(word_labels[start:w], sentence_heads)
-                windows.append(_window(prefix, suffix, ids, starts, casing, window_labels, s, start))
-                start, ids, starts, casing = w, [], [], []
+                windows.append(_window(prefix, suffix, ids, starts, casing, chars, window_labels, s, start))
+                start, ids, starts, casing, chars = w, [], [], [], []
             starts.append(len(ids))
             ids.extend(word_pieces)
             casing.extend([casing_class(words[w])] * len(word_pieces))
+            chars.extend([word_chars(words[w])] * len(word_pieces))
         window_labels = _first_word_only(word_labels[start:], sentence_heads)
-        windows.append(_window(prefix, suffix, ids, starts, casing, window_labels, s, start))
+        windows.append(_window(prefix, suffix, ids, starts, casing, chars, window_labels, s, start))
     return windows
 
 
@@ -181,7 +192,7 @@ def _first_word_only(labels: list, heads: Sequence[int]) -> list:
     return [labels[0], *(tuple(IGNORE if h in heads else i for h, i in enumerate(ids)) for ids in labels[1:])]
 
 
-def _window(prefix, suffix, ids, starts, casing, labels, sentence, first_word) -> Window:
+def _window(prefix, suffix, ids, starts, casing, chars, labels, sentence, first_word) -> Window:
     """A window of the subwords ``ids`` between the special tokens (word starts counted from the first)."""
     specials = [0] * len(prefix), [0] * len(suffix)
     return Window(
@@ -191,6 +202,7 @@ def _window(prefix, suffix, ids, starts, casing, labels, sentence, first_word) -
         sentence,
         first_word,
         specials[0] + casing + specials[1],
+        [()] * len(prefix) + chars + [()] * len(suffix),
     )
 
 

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from nasty_lightning.data.batch import Batch, Packing, block_mask
-from nasty_lightning.data.batching import n_heads, word_labels
+from nasty_lightning.data.batching import fill_chars, n_heads, word_labels
 from nasty_lightning.data.encoding import IGNORE, Window
+from nasty_lightning.formats.model_dir import WORD_CHARS
 
 
 def collate_packed(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> Batch:
@@ -45,6 +46,7 @@ def pack(windows: list[Window], pad_id: int) -> tuple[Batch, list[tuple[int, int
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     casing = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -1, dtype=torch.long)
+    chars = torch.zeros((len(rows), width, WORD_CHARS), dtype=torch.long)
     places = [(0, 0)] * len(windows)
     for r, members in enumerate(rows):
         start = 0
@@ -54,9 +56,11 @@ def pack(windows: list[Window], pad_id: int) -> tuple[Batch, list[tuple[int, int
             position_ids[r, start : start + n] = torch.arange(n)
             casing[r, start : start + n] = torch.tensor(w.casing)
             segments[r, start : start + n] = segment
+            fill_chars(chars[r], w.chars, start)
             places[i] = (r, start)
             start += n
-    return Batch(input_ids=input_ids, casing=casing, packing=Packing(position_ids, segments)), places
+    batch = Batch(input_ids=input_ids, casing=casing, chars=chars, packing=Packing(position_ids, segments))
+    return batch, places
 
 
 def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:

@@ -30,6 +30,10 @@ GENERATION_CONFIG_FILE = "generation_config.json"  # written by transformers' sa
 META_FILE = "nasty_lightning.json"  # the columns, the labels of the heads after the first, the window size
 HEADS_FILE = "heads.safetensors"  # the heads after the first: {column}.weight and {column}.bias
 CASING_FILE = "casing.safetensors"  # the casing embedding of a model trained with --model.casing true
+CHARS_FILE = "chars.safetensors"  # the character encoder of a model trained with --model.chars true
+# how a word becomes character ids (data.encoding.word_chars); a model records both and is refused with others
+CHAR_IDS = 2048  # each character is 1 + its code point modulo 2047 (0: no character)
+WORD_CHARS = 16  # a longer word keeps its first and last 8
 LAYER_MIX_FILE = "layer_mix.safetensors"  # weights and scale of the layer mix (--model.layer_mix true)
 LEXICON_FILE = "lemma_lexicon.json"  # the lemmas training gave each word (``labels.lemmas.LemmaLexicon``)
 ONNX_FILE = "model.onnx"  # the encoder and every head of a quantized model, as one graph

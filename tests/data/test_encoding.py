@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 from transformers import RobertaTokenizer
 
-from nasty_lightning.data.encoding import IGNORE, check_pretokenized, encode, load_tokenizer, special_tokens
+from nasty_lightning.data.encoding import (
+    IGNORE,
+    check_pretokenized,
+    encode,
+    load_tokenizer,
+    special_tokens,
+    word_chars,
+)
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import CHAR_IDS, WORD_CHARS
 
 HARD_WORDS = ["Unbelievably", ",", "postmanbarked", "", "Zürich", "\u200b", "can't", "São", "!", "élèves"]
 
@@ -76,3 +84,19 @@ def test_word_longer_than_a_window_is_an_error(tiny_bert):
 def test_unknown_model_lists_the_presets(tmp_path):
     with pytest.raises(UserError, match="preset: minilm, roberta_base"):
         load_tokenizer(str(tmp_path / "no-such-model"))
+
+
+def test_every_subword_carries_its_words_characters(tokenizer):
+    [window] = encode([HARD_WORDS], tokenizer, max_length=64)
+    prefix, suffix = special_tokens(tokenizer)
+    assert len(window.chars) == len(window.input_ids)
+    assert window.chars[: len(prefix)] == [()] * len(prefix) and window.chars[len(window.chars) - len(suffix) :] == [
+        ()
+    ] * len(suffix)
+    ends = window.word_starts[1:] + [len(window.input_ids) - len(suffix)]
+    for word, a, b in zip(HARD_WORDS, window.word_starts, ends, strict=True):
+        assert window.chars[a:b] == [word_chars(word)] * (b - a), word
+    assert word_chars("Zürich") != word_chars("zürich")  # case kept: the uncased subwords lose it
+    long = word_chars("internationalisation")  # the first and last eight: prefix and suffix
+    assert long == word_chars("internat") + word_chars("lisation") and len(long) == WORD_CHARS
+    assert all(0 < i < CHAR_IDS for i in word_chars("日本語 élèves \U0001f600"))

@@ -16,6 +16,7 @@ from nasty_lightning.data.batching import collate
 from nasty_lightning.data.datamodule import TaggingDataModule
 from nasty_lightning.data.encoding import IGNORE, Window
 from nasty_lightning.data.packing import accepts_packed_rows, block_mask, collate_packed, position_offset
+from nasty_lightning.formats.model_dir import WORD_CHARS
 from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.modelling.casing import casing_embedding
 from nasty_lightning.modelling.network import Network
@@ -30,7 +31,8 @@ def windows(vocab: int, cls: int = 3, sep: int = 4) -> list[Window]:
     for k, n in enumerate(LENGTHS):
         ids = [cls] + [rng.randrange(5, vocab) for _ in range(n - 2)] + [sep]
         starts = list(range(1, n - 1, 2)) or [0]
-        out.append(Window(ids, starts, [k] * len(starts), sentence=k, first_word=0, casing=[0] * len(ids)))
+        chars = [(), *((i, k + 1) for i in ids[1:-1]), ()]  # two character ids per subword, none on specials
+        out.append(Window(ids, starts, [k] * len(starts), sentence=k, first_word=0, casing=[0] * len(ids), chars=chars))
     return out
 
 
@@ -45,8 +47,11 @@ def test_every_window_once_with_its_own_positions():
                 assert (batch.input_ids[row][at] == 0).all()
                 continue
             assert batch.packing.position_ids[row][at].tolist() == list(range(int(at.sum())))
-            found.append(batch.input_ids[row][at].tolist())
-    assert sorted(found) == sorted(w.input_ids for w in windows(100))
+            found.append((batch.input_ids[row][at].tolist(), batch.chars[row][at].tolist()))
+    expected = [(w.input_ids, [[*c, *[0] * (WORD_CHARS - len(c))] for c in w.chars]) for w in windows(100)]
+    assert sorted(found) == sorted(expected)  # each window's subwords and their characters
+    padded = collate(windows(100), pad_id=0)
+    assert [padded.chars[i, : len(ids)].tolist() for i, (ids, _) in enumerate(expected)] == [c for _, c in expected]
     labels = batch.labels[batch.labels != IGNORE]
     assert sorted(labels.tolist()) == sorted(label for w in windows(100) for label in w.labels)
     assert batch.labels.shape == (4, 12, 1)  # one head
