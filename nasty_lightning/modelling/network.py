@@ -16,6 +16,7 @@ from nasty_lightning.data.batch import Batch
 from nasty_lightning.data.packing import position_offset
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import encoder_inputs
+from nasty_lightning.modelling.chars import CharEncoder
 from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.pooling import SentenceHead, classifier_logits
 
@@ -33,6 +34,8 @@ def head_logits(
     position_ids: torch.Tensor | None = None,
     pooling: str = "first",
     mix: LayerMix | None = None,
+    char_layer: CharEncoder | None = None,
+    chars: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """The (rows, width, labels) logits of every head from one pass of the encoder ``model``: first its own
     classifier's, then those of ``heads`` (layers on the same last hidden states, behind the classifier's dropout:
@@ -40,25 +43,31 @@ def head_logits(
     ``position_ids`` as the encoder takes them: a padding mask, or packed rows' block mask and positions.
     ``pooling``: of a sequence classifier ``model`` (``pooling.classifier_logits``). With a layer ``mix``, every
     head reads the mix of the encoder's hidden states instead of the last (the first head then is the model's
-    classifier layer on the mix: a token classifier's)."""
+    classifier layer on the mix: a token classifier's). A ``char_layer`` adds its vectors of the batch's ``chars``
+    (``modelling.chars``) to those hidden states, and the first head is then the classifier layer on the sum too."""
     heads = list(heads)
+    classifier_only = mix is None and char_layer is None  # the first head: the model's own classifier
     out = model(
         **encoder_inputs(model, input_ids, casing_layer, casing),
         attention_mask=attention_mask,
         position_ids=position_ids,
-        output_hidden_states=bool(heads) or pooling == "mean" or attention_mask.dim() == 4 or mix is not None,
+        output_hidden_states=bool(heads) or pooling == "mean" or attention_mask.dim() == 4 or not classifier_only,
     )
-    if mix is None:
+    if classifier_only:
         first = classifier_logits(model, out, attention_mask, pooling)
         if not heads:
             return (first,)
         hidden = out.hidden_states[-1]
     else:
-        hidden = mix(out.hidden_states)
+        hidden = out.hidden_states[-1] if mix is None else mix(out.hidden_states)
+    if char_layer is not None:
+        if chars is None:
+            raise ValueError("a model with a character network needs the batch's character ids")
+        hidden = hidden + char_layer(chars)
     dropout = getattr(model, "dropout", None)  # our BERT family has none
     if dropout is not None:
         hidden = dropout(hidden)
-    if mix is not None:
+    if not classifier_only:
         first = model.classifier(hidden)
     rest = [head(hidden, attention_mask) if isinstance(head, SentenceHead) else head(hidden) for head in heads]
     return (first, *rest)

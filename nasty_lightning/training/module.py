@@ -20,6 +20,7 @@ from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import POOLINGS
 from nasty_lightning.labels.heads import IGNORE, LabelSchema
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.chars import CharEncoder
 from nasty_lightning.modelling.crf import TRANSITIONS_RATE_FACTOR, Transitions
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.dropout import use_fast_dropout
@@ -58,6 +59,7 @@ class TokenTagger(L.LightningModule):
         layer_decay: float = 1.0,
         label_smoothing: float = 0.0,
         crf: bool = False,
+        chars: bool = False,
     ) -> None:
         """
         Args:
@@ -114,6 +116,10 @@ class TokenTagger(L.LightningModule):
                 ``modelling.crf``): trained on whole tag sequences, decoded by Viterbi with them. They travel in
                 the model directory's ``nasty_lightning.json``; plain ``transformers`` tags word by word without
                 them. A warm start learns them anew.
+            chars: Add a small network of each word's characters (``modelling.chars``) to the last hidden state
+                of its subwords, before the heads: what the spelling of words unseen in training says. It starts
+                at zero and learns at the heads' rate. The exported model then needs ``Tagger``. Not for a model
+                whose first column labels texts.
         """
         super().__init__()
         if not labels:
@@ -154,10 +160,11 @@ class TokenTagger(L.LightningModule):
         sentences_first = self.schema[0].is_sentence  # the encoder's own classifier labels sentences
         if sentences_first:
             check_pooling(self.model, pooling)
-            if layer_mix:
-                raise UserError(
-                    f"--model.layer_mix needs a first column that labels words; {self.columns[0]} labels texts"
-                )
+            for option, on in (("layer_mix", layer_mix), ("chars", chars)):
+                if on:
+                    raise UserError(
+                        f"--model.{option} needs a first column that labels words; {self.columns[0]} labels texts"
+                    )
         # The first column's head is the encoder's own classifier (plain transformers loads it); every other
         # column has a linear layer on the same last hidden states, behind the classifier's dropout.
         hidden = self.model.config.hidden_size
@@ -166,6 +173,7 @@ class TokenTagger(L.LightningModule):
         )
         self.casing = casing_embedding(hidden) if casing else None
         self.layer_mix = LayerMix(self.model.config.num_hidden_layers + 1) if layer_mix else None
+        self.chars = CharEncoder(hidden) if chars else None
         if fine_tuned:
             warm_start_heads(self.heads, self.schema, source, self.casing, self.layer_mix)
         # Whether training batches may pack several sentences into a row (the data module asks): not where the
@@ -213,7 +221,9 @@ class TokenTagger(L.LightningModule):
         """The logits of every head, from one pass of the encoder (``network.head_logits``)."""
         inputs = batch.encoder_inputs(self._position_offset)
         pooling = self.hparams.get("pooling", "first")
-        return head_logits(self.model, self.heads.values(), self.casing, *inputs, pooling, self.layer_mix)
+        return head_logits(
+            self.model, self.heads.values(), self.casing, *inputs, pooling, self.layer_mix, self.chars, batch.chars
+        )
 
     def _step(
         self, batch: Batch, constrained: bool = False
@@ -338,8 +348,8 @@ class TokenTagger(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         default = h.learning_rate if self.warm_start else max(h.learning_rate, default_head_learning_rate(total))
         self.head_learning_rate = h.get("head_learning_rate") or default
-        # the heads, and what starts untrained with them: the casing vectors, the layer mix
-        extra = [p for m in (self.casing, self.layer_mix) if m is not None for p in m.parameters()]
+        # the heads, and what starts untrained with them: the casing vectors, the layer mix, the character network
+        extra = [p for m in (self.casing, self.layer_mix, self.chars) if m is not None for p in m.parameters()]
         head_params = [*self.heads.parameters(), *self._classifier_parameters(), *extra]
         transitions = list(self.transitions.parameters())
         heads = {id(p) for p in [*head_params, *transitions]}

@@ -1,0 +1,62 @@
+"""The character network: it changes nothing until trained, and an encoder learns from it what subwords hide."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from clirun import fit_args, metrics, nasty_train
+from toy_data import write_conllu
+
+from nasty_lightning.data.batching import collate
+from nasty_lightning.data.encoding import encode, load_tokenizer
+from nasty_lightning.errors import UserError
+from nasty_lightning.training.module import TokenTagger
+
+# Characters the tiny tokenizers do not know: every word is [UNK] to the encoder, and its tag is its last character.
+ENDINGS = {"日": "NOUN", "月": "VERB", "火": "ADJ"}
+
+
+def by_last_character(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    rng = random.Random(seed)
+    words = [[rng.choice("水木金土山川") for _ in range(rng.randint(1, 3))] for _ in range(4 * n)]
+    return [
+        [
+            ("".join(rng.choice(words)) + end, tag)
+            for end, tag in rng.choices(list(ENDINGS.items()), k=rng.randint(3, 7))
+        ]
+        for _ in range(n)
+    ]
+
+
+def test_a_new_character_network_changes_nothing_until_trained(tiny_bert):
+    labels = ["NOUN", "VERB"]
+    plain = TokenTagger(str(tiny_bert), labels=labels).eval()
+    spelled = TokenTagger(str(tiny_bert), labels=labels, chars=True).eval()
+    spelled.model.load_state_dict(plain.model.state_dict())
+    batch = collate(encode([["Zürich", "postmanbarked", "3.14"], ["a"]], load_tokenizer(str(tiny_bert)), 64), 0)
+    assert batch.chars.any()
+    with torch.no_grad():
+        assert torch.allclose(plain(batch)[0], spelled(batch)[0], atol=1e-6)
+
+
+def test_sentence_labels_take_no_character_network(tiny_bert):
+    with pytest.raises(UserError, match="--model.chars needs a first column that labels words"):
+        TokenTagger(str(tiny_bert), labels={"genre": ["news", "blog"]}, chars=True)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_encoder_learns_what_only_the_characters_say(tiny_bert, tmp_path):
+    data = {"train": write_conllu(tmp_path / "train.conllu", by_last_character(64, 0)),
+            "dev": write_conllu(tmp_path / "dev.conllu", by_last_character(17, 1))}  # fmt: skip
+    accuracy = {}
+    for chars in ("false", "true"):
+        run = tmp_path / f"chars-{chars}"
+        args = fit_args(tiny_bert, data, run, "--model.chars", chars, "--trainer.max_epochs", "6")
+        result = nasty_train(*args, "--model.learning_rate", "3e-3", "--early_stopping.patience", "100")
+        assert result.returncode == 0, result.stderr[-3000:]
+        accuracy[chars] = max(float(r["val_acc"]) for r in metrics(run) if r.get("val_acc"))
+    # Every word is one unknown token: without its characters, a guess among three tags
+    assert accuracy["false"] < 0.5 and accuracy["true"] > 0.95, accuracy
