@@ -34,6 +34,7 @@ CHARS_FILE = "chars.safetensors"  # the character encoder of a model trained wit
 # how a word becomes character ids (data.encoding.word_chars); a model records both and is refused with others
 CHAR_IDS = 2048  # each character is 1 + its code point modulo 2047 (0: no character)
 WORD_CHARS = 16  # a longer word keeps its first and last 8
+CHARS_META = {"ids": CHAR_IDS, "length": WORD_CHARS}  # META_FILE's "chars": how the model read characters
 LAYER_MIX_FILE = "layer_mix.safetensors"  # weights and scale of the layer mix (--model.layer_mix true)
 LEXICON_FILE = "lemma_lexicon.json"  # the lemmas training gave each word (``labels.lemmas.LemmaLexicon``)
 ONNX_FILE = "model.onnx"  # the encoder and every head of a quantized model, as one graph
@@ -67,7 +68,7 @@ FLOAT_FILES = (CONFIG_FILE, WEIGHTS_FILE, "tokenizer_config.json", META_FILE)  #
 QUANTIZED_FILES = (ONNX_FILE, CONFIG_FILE, "tokenizer_config.json", META_FILE)  # a quantized one these
 MODEL_FILES = {
     CONFIG_FILE, WEIGHTS_FILE, GENERATION_CONFIG_FILE, META_FILE, HEADS_FILE, CASING_FILE, LAYER_MIX_FILE, ONNX_FILE,
-    LEXICON_FILE,
+    LEXICON_FILE, CHARS_FILE,
 }  # fmt: skip
 OWN_FILES = frozenset(MODEL_FILES | {CARD_FILE, CURVES_FILE} | TOKENIZER_FILES)  # every name export or quantize writes
 
@@ -131,6 +132,8 @@ def read_meta(folder: Path) -> dict[str, Any]:
     _check_transitions(path, meta)
     if "casing" in meta and meta["casing"] != list(CASINGS):
         raise UserError(f"{path}: the model was trained with other casing classes ({meta['casing']!r}) than {CASINGS}")
+    if "chars" in meta and meta["chars"] != CHARS_META:
+        raise UserError(f"{path}: the model reads characters otherwise ({meta['chars']!r}) than {CHARS_META}")
     return meta
 
 

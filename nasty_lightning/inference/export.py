@@ -22,6 +22,8 @@ from nasty_lightning.formats.model_dir import (
     CARD_FILE,
     CASING_FILE,
     CASINGS,
+    CHARS_FILE,
+    CHARS_META,
     CURVES_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
@@ -75,6 +77,7 @@ def export_checkpoint(
     heads = {k.removeprefix("heads."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("heads.")}
     casing = ckpt["state_dict"].get("casing.weight")
     mix = {k.removeprefix("layer_mix."): v for k, v in ckpt["state_dict"].items() if k.startswith("layer_mix.")}
+    chars = {k.removeprefix("chars."): v.contiguous() for k, v in ckpt["state_dict"].items() if k.startswith("chars.")}
     meta = {
         "format": 1,
         "task": "text-classification" if schema[0].is_sentence else "token-classification",
@@ -91,6 +94,8 @@ def export_checkpoint(
         meta["pooling"] = ckpt["hyper_parameters"].get("pooling", "first")
     if casing is not None:  # the class names, in id order: a model made with other classes is refused
         meta["casing"] = list(CASINGS)
+    if chars:  # --model.chars: how words became character ids
+        meta["chars"] = dict(CHARS_META)
     if mix:  # the heads read a mix of this many hidden states: plain transformers would read the last one
         meta["layer_mix"] = len(mix["weights"])
     learned = {k.removeprefix("transitions."): v for k, v in ckpt["state_dict"].items() if k.startswith("transitions.")}
@@ -115,6 +120,8 @@ def export_checkpoint(
             save_file({"weight": casing.contiguous()}, out / CASING_FILE)
         if mix:
             save_file({k: v.contiguous() for k, v in mix.items()}, out / LAYER_MIX_FILE)
+        if chars:
+            save_file(chars, out / CHARS_FILE)
         write_meta(out, meta)
         if data_state.get("lemma_lexicon"):
             write_lexicon(out, data_state["lemma_lexicon"])

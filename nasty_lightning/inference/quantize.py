@@ -83,6 +83,8 @@ def quantize(
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")
+    if source.chars is not None:  # the ONNX graph takes no character ids yet
+        raise UserError(f"{model_dir} reads characters (--model.chars): quantize does not take such models yet")
     sentences = read_labelled(calibration_file, tuple(source.columns), text_column)
     source.heads.check_gold(calibration_file, sentences)
     before = _measure(source, sentences, Path(model_dir))

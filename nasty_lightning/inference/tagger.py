@@ -29,6 +29,7 @@ from nasty_lightning.data.tokenizer_file import TokenizerFile, model_dir_tokeniz
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import (
     CASING_FILE,
+    CHARS_FILE,
     CONFIG_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
@@ -50,6 +51,7 @@ from nasty_lightning.labels.heads import LEMMA, Head, LabelSchema
 from nasty_lightning.labels.lemmas import LemmaLexicon
 from nasty_lightning.modelling import bert_family
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.chars import CharEncoder
 from nasty_lightning.modelling.crf import transitions_from_meta
 from nasty_lightning.modelling.decoding import IOB2Decoders
 from nasty_lightning.modelling.layer_mix import LayerMix
@@ -89,6 +91,7 @@ class Tagger:
     constrained: bool = True  # heads of IOB2 tags: the best valid sequence, not each word's best tag
     casing: torch.nn.Embedding | None = None  # of a model trained with --model.casing true
     mix: LayerMix | None = None  # of a model trained with --model.layer_mix true
+    chars: CharEncoder | None = None  # of a model trained with --model.chars true
     onnx: OnnxNetwork | None = None  # of a quantized model, in place of model, layers, casing and mix
     meta: dict[str, Any] = field(default_factory=dict)  # the model directory's META_FILE
     lexicon: LemmaLexicon | None = None  # the lemmas training gave its words (LEXICON_FILE)
@@ -175,8 +178,11 @@ class Tagger:
         mix = LayerMix(meta["layer_mix"]) if "layer_mix" in meta else None
         if mix is not None:
             _load_weights(mix, model_dir / LAYER_MIX_FILE, "the layer mix")
+        chars = CharEncoder(hidden) if "chars" in meta else None
+        if chars is not None:
+            _load_weights(chars, model_dir / CHARS_FILE, "the character network")
         tokenizer = model_dir_tokenizer(model_dir)
-        extras = {"casing": casing, "mix": mix, "meta": meta, "lexicon": _lexicon(model_dir, schema)}
+        extras = {"casing": casing, "mix": mix, "chars": chars, "meta": meta, "lexicon": _lexicon(model_dir, schema)}
         return cls(model, tokenizer, schema, meta["max_length"], batch_size, layers, **extras)
 
     @classmethod
@@ -297,7 +303,7 @@ class Tagger:
             weight = next(self.model.parameters())
             device = weight.device
             pooling = self.meta.get("pooling", "first")
-            network = Network(self.model, self.layers, self.casing, pooling, self.mix)
+            network = Network(self.model, self.layers, self.casing, pooling, self.mix, self.chars)
             network = network.to(device=device, dtype=weight.dtype)
         # A few sentences of mixed lengths (a server's batch of requests) share rows as long as the longest of
         # them, rather than being padded to it or cut into passes; a file's sorted batches waste little padding.

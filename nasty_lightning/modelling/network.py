@@ -84,9 +84,11 @@ class Network(nn.Module):
         casing: nn.Embedding | None,
         pooling: str = "first",
         mix: LayerMix | None = None,
+        chars: CharEncoder | None = None,
     ) -> None:
         super().__init__()
         self.model, self.layers, self.casing, self.pooling, self.mix = model, layers, casing, pooling, mix
+        self.chars = chars
         self.position_offset = position_offset(model) or 0
 
     @property
@@ -101,6 +103,7 @@ class Network(nn.Module):
         attention_mask: torch.Tensor,
         casing: torch.Tensor,
         position_ids: torch.Tensor | None = None,
+        chars: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         return head_logits(
             self.model,
@@ -112,8 +115,11 @@ class Network(nn.Module):
             position_ids,
             self.pooling,
             self.mix,
+            self.chars,
+            chars,
         )
 
     def run(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
         """The logits of a batch (padded or packed rows) made on the CPU, its inputs moved to ``device``."""
-        return self(*(None if x is None else x.to(device) for x in batch.encoder_inputs(self.position_offset)))
+        inputs = (None if x is None else x.to(device) for x in batch.encoder_inputs(self.position_offset))
+        return self(*inputs, chars=None if self.chars is None else batch.chars.to(device))

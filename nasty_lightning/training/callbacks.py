@@ -327,6 +327,7 @@ def resume_settings(trainer: L.Trainer, model: L.LightningModule, data: L.Lightn
         "--model.loss_weights": model.hparams.get("loss_weights"),
         "--model.head_learning_rate": model.hparams.get("head_learning_rate"),
         "--model.casing": model.hparams.get("casing", False),
+        "--model.chars": model.hparams.get("chars", False),
     }
 
 

@@ -175,7 +175,7 @@ class TokenTagger(L.LightningModule):
         self.layer_mix = LayerMix(self.model.config.num_hidden_layers + 1) if layer_mix else None
         self.chars = CharEncoder(hidden) if chars else None
         if fine_tuned:
-            warm_start_heads(self.heads, self.schema, source, self.casing, self.layer_mix)
+            warm_start_heads(self.heads, self.schema, source, self.casing, self.layer_mix, self.chars)
         # Whether training batches may pack several sentences into a row (the data module asks): not where the
         # first head is a sequence classifier that cannot label each window of a row.
         by_window = not sentences_first or pools_by_window(self.model, pooling)

@@ -21,6 +21,7 @@ from nasty_lightning.formats.model_dir import (
     CASING_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
+    CHARS_FILE,
     META_FILE,
     QUANTIZATION,
     read_meta,
@@ -46,8 +47,8 @@ def _copy_rows(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor, old: 
 
 def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Tensor]]:
     """The labels of every column of a checkpoint or model directory, and the weights a warm start copies:
-    ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), ``casing``, and
-    ``layer_mix.weights`` and ``layer_mix.scale``."""
+    ``<column>.weight`` and ``<column>.bias`` of each head (the first is the classifier), ``casing``,
+    ``layer_mix.weights`` and ``layer_mix.scale``, and the character network's ``chars.<name>``."""
     if is_checkpoint(source):
         return _checkpoint_heads(load_checkpoint(source))
 
@@ -68,6 +69,9 @@ def _source_heads(source: str) -> tuple[dict[str, list[str]], dict[str, torch.Te
     if (folder / LAYER_MIX_FILE).is_file():
         with safe_open(folder / LAYER_MIX_FILE, "pt") as f:
             weights |= {f"layer_mix.{name}": f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    if (folder / CHARS_FILE).is_file():
+        with safe_open(folder / CHARS_FILE, "pt") as f:
+            weights |= {f"chars.{name}": f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     return labels, weights
 
 
@@ -80,7 +84,7 @@ def _checkpoint_heads(ckpt: dict) -> tuple[dict[str, list[str]], dict[str, torch
         weights[f"{column}.weight"], weights[f"{column}.bias"] = state[f"{prefix}weight"], state[f"{prefix}bias"]
     if "casing.weight" in state:
         weights["casing"] = state["casing.weight"]
-    weights |= {name: value for name, value in state.items() if name.startswith("layer_mix.")}
+    weights |= {name: value for name, value in state.items() if name.startswith(("layer_mix.", "chars."))}
     return labels, weights
 
 
@@ -90,10 +94,11 @@ def warm_start_heads(
     source: str,
     casing: nn.Embedding | None = None,
     mix: nn.Module | None = None,
+    chars: nn.Module | None = None,
 ) -> None:
     """Start the extra heads from the source's heads of the same columns, row by row by label name, and the
-    casing embedding and the layer mix from the source's, if both have one of the same size (the classifier is
-    the encoder's business)."""
+    casing embedding, the layer mix and the character network from the source's, if both have one of the same
+    size (the classifier is the encoder's business)."""
     old, weights = _source_heads(source)
     labels = schema.to_dict()
     for column, layer in heads.items():
@@ -173,3 +178,7 @@ def _match_classifier(
         _copy_rows(fresh, weights[f"{match}.weight"], weights[f"{match}.bias"], old[match], labels)
     model.classifier, model.num_labels = fresh, len(labels)
     _relabel(model.config, labels)
+    own = {} if chars is None else chars.state_dict()
+    given = {name.removeprefix("chars."): value for name, value in weights.items() if name.startswith("chars.")}
+    if own and given.keys() == own.keys() and all(given[k].shape == own[k].shape for k in own):
+        chars.load_state_dict(given)

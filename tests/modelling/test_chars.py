@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -12,6 +13,8 @@ from toy_data import write_conllu
 from nasty_lightning.data.batching import collate
 from nasty_lightning.data.encoding import encode, load_tokenizer
 from nasty_lightning.errors import UserError
+from nasty_lightning.formats.model_dir import CHARS_FILE, CHARS_META, META_FILE
+from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.training.module import TokenTagger
 
 # Characters the tiny tokenizers do not know: every word is [UNK] to the encoder, and its tag is its last character.
@@ -60,3 +63,15 @@ def test_an_encoder_learns_what_only_the_characters_say(tiny_bert, tmp_path):
         accuracy[chars] = max(float(r["val_acc"]) for r in metrics(run) if r.get("val_acc"))
     # Every word is one unknown token: without its characters, a guess among three tags
     assert accuracy["false"] < 0.5 and accuracy["true"] > 0.95, accuracy
+
+    model_dir = tmp_path / "chars-true" / "model"
+    assert (model_dir / CHARS_FILE).is_file()
+    assert json.loads((model_dir / META_FILE).read_text())["chars"] == CHARS_META
+    tagged = Tagger.load(model_dir).tag([["水日", "山川月", "土火", "金木水土山日"]])[0]
+    assert [t for _, t in tagged] == ["NOUN", "VERB", "ADJ", "NOUN"]
+
+    meta = json.loads((model_dir / META_FILE).read_text())
+    meta["chars"] = {**CHARS_META, "length": 32}
+    (model_dir / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="reads characters otherwise"):
+        Tagger.load(model_dir)
