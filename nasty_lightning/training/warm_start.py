@@ -19,9 +19,9 @@ from transformers import AutoConfig, AutoModelForTokenClassification, Pretrained
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import (
     CASING_FILE,
+    CHARS_FILE,
     HEADS_FILE,
     LAYER_MIX_FILE,
-    CHARS_FILE,
     META_FILE,
     QUANTIZATION,
     read_meta,
@@ -111,6 +111,10 @@ def warm_start_heads(
         with torch.no_grad():
             mix.weights.copy_(weights["layer_mix.weights"])
             mix.scale.copy_(weights["layer_mix.scale"])
+    own = {} if chars is None else chars.state_dict()
+    given = {name.removeprefix("chars."): value for name, value in weights.items() if name.startswith("chars.")}
+    if own and given.keys() == own.keys() and all(given[k].shape == own[k].shape for k in own):
+        chars.load_state_dict(given)
 
 
 def _relabel(config: PretrainedConfig, labels: list[str]) -> None:
@@ -178,7 +182,3 @@ def _match_classifier(
         _copy_rows(fresh, weights[f"{match}.weight"], weights[f"{match}.bias"], old[match], labels)
     model.classifier, model.num_labels = fresh, len(labels)
     _relabel(model.config, labels)
-    own = {} if chars is None else chars.state_dict()
-    given = {name.removeprefix("chars."): value for name, value in weights.items() if name.startswith("chars.")}
-    if own and given.keys() == own.keys() and all(given[k].shape == own[k].shape for k in own):
-        chars.load_state_dict(given)

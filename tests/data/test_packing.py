@@ -19,6 +19,7 @@ from nasty_lightning.data.packing import accepts_packed_rows, block_mask, collat
 from nasty_lightning.formats.model_dir import WORD_CHARS
 from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.modelling.casing import casing_embedding
+from nasty_lightning.modelling.chars import CharEncoder
 from nasty_lightning.modelling.network import Network
 
 LENGTHS = [12, 3, 7, 5, 9, 4, 6, 2]  # packs into 4 rows of 12
@@ -131,11 +132,17 @@ def test_tagging_packs_short_sentences_into_shared_rows_and_tags_each_as_alone(m
     rows = []
     forward = Network.forward
 
-    def counted(self, input_ids, attention_mask, casing, position_ids=None):
+    def counted(self, input_ids, attention_mask, casing, position_ids=None, chars=None):
         rows.append((input_ids.shape[0], int(attention_mask.dim() == 4)))
-        return forward(self, input_ids, attention_mask, casing, position_ids)
+        return forward(self, input_ids, attention_mask, casing, position_ids, chars)
 
     monkeypatch.setattr(Network, "forward", counted)
     assert tagger.predict(sentences)["upos"] == alone
     assert len(rows) == 1 and rows[0][0] < len(sentences) and rows[0][1] == 1, rows  # one pass, shared rows
     assert cased.predict(sentences)["upos"] == cased_alone
+    chars = CharEncoder(tagger.model.config.hidden_size)
+    torch.nn.init.normal_(chars.out.weight)  # a model trained with --model.chars: each word's spelling counts
+    spelled = dataclasses.replace(tagger, chars=chars)
+    spelled_alone = [spelled.predict([s])["upos"][0] for s in sentences]
+    assert spelled_alone != alone
+    assert spelled.predict(sentences)["upos"] == spelled_alone
