@@ -241,12 +241,14 @@ def model_card(ckpt: dict[str, Any], schema: LabelSchema, summary: dict[str, Any
         parts.append(f"## Reproduce\n\n```bash\n{record['command']}\n```\n")
     if schema[0].is_sentence:
         parts.append(_text_use(hp.get("pooling", "first")))
-    elif hp.get("layer_mix"):
+    elif hp.get("layer_mix") or hp.get("chars"):
+        reads = {"layer_mix": f"a learned mix of the encoder's layers (`{LAYER_MIX_FILE}`)",
+                 "chars": f"a network of each word's characters (`{CHARS_FILE}`)"}  # fmt: skip
         parts.append(
             "## Use\n\n```python\nfrom nasty_lightning import Tagger\n\n"
             'tagger = Tagger.load("THIS_DIRECTORY")\nprint(tagger.tag("The cat sat on the mat."))\n```\n\n'
-            "Its heads read a learned mix of the encoder's layers (`layer_mix.safetensors`), which only `Tagger` "
-            "computes: plain transformers loads the model but reads the last layer, and its tags are not this "
+            f"Its heads read {' and '.join(v for k, v in reads.items() if hp.get(k))}, which only `Tagger` "
+            "computes: plain transformers loads the encoder and its classifier alone, and its tags are not this "
             "model's.\n"
         )
     else:

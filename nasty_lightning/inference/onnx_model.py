@@ -1,7 +1,7 @@
 """A model as one ONNX graph, run by ONNX Runtime: how ``nasty-train quantize`` stores an INT8 model.
 
-The graph maps (input ids, attention mask, casing classes) to every head's logits, like
-``modelling.network.Network``. An ONNX file is a protobuf of tensors and operators: loading one runs no code
+The graph maps (input ids, attention mask, casing classes, and the character ids of a model with a character
+network) to every head's logits, like ``modelling.network.Network``. An ONNX file is a protobuf of tensors and operators: loading one runs no code
 of its own. What could still reach outside the model directory is refused before ONNX Runtime opens
 it: tensors stored in external files (``data_location: EXTERNAL`` names a path to read), and
 operators of a domain other than ONNX's and ONNX Runtime's own (a custom operator needs a library
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nasty_lightning.errors import UserError
-from nasty_lightning.formats.model_dir import META_FILE
+from nasty_lightning.formats.model_dir import CHAR_IDS, META_FILE, WORD_CHARS
 
 if TYPE_CHECKING:
     import onnx
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from nasty_lightning.data.batch import Batch
 
-INPUTS = ("input_ids", "attention_mask", "casing")
+INPUTS = ("input_ids", "attention_mask", "casing", "chars")
 _DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}  # ONNX's operators and ONNX Runtime's contrib ones
 
 
@@ -90,8 +90,9 @@ class OnnxNetwork:
         self.inputs = [i.name for i in session.get_inputs()]
 
     @classmethod
-    def load(cls, path: Path, head_sizes: list[int], threads: int | None = None) -> OnnxNetwork:
-        """Open ``path`` after ``check_onnx``; its outputs must be one per head, of ``head_sizes`` labels.
+    def load(cls, path: Path, head_sizes: list[int], threads: int | None = None, chars: bool = False) -> OnnxNetwork:
+        """Open ``path`` after ``check_onnx``; its outputs must be one per head, of ``head_sizes`` labels, and it
+        must take character ids if and only if ``chars`` (the model directory says the model reads them).
         ``threads``: ONNX Runtime's intra-op threads (``None``: as many as PyTorch uses)."""
         import onnxruntime
         import torch
@@ -109,6 +110,11 @@ class OnnxNetwork:
         missing = {"input_ids", "attention_mask"} - set(network.inputs)
         if missing or set(network.inputs) - set(INPUTS):
             raise UserError(f"{path} takes the inputs {network.inputs}, not {list(INPUTS)}")
+        if ("chars" in network.inputs) != chars:
+            raise UserError(
+                f"{path} {'takes' if not chars else 'does not take'} character ids, but {META_FILE} says the model "
+                f"{'does not read' if not chars else 'reads'} characters: the files do not belong together"
+            )
         sizes = [o.shape[-1] for o in session.get_outputs()]
         if sizes != head_sizes:
             raise UserError(
@@ -118,17 +124,53 @@ class OnnxNetwork:
         return network
 
     def __call__(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, casing: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        casing: torch.Tensor,
+        chars: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         import torch
 
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "casing": casing}
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "casing": casing, "chars": chars}
         outputs = self.session.run(None, {name: given[name].numpy() for name in self.inputs})
         return tuple(torch.from_numpy(x) for x in outputs)
 
     def run(self, batch: Batch, device: object = None) -> tuple[torch.Tensor, ...]:
         """The logits of a batch of padded rows (as ``network.Network.run``; the graph runs on the CPU)."""
-        return self(batch.input_ids, batch.attention_mask, batch.casing)
+        return self(batch.input_ids, batch.attention_mask, batch.casing, batch.chars)
+
+
+def _graph(network: torch.nn.Module) -> torch.nn.Module:
+    """What the graph computes: ``network`` (``Network``) on the inputs ``INPUTS`` names, the character ids
+    only where it reads characters (otherwise the graph takes the first three)."""
+    import torch
+
+    if getattr(network, "chars", None) is None:
+        return network
+
+    class WithChars(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, input_ids, attention_mask, casing, chars):  # noqa: ANN001, ANN202 - traced
+            return self.network(input_ids, attention_mask, casing, chars=chars)
+
+    return WithChars()
+
+
+def _example(network: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Inputs of ``_graph(network)`` for ``ids`` and ``mask``: casing class 2 (title) on the real subwords, and
+    character ids that differ between positions (half of them 0, as in short words), all 0 on padding."""
+    import torch
+
+    casing = mask * 2
+    if getattr(network, "chars", None) is None:
+        return ids, mask, casing
+    chars = (ids[..., None] * 7 + torch.arange(WORD_CHARS)) % (CHAR_IDS - 1) + 1
+    chars[..., WORD_CHARS // 2 :] = 0
+    return ids, mask, casing, chars * mask[..., None]
 
 
 def write_onnx(network: torch.nn.Module, path: Path) -> None:
@@ -138,14 +180,15 @@ def write_onnx(network: torch.nn.Module, path: Path) -> None:
     # A mask without padding: traced with a padded example, the exporter (torch 2.13, transformers 5) gave a
     # graph that ignored the mask. ``_check_export`` compares the graph with PyTorch on a padded batch.
     ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
-    example = (ids, torch.ones_like(ids), torch.zeros_like(ids))
-    dims = {name: {0: "batch", 1: "length"} for name in INPUTS}
+    example = _example(network, ids, torch.ones_like(ids))
+    names = INPUTS[: len(example)]
+    dims = {name: {0: "batch", 1: "length"} for name in names}
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
-            network.eval().float(),
+            _graph(network.eval().float()),
             example,
             str(path),
-            input_names=list(INPUTS),
+            input_names=list(names),
             dynamic_shapes=dims,
             external_data=False,
             dynamo=True,
@@ -160,10 +203,10 @@ def _check_export(network: torch.nn.Module, path: Path) -> None:
 
     ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 0, 0, 0, 0]])
     mask = (ids > 0).long()
-    inputs = (ids, mask, mask * 2)  # casing classes 2 (title) on the real subwords, 0 on padding
+    inputs = _example(network, ids, mask)
     with torch.no_grad():
-        expected = network(*inputs)
-    got = OnnxNetwork.load(path, [x.shape[-1] for x in expected])(*inputs)
+        expected = _graph(network)(*inputs)
+    got = OnnxNetwork.load(path, [x.shape[-1] for x in expected], chars=len(inputs) > 3)(*inputs)
     for e, g in zip(expected, got, strict=True):
         difference = (e - g)[mask.bool()].abs().max().item()
         if difference > 1e-3 * max(1.0, e.abs().max().item()):

@@ -83,8 +83,6 @@ def quantize(
     source = Tagger.load(model_dir, batch_size=batch_size, threads=threads)
     if source.onnx is not None:
         raise UserError(f"{model_dir} is already quantized: give the model directory it was made from")
-    if source.chars is not None:  # the ONNX graph takes no character ids yet
-        raise UserError(f"{model_dir} reads characters (--model.chars): quantize does not take such models yet")
     sentences = read_labelled(calibration_file, tuple(source.columns), text_column)
     source.heads.check_gold(calibration_file, sentences)
     before = _measure(source, sentences, Path(model_dir))
@@ -117,7 +115,7 @@ def quantize_network(source: Any, path: Path, per_channel: bool = True) -> None:
     try:
         with quiet_onnx_export():
             pooling = source.meta.get("pooling", "first")
-            network = Network(source.model, source.layers, source.casing, pooling, source.mix)
+            network = Network(source.model, source.layers, source.casing, pooling, source.mix, source.chars)
             write_onnx(network, float_path)
             quantize_dynamic(
                 float_path,

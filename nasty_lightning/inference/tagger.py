@@ -188,7 +188,7 @@ class Tagger:
     @classmethod
     def _load_onnx(cls, model_dir: Path, meta: dict[str, Any], batch_size: int, threads: int | None) -> Tagger:
         schema = LabelSchema.from_model_dir(_read_config(model_dir), meta, model_dir)
-        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in schema], threads)
+        network = OnnxNetwork.load(model_dir / ONNX_FILE, [len(h.vocab) for h in schema], threads, "chars" in meta)
         tokenizer = model_dir_tokenizer(model_dir)
         lexicon = _lexicon(model_dir, schema)
         return cls(None, tokenizer, schema, meta["max_length"], batch_size, onnx=network, meta=meta, lexicon=lexicon)

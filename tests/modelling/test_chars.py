@@ -14,6 +14,7 @@ from nasty_lightning.data.batching import collate
 from nasty_lightning.data.encoding import encode, load_tokenizer
 from nasty_lightning.errors import UserError
 from nasty_lightning.formats.model_dir import CHARS_FILE, CHARS_META, META_FILE
+from nasty_lightning.inference.quantize import quantize
 from nasty_lightning.inference.tagger import Tagger
 from nasty_lightning.training.module import TokenTagger
 
@@ -67,8 +68,21 @@ def test_an_encoder_learns_what_only_the_characters_say(tiny_bert, tmp_path):
     model_dir = tmp_path / "chars-true" / "model"
     assert (model_dir / CHARS_FILE).is_file()
     assert json.loads((model_dir / META_FILE).read_text())["chars"] == CHARS_META
-    tagged = Tagger.load(model_dir).tag([["水日", "山川月", "土火", "金木水土山日"]])[0]
+    card = " ".join((model_dir / "README.md").read_text().split())
+    assert "read a network of each word's characters (`chars.safetensors`), which only `Tagger` computes" in card
+    probe = [["水日", "山川月", "土火", "金木水土山日"]]
+    tagged = Tagger.load(model_dir).tag(probe)[0]
     assert [t for _, t in tagged] == ["NOUN", "VERB", "ADJ", "NOUN"]
+
+    # quantize: the ONNX graph takes the character ids too, and a graph that does not fit the metadata is refused
+    int8 = tmp_path / "int8"
+    record = quantize(str(model_dir), str(data["dev"]), str(int8), threads=1)
+    assert record["int8"]["accuracy"]["upos"] > 0.95
+    assert Tagger.load(int8).tag(probe) == [tagged]
+    meta = json.loads((int8 / META_FILE).read_text())
+    (int8 / META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != "chars"}))
+    with pytest.raises(UserError, match="takes character ids, but .* does not read characters"):
+        Tagger.load(int8)
 
     meta = json.loads((model_dir / META_FILE).read_text())
     meta["chars"] = {**CHARS_META, "length": 32}
