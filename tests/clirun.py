@@ -86,6 +86,19 @@ def fit_args(model, data, root, *extra) -> list[str]:
     ]
 
 
+def accuracy_off_and_on(model, data, root, option: str) -> dict[str, float]:
+    """The best validation accuracy of ``fit`` (6 epochs at 3e-3) with ``--model.OPTION`` false and true, by value;
+    the runs are ``root/OPTION-false`` and ``root/OPTION-true``."""
+    accuracy = {}
+    for value in ("false", "true"):
+        run = root / f"{option}-{value}"
+        args = fit_args(model, data, run, f"--model.{option}", value, "--trainer.max_epochs", "6")
+        result = nasty_train(*args, "--model.learning_rate", "3e-3", "--early_stopping.patience", "100")
+        assert result.returncode == 0, result.stderr[-3000:]
+        accuracy[value] = max(float(r["val_acc"]) for r in metrics(run) if r.get("val_acc"))
+    return accuracy
+
+
 def copy_run(base, tmp_path):
     return Path(shutil.copytree(base, tmp_path / "run"))
 

@@ -1,10 +1,10 @@
 """A model as one ONNX graph, run by ONNX Runtime: how ``nasty-train quantize`` stores an INT8 model.
 
 The graph maps (input ids, attention mask, casing classes, and the character ids of a model with a character
-network) to every head's logits, like ``modelling.network.Network``. An ONNX file is a protobuf of tensors and operators: loading one runs no code
-of its own. What could still reach outside the model directory is refused before ONNX Runtime opens
-it: tensors stored in external files (``data_location: EXTERNAL`` names a path to read), and
-operators of a domain other than ONNX's and ONNX Runtime's own (a custom operator needs a library
+network) to every head's logits, like ``modelling.network.Network``. An ONNX file is a protobuf of tensors and
+operators: loading one runs no code of its own. What could still reach outside the model directory is refused
+before ONNX Runtime opens it: tensors stored in external files (``data_location: EXTERNAL`` names a path to
+read), and operators of a domain other than ONNX's and ONNX Runtime's own (a custom operator needs a library
 loaded into the process), in the graph, the graphs nested in its nodes and the model's local functions.
 The graph's outputs must match the heads the model directory names.
 """

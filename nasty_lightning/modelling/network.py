@@ -1,4 +1,5 @@
-"""The forward pass: the encoder, the casing embedding and every head, from a batch's tensors to each head's logits.
+"""The forward pass from a batch's tensors to each head's logits: the encoder, the casing embedding, layer mix and
+character network a model may have, and every head.
 
 One function, ``head_logits``, used by training (``TokenTagger``, whose parameters keep the names checkpoints have)
 and by tagging (``Network``: the same parts as one module, which ``quantize`` exports to ONNX).
@@ -74,8 +75,9 @@ def head_logits(
 
 
 class Network(nn.Module):
-    """The encoder, the heads after its classifier (``layers``, by column) and the casing embedding as one module:
-    (input ids, attention mask, casing classes) to each head's logits. ``Tagger`` runs it, ``quantize`` exports it."""
+    """The encoder, the heads after its classifier (``layers``, by column), the casing embedding, layer mix and
+    character network a model has, as one module: (input ids, attention mask, casing classes, and character ids if
+    it reads them) to each head's logits. ``Tagger`` runs it, ``quantize`` exports it."""
 
     def __init__(
         self,

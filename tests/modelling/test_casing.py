@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from clirun import fit_args, metrics, nasty_train
+from clirun import accuracy_off_and_on
 from tiny_models import build_bert
 from toy_data import write_conllu
 
@@ -68,13 +68,7 @@ def test_an_uncased_encoder_learns_capitals_only_with_casing(tmp_path):
     uncased = build_bert(tmp_path / "uncased", cased=False)
     data = {"train": write_conllu(tmp_path / "train.conllu", by_case(64, 0)),
             "dev": write_conllu(tmp_path / "dev.conllu", by_case(17, 1))}  # fmt: skip
-    accuracy = {}
-    for casing in ("false", "true"):
-        run = tmp_path / f"casing-{casing}"
-        args = fit_args(uncased, data, run, "--model.casing", casing, "--trainer.max_epochs", "6")
-        result = nasty_train(*args, "--model.learning_rate", "3e-3", "--early_stopping.patience", "100")
-        assert result.returncode == 0, result.stderr[-3000:]
-        accuracy[casing] = max(float(r["val_acc"]) for r in metrics(run) if r.get("val_acc"))
+    accuracy = accuracy_off_and_on(uncased, data, tmp_path, "casing")
     # Lowercased, the three tags are the same words: a guess; with casing they are trivial.
     assert accuracy["false"] < 0.6 and accuracy["true"] > 0.95, accuracy
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from clirun import fit_args, metrics, nasty_train
+from clirun import accuracy_off_and_on
 from toy_data import write_conllu
 
 from nasty_lightning.data.batching import collate
@@ -55,13 +55,7 @@ def test_sentence_labels_take_no_character_network(tiny_bert):
 def test_an_encoder_learns_what_only_the_characters_say(tiny_bert, tmp_path):
     data = {"train": write_conllu(tmp_path / "train.conllu", by_last_character(64, 0)),
             "dev": write_conllu(tmp_path / "dev.conllu", by_last_character(17, 1))}  # fmt: skip
-    accuracy = {}
-    for chars in ("false", "true"):
-        run = tmp_path / f"chars-{chars}"
-        args = fit_args(tiny_bert, data, run, "--model.chars", chars, "--trainer.max_epochs", "6")
-        result = nasty_train(*args, "--model.learning_rate", "3e-3", "--early_stopping.patience", "100")
-        assert result.returncode == 0, result.stderr[-3000:]
-        accuracy[chars] = max(float(r["val_acc"]) for r in metrics(run) if r.get("val_acc"))
+    accuracy = accuracy_off_and_on(tiny_bert, data, tmp_path, "chars")
     # Every word is one unknown token: without its characters, a guess among three tags
     assert accuracy["false"] < 0.5 and accuracy["true"] > 0.95, accuracy
 
