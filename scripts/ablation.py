@@ -30,7 +30,7 @@ from jsonargparse import auto_cli
 BIN = Path(sys.executable).parent
 POS = "configs/pos_minilm.yaml"
 EMA = ["--trainer.callbacks+=nasty_lightning.training.callbacks.EMA", "--trainer.callbacks.decay", "0.999"]
-ARMS = {  # the guide's config at today's defaults, then each choice alone on it, then the best recipe
+ARMS = {  # the guide's config at today's defaults, then each choice alone on it, and the best recipe
     "pos_minilm.yaml": ["--config", POS],
     "+ casing": ["--config", POS, "--model.casing", "true"],
     "+ layer mix": ["--config", POS, "--model.layer_mix", "true"],
@@ -39,6 +39,8 @@ ARMS = {  # the guide's config at today's defaults, then each choice alone on it
     "+ layer decay 0.9": ["--config", POS, "--model.layer_decay", "0.9"],
     "+ 6 epochs at lr 5e-5": ["--config", POS, "--trainer.max_epochs", "6", "--model.learning_rate", "5e-5"],
     "pos_minilm_best.yaml": ["--config", "configs/pos_minilm_best.yaml"],
+    # added after the others: a run's folder is its arm's number, which a partial ablation reads back
+    "+ character network": ["--config", POS, "--model.chars", "true"],
 }
 SCORES = ("UPOS", "XPOS", "UFeats", "AllTags", "Lemmas")
 METRIC = {"upos": "UPOS", "xpos": "XPOS", "feats": "UFeats", "lemma": "Lemmas"}  # the UD scorer's, by column

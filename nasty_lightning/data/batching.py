@@ -188,9 +188,8 @@ def padded_batches(lengths: Sequence[int], batch_size: int, overhead: int = BATC
 def fill_chars(row: torch.Tensor, chars: list[tuple[int, ...]], start: int = 0) -> None:
     """Write a window's character ids (``Window.chars``) into a row of a (width, ``WORD_CHARS``) tensor from
     ``start``."""
-    for i, ids in enumerate(chars):
-        if ids:
-            row[start + i, : len(ids)] = torch.tensor(ids)
+    if chars:  # one tensor of the window's rows, padded with 0
+        row[start : start + len(chars)] = torch.tensor([ids + (0,) * (WORD_CHARS - len(ids)) for ids in chars])
 
 
 def collate(windows: list[Window], pad_id: int, loss_norm: float | None = None) -> Batch:
