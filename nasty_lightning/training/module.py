@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 from transformers import get_linear_schedule_with_warmup
@@ -28,6 +27,7 @@ from nasty_lightning.modelling.layer_mix import LayerMix
 from nasty_lightning.modelling.network import head_logits
 from nasty_lightning.modelling.pooling import check_pooling, head_layer, pools_by_window
 from nasty_lightning.training.encoder import load_encoder
+from nasty_lightning.training.losses import head_loss
 from nasty_lightning.training.optimisation import default_head_learning_rate, parameter_groups
 from nasty_lightning.training.scores import Scores, ThresholdCounts, bit_masks, label_bits
 from nasty_lightning.training.warm_start import warm_start_heads
@@ -231,12 +231,14 @@ class TokenTagger(L.LightningModule):
         """Summed (weighted) loss over the batch's labelled words (a sentence head's: its mean loss per window
         times the first head's count, where it is not the first), the first head's word count, the
         predictions and targets of every head, as (rows, width, heads), and the logits; with ``constrained``,
-        heads of IOB2 tags predict each row's best valid tag sequence. A multi-label head's loss is binary
-        cross-entropy, the mean over its labels, and its prediction the bit mask of the labels above 0.5."""
+        heads of IOB2 tags predict each row's best valid tag sequence. Each head's loss is ``losses.head_loss``;
+        a multi-label head's prediction is the bit mask of its labels above 0.5."""
         logits = self(batch)
         targets = batch.labels
         loss_sum = logits[0].new_zeros((), dtype=torch.float32)
         sentence_heads = self.schema.sentence_heads
+        segments = None if batch.packing is None else batch.packing.segments
+        smoothing = self.hparams.get("label_smoothing", 0.0) if self.training else 0.0
         for h, (head, head_scores, weight) in enumerate(zip(self.schema, logits, self.loss_weights, strict=True)):
             head_targets = targets[..., h]
             if not head.multi_label:  # the unseen id (one past the last label) is no class: left out of the loss
@@ -245,22 +247,8 @@ class TokenTagger(L.LightningModule):
                 n_words = (head_targets != IGNORE).sum()
             if not weight:
                 continue
-            if head.multi_label:
-                at = head_targets != IGNORE
-                gold = label_bits(head_targets[at], len(head.vocab)).float()
-                loss = F.binary_cross_entropy_with_logits(head_scores[at].float(), gold, reduction="sum")
-                loss = loss / len(head.vocab)
-            elif str(h) in self.transitions:  # whole tag sequences
-                segments = None if batch.packing is None else batch.packing.segments
-                loss = self.transitions[str(h)].nll(head_scores, head_targets, segments)
-            else:
-                loss = F.cross_entropy(
-                    head_scores.flatten(0, 1),
-                    head_targets.flatten(),
-                    ignore_index=IGNORE,
-                    reduction="sum",
-                    label_smoothing=self.hparams.get("label_smoothing", 0.0) if self.training else 0.0,
-                )
+            transitions = self.transitions[str(h)] if str(h) in self.transitions else None
+            loss = head_loss(head, head_scores, head_targets, transitions, segments, smoothing)
             if h in sentence_heads and h > 0:  # one example per window, weighed as the first column's mean
                 loss = loss / (head_targets != IGNORE).sum().clamp(min=1) * n_words
             loss_sum = loss_sum + weight * loss
