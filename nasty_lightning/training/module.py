@@ -119,7 +119,8 @@ class TokenTagger(L.LightningModule):
             chars: Add a small network of each word's characters (``modelling.chars``) to the last hidden state
                 of its subwords, before the heads: what the spelling of words unseen in training says. It starts
                 at zero and learns at the heads' rate. The exported model then needs ``Tagger``. Not for a model
-                whose first column labels texts.
+                whose first column labels texts. MiniLM on EWT: +0.24 UPOS on the guide's recipe, +0.06 on the best,
+                for about a fifth more training time (docs/experiments.md).
         """
         super().__init__()
         if not labels:

@@ -36,8 +36,12 @@ def validate(ckpt, dev, root, *extra) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "batching",
-    [("--data.batch_size", "3", "--data.eval_batch_size", "2"), ("--data.max_length", "64", "--data.max_tokens", "64")],
-    ids=["sentences", "token-budget"],
+    [
+        ("--data.batch_size", "3", "--data.eval_batch_size", "2"),
+        # with the character network: its ids travel in the batches of both ranks
+        ("--data.max_length", "64", "--data.max_tokens", "64", "--model.chars", "true"),
+    ],
+    ids=["sentences", "token-budget-chars"],
 )
 def test_ddp_fit_and_exact_validation(tiny_bert, toy_treebank, tmp_path, batching):
     root = tmp_path / "run"
