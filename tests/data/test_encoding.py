@@ -90,9 +90,8 @@ def test_every_subword_carries_its_words_characters(tokenizer):
     [window] = encode([HARD_WORDS], tokenizer, max_length=64)
     prefix, suffix = special_tokens(tokenizer)
     assert len(window.chars) == len(window.input_ids)
-    assert window.chars[: len(prefix)] == [()] * len(prefix) and window.chars[len(window.chars) - len(suffix) :] == [
-        ()
-    ] * len(suffix)
+    assert window.chars[: len(prefix)] == [()] * len(prefix)  # special tokens: no characters
+    assert window.chars[len(window.chars) - len(suffix) :] == [()] * len(suffix)
     ends = window.word_starts[1:] + [len(window.input_ids) - len(suffix)]
     for word, a, b in zip(HARD_WORDS, window.word_starts, ends, strict=True):
         assert window.chars[a:b] == [word_chars(word)] * (b - a), word
