@@ -35,6 +35,21 @@ def register_attention(name: str, function: Callable[..., Any]) -> None:
     AttentionMaskInterface.register(name, AttentionMaskInterface()["sdpa"])
 
 
+def route_attention(model: Any, name: str, function: Callable[..., Any]) -> bool:
+    """Route the attention of ``model``, where it runs SDPA, through ``function`` registered as ``name``
+    (``register_attention``); whether it now does. A model that takes only the attention kinds it names
+    (``set_attn_implementation`` raises ``ValueError``) keeps SDPA."""
+    if attention_implementation(model) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return False
+    register_attention(name, function)
+    try:
+        model.set_attn_implementation(name)
+    except ValueError:
+        model.set_attn_implementation("sdpa")
+        return False
+    return True
+
+
 def attends_both_ways(module: Any) -> bool:
     """Whether the attention ``module`` handing itself to an attention function attends without a causal mask and
     with a key and value per query head: what transformers' attention functions read from the module's

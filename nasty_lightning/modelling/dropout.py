@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from nasty_lightning._compat.transformers import attention_implementation, attention_with_dropout, register_attention
+from nasty_lightning._compat.transformers import attention_with_dropout, route_attention
 
 ATTENTION = "sdpa_cheap_dropout"
 _RANGE = 1 << 16
@@ -56,10 +56,4 @@ def use_fast_dropout(model: nn.Module) -> None:
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))
-    if attention_implementation(model) != "sdpa" or not hasattr(model, "set_attn_implementation"):
-        return
-    register_attention(ATTENTION, attention)
-    try:
-        model.set_attn_implementation(ATTENTION)
-    except ValueError:  # a model that takes only the attention kinds it names keeps SDPA
-        model.set_attn_implementation("sdpa")
+    route_attention(model, ATTENTION, attention)

@@ -10,6 +10,7 @@ from nasty_lightning._compat.transformers import (
     attends_both_ways,
     attention_implementation,
     register_attention,
+    route_attention,
     sdpa_attention,
 )
 
@@ -37,6 +38,15 @@ def test_a_registered_attention_is_what_the_model_runs(tiny_bert):
     model.set_attn_implementation("counted_sdpa")
     model(input_ids=torch.tensor([[2, 10, 11, 3]]))
     assert calls, "transformers' attention registry (AttentionInterface) no longer routes attention to what it holds"
+
+
+def test_route_attention_switches_an_sdpa_model_and_leaves_the_others(tiny_bert):
+    model = AutoModel.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    assert route_attention(model, "routed_sdpa", sdpa_attention())
+    assert attention_implementation(model) == "routed_sdpa"
+    eager = AutoModel.from_pretrained(tiny_bert, attn_implementation="eager")
+    assert not route_attention(eager, "routed_sdpa", sdpa_attention())
+    assert attention_implementation(eager) == "eager"
 
 
 def test_an_encoders_attention_module_says_it_attends_both_ways(tiny_bert):
