@@ -11,11 +11,15 @@ from nasty_lightning.commands.cli import main
 from nasty_lightning.formats.presets import PRESETS
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+BEST_UPOS_THEN_NER = ("pos_minilm_best.yaml", "ner_minilm_best.yaml")
 
 
 def test_there_are_configs_for_every_preset():
     names = {yaml.safe_load(p.read_text())["model"]["model_name"] for p in CONFIGS}
-    assert names == set(PRESETS) | {"minilm"}
+    # and one warm start: the NER recipe that starts from the UPOS model pos_minilm_best.yaml exports
+    assert names == set(PRESETS) | {"minilm", "runs/pos_minilm_best/model"}
+    [pos_best, ner_best] = (yaml.safe_load((CONFIGS[0].parent / n).read_text()) for n in BEST_UPOS_THEN_NER)
+    assert f"{pos_best['trainer']['default_root_dir']}/model" == ner_best["model"]["model_name"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

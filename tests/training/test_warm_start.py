@@ -54,6 +54,18 @@ def test_an_entity_tagger_starts_from_a_upos_model():
     assert not model.casing.weight.any()  # the UPOS model has no casing vectors: they start at zero
 
 
+def test_a_upos_model_goes_on_as_the_upos_head_beside_new_entities():
+    # ner_minilm_best.yaml: '[ner, upos]' from a UPOS model; its classifier becomes the UPOS head, row by label
+    saved = load_file(V1 / "model.safetensors")
+    upos = Tagger.load(V1).labels
+    model = TokenTagger(str(V1), labels={"ner": ["B-ORG", "I-ORG", "O"], "upos": upos[::-1]})
+    head = model.heads["upos"]
+    for i, tag in enumerate(upos[::-1]):
+        assert torch.equal(head.weight[i], saved["classifier.weight"][upos.index(tag)]), tag
+        assert torch.equal(head.bias[i], saved["classifier.bias"][upos.index(tag)]), tag
+    assert model.model.classifier.weight.shape[0] == 3  # the entities' classifier is new
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_fit_continues_from_an_exported_model_with_a_new_label(toy_treebank, tmp_path):
