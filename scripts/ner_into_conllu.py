@@ -9,46 +9,31 @@ is looked up in ``conllu_file`` by it, and written as the treebank has it, byte 
 of its words, which gains (or replaces) ``NER=<tag>``; sentences come in the order of ``ner_file``. Tags in IOB1 or
 BIOES are written as IOB2 (as training reads them). Where the two files split a sentence into different words
 (treebank releases differ) and every tag of it is ``O``, its words all take ``O``; any other difference, and a
-sentence the treebank lacks, stops the script with the sentence's line in ``ner_file``. Prints the counts.
+sentence the treebank lacks, stops the script with the sentence's line in ``ner_file``; both files are read and
+checked as training reads them (a malformed line stops it with its line). Prints the counts.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from jsonargparse import auto_cli
 
-from nasty_lightning.formats.conllu import read_sentences, with_misc_value
+from nasty_lightning.errors import UserError
+from nasty_lightning.formats.conllu import MISC_NER, Sentence, read_lines, read_sentences, with_misc_value
 from nasty_lightning.formats.outputs import write_atomic
 
 
-def treebank_blocks(conllu_file: str) -> dict[str, list[str]]:
-    """The lines of each sentence of a CoNLL-U file, by its ``# sent_id``."""
-    blocks = {}
-    for block in Path(conllu_file).read_text(encoding="utf-8").split("\n\n"):
-        lines = block.strip("\n").split("\n")
-        ids = [line.removeprefix("# sent_id = ") for line in lines if line.startswith("# sent_id = ")]
-        if ids:
-            blocks[ids[0]] = lines
-    return blocks
-
-
-def is_word(line: str) -> bool:
-    """Whether a CoNLL-U line is a syntactic word (not a comment, a multiword token or an empty node)."""
-    return not line.startswith("#") and line.split("\t", 1)[0].isdigit()
-
-
-def with_tags(lines: list[str], tags: list[str]) -> list[str]:
-    """A treebank sentence's lines with each word's MISC holding its tag."""
-    tags_left = iter(tags)
-    out = []
-    for line in lines:
-        if is_word(line):
-            columns = line.split("\t")
-            columns[9] = with_misc_value(columns[9], "NER", next(tags_left))
-            line = "\t".join(columns)
-        out.append(line)
-    return out
+def sentence_lines(lines: list[str], sentence: Sentence, tags: list[str]) -> list[str]:
+    """A treebank sentence's lines (``lines``: the whole file's), from its first to the blank line after it, with
+    each word's MISC holding its tag."""
+    end = sentence.word_lines[-1]
+    while end < len(lines) and lines[end].strip():  # multiword tokens or empty nodes after the last word
+        end += 1
+    block = lines[sentence.line - 1 : end]
+    for number, tag in zip(sentence.word_lines, tags, strict=True):
+        columns = block[number - sentence.line].split("\t")
+        columns[9] = with_misc_value(columns[9], MISC_NER, tag)
+        block[number - sentence.line] = "\t".join(columns)
+    return block
 
 
 def main(ner_file: str, conllu_file: str, out: str) -> dict[str, int]:
@@ -59,17 +44,21 @@ def main(ner_file: str, conllu_file: str, out: str) -> dict[str, int]:
         conllu_file: The treebank file that holds those sentences.
         out: The CoNLL-U file to write.
     """
-    treebank = treebank_blocks(conllu_file)
+    try:
+        treebank = {s.tokens.metadata.get("sent_id"): s for s in read_sentences(conllu_file)}
+        lines = [line for _, line in read_lines(conllu_file)]
+        entities = read_sentences(ner_file)
+    except UserError as err:
+        raise SystemExit(str(err)) from None
     blocks, retokenized = [], 0
-    for sentence in read_sentences(ner_file):
+    for sentence in entities:
         where = f"{ner_file}:{sentence.line}"
         sent_id = sentence.tokens.metadata.get("sent_id")
         if sent_id is None:
             raise SystemExit(f"{where}: the sentence has no '# sent_id' comment to find it in {conllu_file} by")
         if sent_id not in treebank:
             raise SystemExit(f"{where}: {conllu_file} has no sentence {sent_id!r}")
-        lines, tags = treebank[sent_id], sentence.labels("ner")
-        words = [line.split("\t")[1] for line in lines if is_word(line)]
+        words, tags = treebank[sent_id].words, sentence.labels("ner")
         if words != sentence.words:
             if any(tag != "O" for tag in tags):
                 raise SystemExit(
@@ -77,7 +66,7 @@ def main(ner_file: str, conllu_file: str, out: str) -> dict[str, int]:
                     "entities: tag it by hand"
                 )
             tags, retokenized = ["O"] * len(words), retokenized + 1
-        blocks.append("\n".join(with_tags(lines, tags)) + "\n\n")
+        blocks.append("\n".join(sentence_lines(lines, treebank[sent_id], tags)) + "\n\n")
     write_atomic(out, "".join(blocks))
     counts = {"sentences": len(blocks), "other words, all O": retokenized}
     print(f"{out}: {counts}")

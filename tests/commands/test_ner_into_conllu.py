@@ -62,9 +62,9 @@ def iob2(*sentences: tuple[str, list[tuple[str, str]]]) -> str:
     return "\n".join(blocks) + "\n"
 
 
-def merge(tmp_path: Path, ner: str) -> subprocess.CompletedProcess:
+def merge(tmp_path: Path, ner: str, treebank: str = TREEBANK) -> subprocess.CompletedProcess:
     (tmp_path / "ner.iob2").write_text(ner)
-    (tmp_path / "treebank.conllu").write_text(TREEBANK)
+    (tmp_path / "treebank.conllu").write_text(treebank)
     args = ["--ner_file", tmp_path / "ner.iob2", "--conllu_file", tmp_path / "treebank.conllu"]
     return subprocess.run(
         [sys.executable, SCRIPT, *map(str, args), "--out", str(tmp_path / "out.conllu")], capture_output=True, text=True
@@ -101,6 +101,13 @@ def test_what_cannot_be_matched_stops_the_script_at_its_line(tmp_path, ner, mess
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert not (tmp_path / "out.conllu").exists()
+
+
+def test_a_malformed_treebank_line_stops_the_script_at_that_line(tmp_path):
+    treebank = TREEBANK.replace("2\tsharing\tshare\tNOUN\tNN\t_\t0\troot\t_\t_", "2\tsharing\tshare\tNOUN")
+    result = merge(tmp_path, iob2(("a-1", [("Ann", "O")])), treebank)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert re.search(r"treebank.conllu:17: expected 10 tab-separated columns, found 4", result.stderr), result.stderr
 
 
 UNER_DEV = SHARED_DATA / "uner" / "en_ewt" / "en_ewt-ud-dev.iob2"
